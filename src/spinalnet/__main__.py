@@ -1,0 +1,5 @@
+import sys
+
+from spinalnet.cli import main
+
+sys.exit(main())
