@@ -1,0 +1,101 @@
+"""Small datasets held in memory as tensors, split and served in whole batches (no per-sample work)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from spinalnet.errors import UsageError
+
+
+@dataclass
+class ImageArrays:
+    """Images ``(N, C, H, W)`` (uint8 0..255, or float) and integer labels ``(N,)``."""
+
+    images: Tensor
+    labels: Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise UsageError(f"images must be N x C x H x W, got shape {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise UsageError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: Tensor) -> "ImageArrays":
+        return ImageArrays(self.images[index], self.labels[index])
+
+
+def as_image_arrays(images: np.ndarray, labels: np.ndarray, source: str) -> ImageArrays:
+    """Validate and convert arrays: N x H x W or N x C x H x W images, N integer labels, no NaN/inf."""
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4:
+        raise UsageError(f"{source}: images must be N x H x W or N x C x H x W, got shape {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise UsageError(f"{source}: expected {len(images)} labels in a 1-D array, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.issubdtype(labels.dtype, np.floating) or not np.all(np.mod(labels, 1) == 0):
+            raise UsageError(f"{source}: labels must be integers, got dtype {labels.dtype}")
+    if len(labels) and labels.min() < 0:
+        raise UsageError(f"{source}: labels must be >= 0, found {labels.min()}")
+    if images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.number):
+            raise UsageError(f"{source}: images must be numeric, got dtype {images.dtype}")
+        images = images.astype(np.float32)
+        if not np.isfinite(images).all():
+            raise UsageError(f"{source}: images contain NaN or inf")
+    return ImageArrays(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.astype(np.int64)))
+
+
+def split_fraction(n: int, fraction: float, seed: int, what: str = "validation") -> tuple[Tensor, Tensor]:
+    """Seeded random split of ``range(n)`` into (rest, part) with ``len(part) = round(n * fraction)``."""
+    if not 0.0 < fraction < 1.0:
+        raise UsageError(f"{what} fraction must be between 0 and 1 (exclusive), got {fraction}")
+    size = round(n * fraction)
+    if size < 1 or size >= n:
+        raise UsageError(f"a {what} fraction of {fraction} of {n} samples leaves an empty split")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[size:].sort().values, perm[:size].sort().values
+
+
+class ArrayLoader:
+    """Iterates over whole batches of an :class:`ImageArrays`, shuffled by (seed, epoch), sharded by rank.
+
+    Every (head, seed) run with the same seed sees exactly the same batches in the same order.
+    """
+
+    def __init__(self, data: ImageArrays, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1) -> None:
+        self.data, self.batch_size, self.shuffle, self.seed = data, batch_size, shuffle, seed
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> Tensor:
+        n = len(self.data)
+        if self.shuffle:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        else:
+            order = torch.arange(n)
+        per_rank = n // self.world_size if self.world_size > 1 else n
+        return order[self.rank * per_rank : (self.rank + 1) * per_rank] if self.world_size > 1 else order
+
+    def __len__(self) -> int:
+        n = len(self.data) // self.world_size
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        order = self._indices()
+        for b in range(len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.data.images[idx], self.data.labels[idx]

@@ -1,0 +1,105 @@
+"""Image-folder datasets (ImageFolder layout), read per sample through PIL transforms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from spinalnet.data.arrays import split_fraction
+from spinalnet.data.locate import DataOptions, not_found
+from spinalnet.errors import UsageError
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+TRAIN_DIRS = ("train", "Training")
+TEST_DIRS = ("test", "Test", "val", "valid")
+FOLDER_DATASETS = {"cinic10", "bird225", "fruits360", "hymenoptera", "imagenet"}
+DOWNLOADS = {"hymenoptera": "https://download.pytorch.org/tutorial/hymenoptera_data.zip"}
+
+
+def image_transforms(size: int, train: bool) -> v2.Compose:
+    """The paper's transfer-learning recipe: resize, rotation 15, crop, flip; eval: resize + centre crop."""
+    tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    resize = v2.Resize(int(round(size * 8 / 7)), antialias=True)
+    if train:
+        return v2.Compose([resize, v2.RandomRotation(15), v2.RandomCrop(size), v2.RandomHorizontalFlip(), *tail])
+    return v2.Compose([resize, v2.CenterCrop(size), *tail])
+
+
+class TransformedSubset(Dataset):
+    """``base[indices]`` with images converted to RGB and passed through ``transform``."""
+
+    def __init__(self, base: Dataset, indices: Tensor, transform, labels: np.ndarray) -> None:
+        self.base, self.indices, self.transform, self.all_labels = base, indices, transform, labels
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.all_labels[self.indices.numpy()]
+
+    def subset(self, index: Tensor, transform=None) -> "TransformedSubset":
+        return TransformedSubset(self.base, self.indices[index], transform or self.transform, self.all_labels)
+
+    def __getitem__(self, i: int):
+        image, label = self.base[int(self.indices[i])]
+        if hasattr(image, "convert"):
+            image = image.convert("RGB")
+        return self.transform(image), int(label)
+
+
+def _image_folder(path: Path) -> torchvision.datasets.ImageFolder:
+    try:
+        return torchvision.datasets.ImageFolder(str(path))
+    except (FileNotFoundError, OSError) as err:
+        raise UsageError(f"{path}: not an image folder with one sub-folder per class ({err})") from None
+
+
+def _subdir(root: Path, names: tuple[str, ...]) -> Path | None:
+    return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+def find_folder_root(name: str, options: DataOptions) -> Path:
+    for d in options.candidate_dirs(name) + [options.download_root(name)]:
+        if _subdir(d, TRAIN_DIRS) is not None:
+            return d
+    if options.download and name in DOWNLOADS:
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        root = options.download_root(name)
+        download_and_extract_archive(DOWNLOADS[name], str(root))
+        for d in [root, *root.iterdir()]:
+            if _subdir(d, TRAIN_DIRS) is not None:
+                return d
+    how = (f"Put it in --data-dir DIR as DIR/{name}/train/<class>/*.jpg and DIR/{name}/test/<class>/*.jpg"
+           + (" or pass --download." if name in DOWNLOADS else "; it cannot be downloaded automatically."))
+    raise not_found(name, options, options.candidate_dirs(name), how)
+
+
+def load_folder(root: Path, options: DataOptions, size: int) -> tuple[TransformedSubset, TransformedSubset, int, list[str]]:
+    """Train and test subsets from ``root/train`` + ``root/test`` (or val), or one folder split 80/20."""
+    if not root.is_dir():
+        raise UsageError(f"folder dataset {root} does not exist")
+    train_dir = _subdir(root, TRAIN_DIRS)
+    train_tf, eval_tf = image_transforms(size, True), image_transforms(size, False)
+    if train_dir is None:
+        pool = _image_folder(root)
+        labels = np.asarray(pool.targets)
+        train_idx, test_idx = split_fraction(len(pool), 0.2, options.split_seed, "test")
+        return (TransformedSubset(pool, train_idx, train_tf, labels),
+                TransformedSubset(pool, test_idx, eval_tf, labels), len(pool.classes), pool.classes)
+    test_dir = _subdir(root, TEST_DIRS)
+    if test_dir is None:
+        raise UsageError(f"{root} has {train_dir.name}/ but no test/ (or val/) folder")
+    train, test = _image_folder(train_dir), _image_folder(test_dir)
+    if train.classes != test.classes:
+        raise UsageError(f"{train_dir} and {test_dir} have different class folders")
+    return (TransformedSubset(train, torch.arange(len(train)), train_tf, np.asarray(train.targets)),
+            TransformedSubset(test, torch.arange(len(test)), eval_tf, np.asarray(test.targets)),
+            len(train.classes), train.classes)

@@ -1,0 +1,65 @@
+"""Google Quick Draw in the numpy bitmap format: one CATEGORY.npy per class, N x 784 uint8."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spinalnet.data.arrays import ImageArrays, split_fraction
+from spinalnet.data.locate import DataOptions, not_found
+from spinalnet.errors import UsageError
+
+URL = "https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap/{category}.npy"
+#: 24 everyday categories, the size of the TensorFlow reimplementation's subset.
+DEFAULT_CATEGORIES = (
+    "airplane", "apple", "banana", "bicycle", "bird", "book", "car", "cat", "chair", "clock", "cup", "dog",
+    "door", "eye", "fish", "flower", "guitar", "house", "key", "moon", "pizza", "star", "sun", "tree",
+)
+TEST_FRACTION = 0.15
+
+
+def _download(category: str, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".npy.part")
+    with urllib.request.urlopen(URL.format(category=category.replace(" ", "%20"))) as response, open(tmp, "wb") as out:
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+    tmp.replace(dest)
+
+
+def _load_category(path: Path) -> np.ndarray:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise UsageError(f"{path}: not a readable .npy file ({err})") from None
+    if arr.ndim != 2 or arr.shape[1] != 784 or arr.dtype != np.uint8:
+        raise UsageError(f"{path}: expected an N x 784 uint8 array (28x28 bitmaps), got {arr.shape} {arr.dtype}")
+    return arr
+
+
+def load_quickdraw(options: DataOptions) -> tuple[ImageArrays, ImageArrays, list[str]]:
+    """``samples_per_class`` seeded drawings per category; 15% of them are the test set."""
+    categories = list(options.categories or DEFAULT_CATEGORIES)
+    if len(set(categories)) != len(categories) or len(categories) < 2:
+        raise UsageError(f"Quick Draw needs at least two distinct categories, got {categories}")
+    dirs = options.candidate_dirs("quickdraw") + [options.download_root("quickdraw")]
+    images, labels = [], []
+    for label, category in enumerate(categories):
+        path = next((d / f"{category}.npy" for d in dirs if (d / f"{category}.npy").is_file()), None)
+        if path is None and options.download:
+            path = options.download_root("quickdraw") / f"{category}.npy"
+            _download(category, path)
+        if path is None:
+            raise not_found("quickdraw", options, dirs,
+                            f"Missing {category}.npy: pass --download, or --data-dir DIR with DIR/quickdraw/{category}.npy.")
+        arr = _load_category(path)
+        rng = np.random.default_rng(options.split_seed + label)
+        take = np.sort(rng.permutation(len(arr))[: options.samples_per_class])
+        images.append(np.asarray(arr[take]).reshape(-1, 1, 28, 28))
+        labels.append(np.full(len(take), label, dtype=np.int64))
+    x, y = torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+    train_idx, test_idx = split_fraction(len(y), TEST_FRACTION, options.split_seed, "test")
+    return ImageArrays(x[train_idx], y[train_idx]), ImageArrays(x[test_idx], y[test_idx]), categories

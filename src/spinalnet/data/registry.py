@@ -1,0 +1,153 @@
+"""Dataset names -> train / validation / test splits with their facts (classes, size, normalisation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Union
+
+import torch
+from torch.utils.data import Dataset
+
+from spinalnet.data import folders, npz, quickdraw, vision_sets
+from spinalnet.data.arrays import ImageArrays, split_fraction
+from spinalnet.data.locate import DataOptions
+from spinalnet.errors import UsageError, unknown_name
+
+Split = Union[ImageArrays, "folders.TransformedSubset"]
+
+
+@dataclass
+class DataSplits:
+    """Everything a run needs to know about its data. ``in_memory`` splits are :class:`ImageArrays`."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    channels: int
+    image_size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: str
+    classes: list[str] | None = None
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.train, ImageArrays)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    kind: str          # "idx", "emnist", "qmnist", "cifar", "svhn-stl", "per-sample", "folder", "quickdraw"
+    augment: str       # default augmentation preset
+    description: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo("idx", "none", "MNIST handwritten digits, 28x28 grey, 10 classes"),
+    "fashion-mnist": DatasetInfo("idx", "none", "Fashion-MNIST clothing, 28x28 grey, 10 classes"),
+    "kmnist": DatasetInfo("idx", "none", "Kuzushiji-MNIST, 28x28 grey, 10 classes"),
+    "qmnist": DatasetInfo("qmnist", "none", "QMNIST digits (60k test), 28x28 grey, 10 classes"),
+    "emnist-digits": DatasetInfo("emnist", "none", "EMNIST digits, 28x28 grey, 10 classes"),
+    "emnist-letters": DatasetInfo("emnist", "none", "EMNIST letters, 28x28 grey, 26 classes"),
+    "emnist-balanced": DatasetInfo("emnist", "none", "EMNIST balanced, 28x28 grey, 47 classes"),
+    "cifar10": DatasetInfo("cifar", "crop-flip", "CIFAR-10, 32x32 colour, 10 classes"),
+    "cifar100": DatasetInfo("cifar", "crop-flip", "CIFAR-100, 32x32 colour, 100 classes"),
+    "svhn": DatasetInfo("svhn-stl", "crop", "SVHN house numbers, 32x32 colour, 10 classes"),
+    "stl10": DatasetInfo("svhn-stl", "crop-flip", "STL-10, 96x96 colour, 10 classes"),
+    "caltech101": DatasetInfo("per-sample", "transfer", "Caltech-101 (seeded 80/20 train/test split), 101 classes"),
+    "stanford-cars": DatasetInfo("per-sample", "transfer", "Stanford Cars, 196 classes"),
+    "flowers102": DatasetInfo("per-sample", "transfer", "Oxford-102 Flowers (train+val for training), 102 classes"),
+    "cinic10": DatasetInfo("folder", "transfer", "CINIC-10 image folder, 10 classes"),
+    "bird225": DatasetInfo("folder", "transfer", "Bird-225 image folder, 225 classes"),
+    "fruits360": DatasetInfo("folder", "transfer", "Fruits-360 image folder (Training/ and Test/)"),
+    "hymenoptera": DatasetInfo("folder", "transfer", "ants vs bees (PyTorch tutorial), 2 classes"),
+    "imagenet": DatasetInfo("folder", "transfer", "ImageNet in ImageFolder layout (train/ and val/)"),
+    "quickdraw": DatasetInfo("quickdraw", "none", "Google Quick Draw numpy bitmaps, 28x28 grey, 24 categories by default"),
+}
+PREFIXED = {"folder:": "any ImageFolder tree: PATH/train + PATH/test, or one folder split 80/20",
+            "npz:": "your arrays: x (N x H x W or N x C x H x W), y (N integer labels), optional x_test/y_test"}
+DEFAULT_FOLDER_SIZE = 224
+
+
+def dataset_names() -> list[str]:
+    return list(DATASETS) + [f"{p}PATH" for p in PREFIXED]
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the training images, in [0, 1] units, in bounded memory."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    square = torch.zeros_like(total)
+    scale = 255.0 if images.dtype == torch.uint8 else 1.0
+    for chunk in images.split(4096):
+        x = chunk.double() / scale
+        total += x.sum((0, 2, 3))
+        square += x.pow(2).sum((0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (square / count - mean.pow(2)).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _check_labels(train: ImageArrays, test: ImageArrays, num_classes: int, name: str) -> None:
+    for what, part in (("training", train), ("test", test)):
+        if len(part) and int(part.labels.max()) >= num_classes:
+            raise UsageError(f"{name}: {what} label {int(part.labels.max())} is out of range for {num_classes} classes")
+
+
+def _in_memory(name: str, train_pool: ImageArrays, test: ImageArrays, options: DataOptions, augment: str,
+               num_classes: int | None = None, classes: list[str] | None = None) -> DataSplits:
+    if train_pool.images.shape[1:] != test.images.shape[1:]:
+        raise UsageError(f"{name}: training images are {tuple(train_pool.images.shape[1:])}, "
+                         f"test images {tuple(test.images.shape[1:])}")
+    num_classes = num_classes or int(max(train_pool.labels.max(), test.labels.max())) + 1
+    _check_labels(train_pool, test, num_classes, name)
+    train_idx, val_idx = split_fraction(len(train_pool), options.val_fraction, options.split_seed)
+    train = train_pool.subset(train_idx)
+    mean, std = _channel_stats(train.images)
+    _, c, h, w = train.images.shape
+    return DataSplits(name, train, train_pool.subset(val_idx), test, num_classes, c, (h, w), mean, std,
+                      augment, classes)
+
+
+def _per_sample(name: str, train_pool, test, num_classes: int, options: DataOptions, size: int,
+                classes: list[str] | None = None) -> DataSplits:
+    train_idx, val_idx = split_fraction(len(train_pool), options.val_fraction, options.split_seed)
+    val = train_pool.subset(val_idx, folders.image_transforms(size, False))
+    return DataSplits(name, train_pool.subset(train_idx), val, test, num_classes, 3, (size, size),
+                      folders.IMAGENET_MEAN, folders.IMAGENET_STD, "transfer", classes)
+
+
+def load_dataset(name: str, options: DataOptions | None = None) -> DataSplits:
+    """Resolve ``name`` (a registered name, ``folder:PATH`` or ``npz:PATH``) into train / val / test."""
+    options = options or DataOptions()
+    size = options.image_size or DEFAULT_FOLDER_SIZE
+    if name.startswith("npz:"):
+        train, test = npz.load_npz(Path(name[4:]).expanduser(), options.split_seed)
+        return _in_memory(name, train, test, options, "none")
+    if name.startswith("folder:"):
+        train, test, n, classes = folders.load_folder(Path(name[7:]).expanduser(), options, size)
+        return _per_sample(name, train, test, n, options, size, classes)
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, dataset_names())
+    info = DATASETS[name]
+    loaders: dict[str, Callable] = {
+        "idx": vision_sets.load_idx_dataset, "emnist": vision_sets.load_emnist,
+        "qmnist": vision_sets.load_qmnist, "cifar": vision_sets.load_cifar, "svhn-stl": vision_sets.load_svhn_stl,
+    }
+    if info.kind in loaders:
+        train, test = loaders[info.kind](name, options)
+        fixed = {"emnist-letters": 26, "emnist-balanced": 47, "cifar100": 100}.get(name, 10)
+        return _in_memory(name, train, test, options, info.augment, num_classes=fixed)
+    if info.kind == "quickdraw":
+        train, test, categories = quickdraw.load_quickdraw(options)
+        return _in_memory(name, train, test, options, info.augment, len(categories), categories)
+    if info.kind == "per-sample":
+        train, test, n = vision_sets.load_per_sample(name, options, folders.image_transforms(size, True),
+                                                     folders.image_transforms(size, False))
+        return _per_sample(name, train, test, n, options, size)
+    root = folders.find_folder_root(name, options)
+    train, test, n, classes = folders.load_folder(root, options, size)
+    return _per_sample(name, train, test, n, options, size, classes)

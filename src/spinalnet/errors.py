@@ -1,0 +1,22 @@
+"""Errors that mean "the user asked for something that cannot work" (CLI: one line, exit code 2)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class UsageError(ValueError):
+    """Bad input from the user, reported as one line without a traceback."""
+
+
+class DataNotFoundError(UsageError):
+    """A dataset is not on disk and may not be downloaded."""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str]) -> UsageError:
+    """``unknown dataset 'fasion-mnist' (did you mean 'fashion-mnist'?); known: ...``"""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return UsageError(f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}")
