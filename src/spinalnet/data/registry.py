@@ -76,6 +76,11 @@ def dataset_names() -> list[str]:
     return list(DATASETS) + [f"{p}PATH" for p in PREFIXED]
 
 
+def check_dataset_name(name: str) -> None:
+    if not name.startswith(tuple(PREFIXED)) and name not in DATASETS:
+        raise unknown_name("dataset", name, dataset_names())
+
+
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of the training images, in [0, 1] units, in bounded memory."""
     total = torch.zeros(images.shape[1], dtype=torch.float64)
@@ -130,8 +135,7 @@ def load_dataset(name: str, options: DataOptions | None = None) -> DataSplits:
     if name.startswith("folder:"):
         train, test, n, classes = folders.load_folder(Path(name[7:]).expanduser(), options, size)
         return _per_sample(name, train, test, n, options, size, classes)
-    if name not in DATASETS:
-        raise unknown_name("dataset", name, dataset_names())
+    check_dataset_name(name)
     info = DATASETS[name]
     loaders: dict[str, Callable] = {
         "idx": vision_sets.load_idx_dataset, "emnist": vision_sets.load_emnist,

@@ -65,6 +65,24 @@ def create_model(name: str, num_classes: int, *, in_channels: int = 1, image_siz
     return model
 
 
+def check_model_name(name: str) -> None:
+    """Raise UsageError (with a suggestion) for a name that :func:`create_model` would not know."""
+    if name.startswith("tv:"):
+        import torchvision
+
+        if name[3:] not in torchvision.models.list_models():
+            raise unknown_name("torchvision model", name[3:], torchvision.models.list_models())
+    elif name.startswith("timm:"):
+        try:
+            import timm
+        except ImportError:
+            raise UsageError("timm models need timm: pip install 'spinalnet[timm]'") from None
+        if not timm.is_model(name[5:]):
+            raise unknown_name("timm model", name[5:], timm.list_models())
+    elif name not in MODELS:
+        raise unknown_name("model", name, model_names())
+
+
 def external_input(name: str) -> bool:
     """tv: and timm: backbones take 3-channel images of at least 32x32."""
     return name.startswith(("tv:", "timm:"))

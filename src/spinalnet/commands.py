@@ -1,0 +1,117 @@
+"""The sub-commands of ``spinalnet``: each adds its parser and runs from parsed arguments."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from spinalnet.layers import SpinalLinear
+
+
+def add_describe(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("describe", help="show which inputs every layer of a SpinalLinear reads",
+                       description="Show which input features every hidden layer of a SpinalLinear reads, and "
+                       "compare its parameter count with a two-layer fully connected head of the same width.")
+    p.add_argument("in_features", type=int, help="input width, e.g. 320 for the MNIST default CNN")
+    p.add_argument("out_features", type=int, help="output width, e.g. the number of classes")
+    p.add_argument("--layer-width", type=int, default=8, help="hidden width (default: 8)")
+    p.add_argument("--num-layers", type=int, default=6, help="hidden layers (default: 6)")
+    p.add_argument("--num-splits", type=int, default=2, help="input splits (default: 2)")
+    p.set_defaults(func=run_describe)
+
+
+def run_describe(args: argparse.Namespace) -> None:
+    layer = SpinalLinear(args.in_features, args.out_features, layer_width=args.layer_width,
+                         num_layers=args.num_layers, num_splits=args.num_splits)
+    print(layer.describe())
+    hidden = args.layer_width * args.num_layers
+    fc = args.in_features * hidden + hidden + hidden * args.out_features + args.out_features
+    print(f"  a Linear({args.in_features} -> {hidden}) + Linear({hidden} -> {args.out_features}) head "
+          f"of the same total width has {fc:,} parameters ({fc / layer.num_params:.2f}x)")
+
+
+def add_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list dataset and model names", description="List dataset and model names.")
+    p.set_defaults(func=run_list)
+
+
+def run_list(args: argparse.Namespace) -> None:
+    from spinalnet.data import DATASETS, PREFIXED as DATA_PREFIXED
+    from spinalnet.models import MODELS
+    from spinalnet.models.registry import PREFIXED as MODEL_PREFIXED
+
+    print("datasets:")
+    for name, info in DATASETS.items():
+        print(f"  {name:<18}{info.description}")
+    for prefix, text in DATA_PREFIXED.items():
+        print(f"  {prefix + 'PATH':<18}{text}")
+    print("models:")
+    for name, info in MODELS.items():
+        print(f"  {name:<18}{info.description}")
+    for prefix, text in MODEL_PREFIXED.items():
+        print(f"  {prefix + 'NAME':<18}{text}")
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from spinalnet.training.config import add_config_arguments
+
+    p = sub.add_parser("train", help="train one model (one head, one seed)",
+                       description="Train one model; validation picks the checkpoint, the test set is used once.")
+    add_config_arguments(p)
+    p.set_defaults(func=run_train)
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from spinalnet.training.config import config_from_args
+    from spinalnet.training.train import train
+
+    result = train(config_from_args(args))
+    print(f"{result['head']} head: test accuracy {result['test_acc']:.2f}% (validation {result['val_acc']:.2f}%), "
+          f"{result['params']:,} parameters, {result['train_seconds']:.1f} s; "
+          f"best checkpoint {result['best_checkpoint']}")
+
+
+def add_compare(sub: argparse._SubParsersAction) -> None:
+    from spinalnet.training.config import CompareConfig, add_config_arguments
+
+    p = sub.add_parser("compare", help="ordinary (fc) vs Spinal head: several seeds, statistics, plots",
+                       description="Train the fc head and the Spinal head for every seed with identical data "
+                       "order, augmentation and schedule; print a table and write results.json, results.csv, "
+                       "curves.png and summary.png to --output.")
+    add_config_arguments(p, CompareConfig, skip=("head",))
+    p.set_defaults(func=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> None:
+    from spinalnet.compare import compare
+    from spinalnet.training.config import CompareConfig, config_from_args
+
+    compare(config_from_args(args, CompareConfig))
+
+
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a checkpoint on its dataset",
+                       description="Evaluate a checkpoint written by train or compare on the test split "
+                       "of the dataset it was trained on.")
+    p.add_argument("checkpoint", type=Path, help="a .ckpt file (e.g. RUN/checkpoints/best.ckpt)")
+    p.add_argument("--split", choices=("test", "val"), default="test", help="which split (default: test)")
+    p.add_argument("--data-dir", help="where to look for the dataset (default: as in training)")
+    p.add_argument("--batch-size", type=int, help="evaluation batch size (default: as in training)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> None:
+    from spinalnet.training.evaluate import evaluate
+
+    overrides = {k: v for k, v in (("data_dir", args.data_dir), ("batch_size", args.batch_size)) if v is not None}
+    result = evaluate(args.checkpoint, args.split, overrides)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['dataset']} {result['split']} accuracy {result['accuracy']:.2f}% on {result['samples']:,} "
+              f"images ({result['model']}, {result['head']} head)")
+
+
+COMMANDS = [add_train, add_compare, add_eval, add_list, add_describe]

@@ -1,0 +1,149 @@
+"""``spinalnet compare``: the fc head against the Spinal head, same data, order, augmentation and schedule."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import platform
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+import spinalnet
+from spinalnet.data import load_dataset
+from spinalnet.errors import UsageError
+from spinalnet.plots import plot_curves, plot_summary
+from spinalnet.stats import error_reduction_pct, mean_std, welch_p_value
+from spinalnet.training.config import CompareConfig, TrainConfig
+from spinalnet.training.run_files import atomic_write_text, read_json, write_json
+from spinalnet.training.train import RESULT_FILE, data_options, default_run_dir, train
+
+HEADS = ("fc", "spinal")
+CSV_COLUMNS = ("head", "seed", "test_acc", "val_acc", "params", "head_params", "epochs", "train_seconds",
+               "images_per_second")
+
+
+def versions() -> dict[str, str]:
+    import lightning
+    import numpy
+    import torchvision
+
+    return {"spinalnet": spinalnet.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "lightning": lightning.__version__, "numpy": numpy.__version__}
+
+
+def hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per head: lists over seeds and their mean +- std; overall: error reduction and p-value."""
+    summary: dict[str, Any] = {}
+    for head in HEADS:
+        mine = sorted((r for r in runs if r["head"] == head), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        acc = [r["test_acc"] for r in mine]
+        m, s = mean_std(acc)
+        summary[head] = {
+            "seeds": [r["seed"] for r in mine], "test_acc": acc, "test_acc_mean": round(m, 4),
+            "test_acc_std": round(s, 4), "val_acc": [r["val_acc"] for r in mine],
+            "params": mine[0]["params"], "head_params": mine[0]["head_params"],
+            "train_seconds": [r["train_seconds"] for r in mine],
+            "images_per_second": round(sum(r["images_per_second"] for r in mine) / len(mine), 1),
+        }
+    if all(h in summary for h in HEADS):
+        red = error_reduction_pct(summary["fc"]["test_acc"], summary["spinal"]["test_acc"])
+        p = welch_p_value(summary["fc"]["test_acc"], summary["spinal"]["test_acc"])
+        summary["error_reduction_pct"] = None if red is None else round(red, 3)
+        summary["p_value"] = None if p is None else round(p, 6)
+    return summary
+
+
+def format_table(summary: dict[str, Any], title: str) -> str:
+    lines = [title, f"{'head':<8}{'test acc (%)':>18}{'val acc (%)':>14}{'params':>12}{'head params':>13}"
+                    f"{'train s':>10}{'img/s':>10}"]
+    for head in HEADS:
+        if head not in summary:
+            continue
+        s = summary[head]
+        val = [v for v in s["val_acc"] if v is not None]
+        val_text = f"{sum(val) / len(val):.2f}" if val else "-"
+        lines.append(f"{head:<8}{s['test_acc_mean']:>11.2f} +- {s['test_acc_std']:<4.2f}{val_text:>13}"
+                     f"{s['params']:>12,}{s['head_params']:>13,}{sum(s['train_seconds']) / len(s['train_seconds']):>10.1f}"
+                     f"{s['images_per_second']:>10,.0f}")
+    if "error_reduction_pct" in summary:
+        red, p = summary["error_reduction_pct"], summary["p_value"]
+        n = len(summary["fc"]["test_acc"])
+        red_text = "n/a" if red is None else f"{red:+.2f}%"
+        p_text = "n/a (needs >= 2 seeds)" if p is None else f"{p:.4f}"
+        lines.append(f"error reduction, spinal vs fc: {red_text}   Welch t-test p = {p_text}   ({n} seed(s) per head)")
+    return "\n".join(lines)
+
+
+def write_csv(runs: list[dict[str, Any]], path: Path) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for run in sorted(runs, key=lambda r: (r["seed"], r["head"])):
+        writer.writerow(run)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _prepare_output(config: CompareConfig) -> Path:
+    out = Path(config.output) if config.output else default_run_dir(config)
+    if (out / "results.json").exists() and not (config.force or config.resume):
+        raise UsageError(f"{out} already holds a finished comparison; pass --force to overwrite it "
+                         "or choose another --output")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"output directory {out} is not writable")
+    return out
+
+
+def compare(config: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train both heads for every seed; write results.json, results.csv, curves.png and summary.png."""
+    config.validate()
+    splits = load_dataset(config.dataset, data_options(config))  # loaded once, shared by every run
+    out = _prepare_output(config)
+    base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
+    runs: list[dict[str, Any]] = []
+    for seed in range(config.seed, config.seed + config.seeds):
+        for head in HEADS:
+            run_dir = out / "runs" / f"{head}-seed{seed}"
+            done = run_dir / RESULT_FILE
+            if config.resume and done.is_file() and not config.force:
+                log(f"[{head} seed {seed}] finished earlier, kept: {run_dir}")
+                runs.append(read_json(done))
+                continue
+            log(f"[{head} seed {seed}] training {config.model} on {config.dataset} for {config.epochs} epoch(s)")
+            run_config = TrainConfig.from_dict({**base, "head": head, "seed": seed, "output": str(run_dir)})
+            result = train(run_config, splits, run_dir)
+            log(f"[{head} seed {seed}] test accuracy {result['test_acc']:.2f}% "
+                f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
+            runs.append(result)
+    summary = summarize(runs)
+    title = f"{config.dataset} / {config.model}: {config.seeds} seed(s) x {config.epochs} epoch(s)"
+    results = {
+        "dataset": config.dataset, "model": config.model,
+        **{h: summary[h] for h in HEADS}, "error_reduction_pct": summary.get("error_reduction_pct"),
+        "p_value": summary.get("p_value"),
+        "config": config.to_dict(), "versions": versions(), "hardware": hardware(),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+    }
+    write_json(out / "results.json", results)
+    write_csv(runs, out / "results.csv")
+    plot_curves(runs, out / "curves.png", title)
+    plot_summary(summary, out / "summary.png", title)
+    log("")
+    log(format_table(summary, title))
+    log(f"wrote {out}/results.json, results.csv, curves.png, summary.png")
+    return results

@@ -1,0 +1,65 @@
+"""Training-loop extras: throughput measurement and the paper's random learning-rate restarts."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+
+
+class Throughput(L.Callback):
+    """Images per second of the training loop alone (data, forward, backward, step), per epoch."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.images = 0
+        self._start = 0.0
+        self._epoch_images = 0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start, self._epoch_images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._epoch_images += len(batch[1]) * trainer.world_size
+        elapsed = time.perf_counter() - self._start
+        if elapsed > 0:
+            pl_module.log("img_per_s", self._epoch_images / elapsed, on_step=True, on_epoch=False,
+                          prog_bar=True, logger=False)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and self._epoch_images:
+            self.seconds += time.perf_counter() - self._start
+            self.images += self._epoch_images
+            self._epoch_images = 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+class RandomRestartLR(L.Callback):
+    """The paper's trick, driven by validation accuracy: when it stalls, LR = base LR * U(0,1)^3."""
+
+    def __init__(self, base_lr: float, seed: int) -> None:
+        self.base_lr, self.best = base_lr, -1.0
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        acc = float(trainer.callback_metrics.get("val_acc", -1.0))
+        if acc > self.best:
+            self.best = acc
+            return
+        lr = self.base_lr * float(torch.rand((), generator=self.generator)) ** 3
+        for opt in trainer.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,109 @@
+"""The LightningModule shared by every run: model, device-side data transform, loss, metrics, optimiser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from spinalnet.data import DeviceTransform, augment_spec
+from spinalnet.models import SpinalOptions, create_model, external_input
+from spinalnet.training.config import TrainConfig
+
+
+def data_facts(splits) -> dict[str, Any]:
+    """What the module needs to know about the data; stored in the checkpoint with the config."""
+    return {"num_classes": splits.num_classes, "channels": splits.channels, "image_size": list(splits.image_size),
+            "mean": list(splits.mean), "std": list(splits.std), "augment": splits.augment,
+            "in_memory": splits.in_memory, "classes": splits.classes}
+
+
+def model_input(config: TrainConfig, facts: dict[str, Any]) -> tuple[int, tuple[int, int]]:
+    """Channels and size the model sees: tv:/timm: backbones get 3 channels and at least 32 pixels."""
+    size = tuple(facts["image_size"])
+    if config.image_size is not None:
+        size = (config.image_size, config.image_size)
+    channels = facts["channels"]
+    if external_input(config.model):
+        channels = 3
+        size = (max(size[0], 32), max(size[1], 32))
+    return channels, size
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, config: dict[str, Any], facts: dict[str, Any]) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = cfg = TrainConfig.from_dict(config)
+        channels, size = model_input(cfg, facts)
+        options = SpinalOptions(cfg.layer_width, cfg.num_layers, cfg.num_splits, cfg.spinal_dropout)
+        self.model = create_model(cfg.model, facts["num_classes"], in_channels=channels, image_size=size,
+                                  head=cfg.head, spinal_options=options, pretrained=cfg.pretrained,
+                                  freeze_backbone=cfg.freeze_backbone)
+        self.transform = None
+        if facts["in_memory"]:
+            augment = augment_spec(cfg.augment or facts["augment"])
+            self.transform = DeviceTransform(tuple(facts["mean"]), tuple(facts["std"]), augment,
+                                             size=size, channels=channels)
+        self.generator: torch.Generator | None = None
+
+    # ------------------------------------------------------------------ steps
+    def on_train_epoch_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "set_epoch"):
+            datamodule.set_epoch(self.current_epoch)
+        # Same augmentation for every head with the same seed; distinct per epoch and rank.
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed((self.config.seed * 1_000_003 + self.current_epoch) * 4099 + self.global_rank)
+
+    def _inputs(self, x: Tensor, train: bool) -> Tensor:
+        if self.transform is None:
+            return x
+        return self.transform(x, self.generator if train else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(self._inputs(x, False))
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str, train: bool) -> Tensor:
+        x, y = batch
+        logits = self.model(self._inputs(x, train))
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing if train else 0.0)
+        acc = (logits.argmax(1) == y).float().mean() * 100
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=len(y),
+                 sync_dist=not train)
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y),
+                 sync_dist=not train)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        return self._step(batch, "train", True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val", False)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test", False)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        cfg = self.config
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.schedule == "step":
+            sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
+            return {"optimizer": opt, "lr_scheduler": sched}
+        if cfg.schedule == "cosine":
+            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)}
+        if cfg.schedule == "onecycle":
+            steps = int(self.trainer.estimated_stepping_batches)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return opt

@@ -1,0 +1,119 @@
+"""``train()``: one model, one seed, validation picks the checkpoint, the test set is used once."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from spinalnet.data import DataOptions, DataSplits, load_dataset
+from spinalnet.training.callbacks import RandomRestartLR, Throughput
+from spinalnet.training.config import TrainConfig
+from spinalnet.training.datamodule import SplitsDataModule
+from spinalnet.training.module import Classifier, data_facts
+from spinalnet.training.run_files import write_json
+
+RESULT_FILE = "result.json"
+
+
+class ValHistory(L.Callback):
+    """Validation accuracy per epoch; kept in checkpoints so a resumed run has its whole curve."""
+
+    def __init__(self) -> None:
+        self.val_acc: list[float] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
+            self.val_acc.append(round(float(trainer.callback_metrics["val_acc"]), 4))
+
+    def state_dict(self) -> dict:
+        return {"val_acc": self.val_acc}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.val_acc = list(state["val_acc"])
+
+
+def quiet_lightning() -> None:
+    """Keep the console to our table and the progress bar."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*GPU available but not used.*",
+                    ".*is an iterable.*", ".*LeafSpec.*", ".*`isinstance.*treespec.*",
+                    ".*srun.*", ".*smaller than the logging interval.*", ".*Consider setting `persistent_workers=True`.*", ".*TPU available.*"):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def data_options(config: TrainConfig) -> DataOptions:
+    return DataOptions(data_dir=Path(config.data_dir).expanduser() if config.data_dir else None,
+                       download=config.download, val_fraction=config.val_fraction, split_seed=config.split_seed,
+                       image_size=config.image_size, categories=list(config.categories),
+                       samples_per_class=config.samples_per_class)
+
+
+def default_run_dir(config: TrainConfig, root: str = "runs") -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(config.dataset).name}-{config.model}")
+    return Path(root) / f"{slug}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def count_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | None = None) -> dict[str, Any]:
+    """Fit ``config`` and return (and write to ``run_dir/result.json``) its metrics."""
+    quiet_lightning()
+    config.validate()
+    splits = splits if splits is not None else load_dataset(config.dataset, data_options(config))
+    run_dir = Path(run_dir or config.output or default_run_dir(config))
+    facts = data_facts(splits)
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = Classifier(config.to_dict(), facts)
+    datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
+
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_acc", mode="max",
+                                 save_last=True, enable_version_counter=False)
+    throughput, history = Throughput(), ValHistory()
+    callbacks: list[L.Callback] = [checkpoint, throughput, history]
+    if config.schedule == "random-restart":
+        callbacks.append(RandomRestartLR(config.lr, config.seed))
+    limit = int(config.limit_batches) if config.limit_batches > 1 else config.limit_batches
+    trainer = L.Trainer(
+        max_epochs=config.epochs, accelerator=config.accelerator,
+        devices=int(config.devices) if str(config.devices).isdigit() else config.devices,
+        strategy=config.strategy, precision=config.precision, deterministic=config.deterministic,
+        logger=CSVLogger(str(run_dir), name="", version=""), callbacks=callbacks,
+        enable_progress_bar=sys.stderr.isatty() if config.progress is None else config.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_train_batches=limit, limit_val_batches=limit, limit_test_batches=limit, log_every_n_steps=10,
+        use_distributed_sampler=not splits.in_memory,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    started = time.perf_counter()
+    trainer.fit(module, datamodule, ckpt_path=str(last) if config.resume and last.is_file() else None)
+    train_seconds = time.perf_counter() - started
+    curve = list(history.val_acc)  # testing from a checkpoint restores (rewinds) callback state
+    best_path = checkpoint.best_model_path or str(last)
+    (test,) = trainer.test(module, datamodule, ckpt_path=best_path, verbose=False)
+    model = module.model
+    result = {
+        "head": config.head, "seed": config.seed,
+        "test_acc": round(float(test["test_acc"]), 4), "test_loss": round(float(test["test_loss"]), 6),
+        "val_acc": round(float(checkpoint.best_model_score), 4) if checkpoint.best_model_score is not None else None,
+        "val_acc_curve": curve, "epochs": trainer.current_epoch,
+        "params": count_params(model), "head_params": count_params(model.get_submodule(model.head_path)),
+        "train_seconds": round(train_seconds, 3), "images_per_second": round(throughput.images_per_second, 1),
+        "best_checkpoint": str(Path(best_path).resolve()), "config": config.to_dict(),
+        "data": {k: v for k, v in facts.items() if k != "classes"},
+    }
+    if trainer.is_global_zero:
+        write_json(run_dir / RESULT_FILE, result)
+    return result

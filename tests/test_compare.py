@@ -1,0 +1,162 @@
+"""compare / train / eval end to end on generated data, in seconds; CLI exit codes and files."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spinalnet.cli import main
+from spinalnet.compare import compare
+from spinalnet.training.config import CompareConfig
+
+FAST = ["--epochs", "2", "--batch-size", "32", "--no-progress", "--lr", "0.05"]
+
+
+def test_compare_end_to_end_writes_every_file(npz_file, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", f"npz:{npz_file}", "--model", "default-cnn", "--seeds", "2",
+                 "--output", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "error reduction, spinal vs fc" in printed and "Welch t-test p =" in printed
+    results = json.loads((out / "results.json").read_text())
+    for head in ("fc", "spinal"):
+        r = results[head]
+        assert len(r["test_acc"]) == 2 and len(r["train_seconds"]) == 2 and len(r["val_acc"]) == 2
+        assert all(0 <= a <= 100 for a in r["test_acc"]) and r["params"] > r["head_params"] > 0
+        assert r["images_per_second"] > 0
+    assert results["spinal"]["head_params"] < results["fc"]["head_params"]
+    fc_err = 100 - sum(results["fc"]["test_acc"]) / 2
+    sp_err = 100 - sum(results["spinal"]["test_acc"]) / 2
+    if fc_err > 0:
+        assert results["error_reduction_pct"] == pytest.approx(100 * (fc_err - sp_err) / fc_err, abs=1e-2)
+    else:  # no baseline error to reduce
+        assert results["error_reduction_pct"] is None
+    assert results["p_value"] is None or 0 <= results["p_value"] <= 1
+    assert results["config"]["seeds"] == 2 and results["versions"]["torch"] and results["hardware"]["cpu_count"]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert len(rows) == 4 and {r["head"] for r in rows} == {"fc", "spinal"}
+    for png in ("curves.png", "summary.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the tiny task is learnable: both heads beat chance (25%) clearly
+    assert min(results["fc"]["test_acc"] + results["spinal"]["test_acc"]) > 50
+
+
+def test_heads_see_identical_data_and_p_value_is_null_with_one_seed(npz_file, tmp_path):
+    config = CompareConfig(dataset=f"npz:{npz_file}", seeds=1, epochs=1, batch_size=32, progress=False,
+                           output=str(tmp_path / "one"))
+    results = compare(config, log=lambda s: None)
+    assert results["p_value"] is None
+    runs = [json.loads((tmp_path / "one" / "runs" / f"{h}-seed0" / "result.json").read_text()) for h in ("fc", "spinal")]
+    assert runs[0]["config"]["seed"] == runs[1]["config"]["seed"] == 0
+    assert {k: v for k, v in runs[0]["config"].items() if k not in ("head", "output")} == \
+           {k: v for k, v in runs[1]["config"].items() if k not in ("head", "output")}
+
+
+def test_finished_comparison_is_not_overwritten(npz_file, tmp_path, capsys):
+    out = tmp_path / "keep"
+    args = ["compare", "--dataset", f"npz:{npz_file}", "--seeds", "1", "--output", str(out), "--epochs", "1",
+            "--no-progress"]
+    assert main(args) == 0
+    before = (out / "results.json").read_bytes()
+    assert main(args) == 2
+    assert "already holds a finished comparison; pass --force" in capsys.readouterr().err
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_train_then_eval_checkpoint(npz_file, tmp_path, capsys):
+    out = tmp_path / "train"
+    assert main(["train", "--dataset", f"npz:{npz_file}", "--head", "spinal", "--output", str(out), *FAST]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert (out / "metrics.csv").is_file() and len(result["val_acc_curve"]) == 2
+    capsys.readouterr()
+    assert main(["eval", str(out / "checkpoints" / "best.ckpt"), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["accuracy"] == pytest.approx(result["test_acc"], abs=1e-3)
+    assert evaluated["samples"] == 64 and evaluated["head"] == "spinal"
+
+
+def test_yaml_config_and_command_line_precedence(npz_file, tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"dataset: npz:{npz_file}\nmodel: default-cnn\nepochs: 1\nbatch-size: 16\nhead: fc\n"
+                   "optimizer: adam\nlr: 0.001\nprogress: false\n")
+    out = tmp_path / "yaml"
+    assert main(["train", "--config", str(cfg), "--head", "spinal", "--output", str(out)]) == 0
+    config = json.loads((out / "result.json").read_text())["config"]
+    assert (config["head"], config["batch_size"], config["optimizer"], config["epochs"]) == ("spinal", 16, "adam", 1)
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine", "onecycle", "random-restart"])
+def test_schedules_run(npz_file, tmp_path, schedule):
+    out = tmp_path / schedule
+    assert main(["train", "--dataset", f"npz:{npz_file}", "--schedule", schedule, "--output", str(out),
+                 "--label-smoothing", "0.1", "--step-size", "1", *FAST]) == 0
+    assert json.loads((out / "result.json").read_text())["config"]["schedule"] == schedule
+
+
+def test_resume_continues_from_last_checkpoint(npz_file, tmp_path):
+    out = tmp_path / "resume"
+    base = ["train", "--dataset", f"npz:{npz_file}", "--output", str(out), "--no-progress", "--batch-size", "32"]
+    assert main([*base, "--epochs", "1"]) == 0
+    assert main([*base, "--epochs", "2", "--resume"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["epochs"] == 2 and len(result["val_acc_curve"]) == 2
+
+
+@pytest.mark.parametrize("args,message", [
+    (["compare", "--dataset", "fasion-mnist"], "unknown dataset 'fasion-mnist' (did you mean 'fashion-mnist'?)"),
+    (["compare", "--model", "vgg-5", "--dataset", "npz:{npz}"], "unknown model 'vgg-5' (did you mean 'vgg5'?)"),
+    (["train", "--epochs", "0"], "--epochs must be >= 1, got 0"),
+    (["compare", "--seeds", "0"], "--seeds must be >= 1, got 0"),
+    (["train", "--batch-size", "-4"], "--batch-size must be >= 1, got -4"),
+    (["train", "--dataset", "mnist", "--data-dir", "{tmp}/nothing"], "dataset 'mnist' not found; looked in"),
+    (["train", "--config", "{tmp}/missing.yaml"], "config file"),
+    (["eval", "{tmp}/none.ckpt"], "checkpoint"),
+])
+def test_cli_errors_are_one_line_with_exit_code_2(args, message, npz_file, tmp_path):
+    args = [a.format(npz=npz_file, tmp=tmp_path) for a in args]
+    env = {**os.environ, "SPINALNET_DATA": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "spinalnet", *args, "--output", str(tmp_path / "o")]
+                          if args[0] != "eval" else [sys.executable, "-m", "spinalnet", *args],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("spinalnet: error: ") and message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_yaml_key_suggests(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("epoch: 3\n")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "unknown option 'epoch' (did you mean 'epochs'?)" in capsys.readouterr().err
+
+
+def test_ddp_on_two_cpu_processes(npz_file, tmp_path):
+    out = tmp_path / "ddp"
+    done = subprocess.run([sys.executable, "-m", "spinalnet", "train", "--dataset", f"npz:{npz_file}",
+                           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--output", str(out),
+                           "--epochs", "1", "--batch-size", "16", "--no-progress"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((out / "result.json").read_text())
+    assert 0 <= result["test_acc"] <= 100 and result["epochs"] == 1
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_compare_on_real_fashion_mnist(tmp_path):
+    config = CompareConfig(dataset="fashion-mnist", model="default-cnn", seeds=1, epochs=1, limit_batches=0.25,
+                           progress=False, output=str(tmp_path / "fm"))
+    results = compare(config, log=lambda s: None)
+    assert results["fc"]["test_acc"][0] > 60 and results["spinal"]["test_acc"][0] > 60
+    assert results["spinal"]["head_params"] == 8538

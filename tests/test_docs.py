@@ -1,0 +1,28 @@
+"""The README keeps up with the code: every option, dataset and model name is documented."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from spinalnet.data import DATASETS
+from spinalnet.models import MODELS
+from spinalnet.training.config import CompareConfig
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_every_option_is_documented():
+    missing = [f.name for f in fields(CompareConfig) if f"`--{f.name.replace('_', '-')}`" not in README]
+    assert not missing, f"options missing from README: {missing}"
+
+
+def test_every_dataset_and_model_is_documented():
+    assert not [n for n in DATASETS if f"`{n}`" not in README]
+    assert not [n for n in MODELS if f"`{n}`" not in README]
+    for prefixed in ("`folder:PATH`", "`npz:PATH`", "`tv:NAME`", "`timm:NAME`"):
+        assert prefixed in README
+
+
+def test_readme_has_the_two_setup_commands():
+    assert "make demo" in README and "make test" in README
