@@ -26,3 +26,11 @@ def test_every_dataset_and_model_is_documented():
 
 def test_readme_has_the_two_setup_commands():
     assert "make demo" in README and "make test" in README
+
+
+def test_readme_python_example_runs():
+    start = README.index("```python\n") + len("```python\n")
+    code = README[start : README.index("```", start)]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["y"].shape == (32, 10)
