@@ -23,8 +23,27 @@ def option(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata=meta)
 
 
+class ConfigBase:
+    """Plain-data options: to and from dicts (YAML, checkpoints), unknown keys rejected with a hint."""
+
+    def validate(self):
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        names = {f.name for f in fields(cls)}
+        clean = {k.replace("-", "_"): v for k, v in data.items()}
+        for key in clean:
+            if key not in names:
+                raise unknown_name("option", key, names)
+        return cls(**clean)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(ConfigBase):
     # data
     dataset: str = option("fashion-mnist", "dataset name, folder:PATH or npz:PATH (see README)")
     data_dir: str | None = option(None, "directory searched first for dataset files")
@@ -97,17 +116,6 @@ class TrainConfig:
             augment_spec(self.augment)
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        clean = {k.replace("-", "_"): v for k, v in data.items()}
-        for key in clean:
-            if key not in names:
-                raise unknown_name("option", key, names)
-        return cls(**clean)
 
 
 @dataclass
@@ -127,6 +135,16 @@ def _base_type(tp: Any) -> Any:
     return args[0] if args and get_origin(tp) is not list else tp
 
 
+def _comma_list(item: type):
+    def parse(text: str) -> list:
+        try:
+            return [item(c.strip()) for c in text.split(",") if c.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {item.__name__}, got {text!r}")
+
+    return parse
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig, skip: tuple[str, ...] = ()) -> None:
     """One ``--option`` per config field; defaults stay ``None`` so YAML and dataclass defaults apply."""
     hints = get_type_hints(cls)
@@ -141,8 +159,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif get_origin(hints[f.name]) is list:
-            parser.add_argument(flag, type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
-                                default=None, metavar="A,B,...", help=help_text)
+            parser.add_argument(flag, type=_comma_list(get_args(hints[f.name])[0]), default=None,
+                                metavar="A,B,...", help=help_text)
         else:
             parser.add_argument(flag, type=tp, default=None, choices=f.metadata.get("choices"), help=help_text,
                                 metavar=f.name.upper() if not f.metadata.get("choices") else None)

@@ -1,0 +1,273 @@
+"""The paper's regression study, with held-out data: an ordinary MLP against a SpinalNet.
+
+The paper reports the lowest *training* minibatch MSE; we split train / validation / test, pick
+each model's epoch on validation, and report test MSE (mean +- std over seeds). The paper's metric
+is kept, labelled, for comparison. Tabular data is tiny, so a plain PyTorch loop trains it
+(the Lightning engine would only add per-step overhead here).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from spinalnet.errors import UsageError, unknown_name
+from spinalnet.mlp import mlp, spinal_mlp
+from spinalnet.stats import mean_std, welch_p_value
+from spinalnet.tabular import load_table
+from spinalnet.training.config import ConfigBase, option
+from spinalnet.training.run_files import atomic_write_text, write_json
+
+TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "sum": lambda x: x.sum(1),
+    "sin_sum": lambda x: np.sin(x.sum(1)),
+    "prod": lambda x: x.prod(1),
+    "sin_prod": lambda x: np.sin(x.prod(1)),
+}
+MODELS = ("fc", "spinal")
+
+
+def make_targets(name: str, samples: int, noise: float, seed: int, features: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """x ~ N(0, 1)^features, y = f(x) + noise * U(0, 1), as in the paper."""
+    if name not in TARGETS:
+        raise unknown_name("target", name, [*TARGETS, "all"])
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((samples, features))
+    return x, TARGETS[name](x) + noise * rng.uniform(0.0, 1.0, samples)
+
+
+def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Seeded, disjoint train / validation / test indices covering ``range(n)``."""
+    n_val, n_test = round(n * val_fraction), round(n * test_fraction)
+    if n_val < 1 or n_test < 1 or n - n_val - n_test < 1:
+        raise UsageError(f"{n} samples cannot be split into train / {val_fraction} validation / "
+                         f"{test_fraction} test with at least one sample each")
+    perm = np.random.default_rng(seed).permutation(n)
+    return perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]
+
+
+@dataclass
+class RegressConfig(ConfigBase):
+    target: str = option("all", "sum, sin_sum, prod, sin_prod or all (ignored with --data)")
+    data: str | None = option(None, "your tabular data instead: csv:PATH (with --y-column) or npz:PATH (x, y)")
+    y_column: str | None = option(None, "the CSV column to predict")
+    samples: int = option(1000, "samples per synthetic target")
+    noise: float = option(0.2, "scale of the U(0, 1) noise added to synthetic targets")
+    epochs: int = option(200, "training epochs")
+    seeds: int = option(5, "seeds (each draws its own data, split and initialisation)")
+    seed: int = option(0, "first seed")
+    batch_size: int = option(64, "batch size")
+    lr: float = option(0.01, "Adam learning rate")
+    val_fraction: float = option(0.15, "validation fraction (picks each model's epoch)")
+    test_fraction: float = option(0.15, "test fraction (used once, for the report)")
+    standardize: bool | None = option(None, "standardise inputs and target with training statistics "
+                                            "(default: on for --data, off for synthetic targets)")
+    fc_hidden: list[int] = option([200, 100], "hidden sizes of the ordinary MLP")
+    layer_width: int = option(50, "width of the Spinal hidden layers")
+    num_layers: int = option(6, "number of Spinal hidden layers")
+    num_splits: int = option(2, "input splits of the Spinal layers")
+    activation: str = option("leaky_relu", "activation of both models")
+    output: str | None = option(None, "output directory (default: runs/regress-<time>)")
+    force: bool = option(False, "overwrite a finished study in --output")
+
+    def validate(self) -> "RegressConfig":
+        for name in ("samples", "epochs", "seeds", "batch_size", "layer_width", "num_layers", "num_splits"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.noise < 0:
+            raise UsageError("--lr must be > 0 and --noise >= 0")
+        if self.data is None and self.target != "all" and self.target not in TARGETS:
+            raise unknown_name("target", self.target, [*TARGETS, "all"])
+        if any(h < 1 for h in self.fc_hidden):
+            raise UsageError(f"--fc-hidden sizes must be >= 1, got {self.fc_hidden}")
+        return self
+
+
+def build_models(in_features: int, config: RegressConfig) -> dict[str, nn.Module]:
+    return {
+        "fc": mlp(in_features, 1, config.fc_hidden, config.activation),
+        "spinal": spinal_mlp(in_features, 1, layer_width=config.layer_width, num_layers=config.num_layers,
+                             num_splits=config.num_splits, activation=config.activation),
+    }
+
+
+def fit(model: nn.Module, data: dict[str, torch.Tensor], config: RegressConfig, seed: int,
+        y_scale: float) -> dict[str, Any]:
+    """Adam on minibatch MSE; the epoch with the lowest validation MSE is kept and tested once."""
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    order_gen = torch.Generator().manual_seed(seed)
+    x, y = data["x_train"], data["y_train"]
+    best_val, best_state = float("inf"), copy.deepcopy(model.state_dict())
+    min_batch, train_curve, val_curve = float("inf"), [], []
+    for _ in range(config.epochs):
+        model.train()
+        total = 0.0
+        for idx in torch.randperm(len(x), generator=order_gen).split(config.batch_size):
+            loss = nn.functional.mse_loss(model(x[idx]).squeeze(1), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+            min_batch = min(min_batch, loss.item())
+        train_curve.append(total / len(x) * y_scale**2)
+        model.eval()
+        with torch.no_grad():
+            val = nn.functional.mse_loss(model(data["x_val"]).squeeze(1), data["y_val"]).item()
+        val_curve.append(val * y_scale**2)
+        if val < best_val:
+            best_val, best_state = val, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    model.eval()
+    with torch.no_grad():
+        pred = model(data["x_test"]).squeeze(1)
+    test_mse = nn.functional.mse_loss(pred, data["y_test"]).item() * y_scale**2
+    return {"test_mse": test_mse, "val_mse": best_val * y_scale**2, "min_train_batch_mse": min_batch * y_scale**2,
+            "train_curve": train_curve, "val_curve": val_curve, "pred": pred, "params": sum(p.numel() for p in model.parameters())}
+
+
+def prepare(x: np.ndarray, y: np.ndarray, config: RegressConfig, seed: int, standardize: bool):
+    """Split and (optionally) standardise with training statistics; returns tensors and the y scale."""
+    train, val, test = split_indices(len(x), config.val_fraction, config.test_fraction, seed)
+    x_mean, x_std = (x[train].mean(0), x[train].std(0) + 1e-12) if standardize else (0.0, 1.0)
+    y_mean, y_std = (y[train].mean(), y[train].std() + 1e-12) if standardize else (0.0, 1.0)
+    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    data = {f"x_{k}": t((x[i] - x_mean) / x_std) for k, i in (("train", train), ("val", val), ("test", test))}
+    data.update({f"y_{k}": t((y[i] - y_mean) / y_std) for k, i in (("train", train), ("val", val), ("test", test))})
+    return data, float(y_std), float(y_mean), y[test]
+
+
+@dataclass
+class TargetResult:
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {m: [] for m in MODELS})
+    example: dict[str, Any] = field(default_factory=dict)  # first seed: true y, predictions, curves
+
+
+def run_target(name: str, config: RegressConfig, log: Callable[[str], None]) -> TargetResult:
+    result = TargetResult()
+    table = load_table(config.data, config.y_column) if config.data else None
+    standardize = config.standardize if config.standardize is not None else table is not None
+    for seed in range(config.seed, config.seed + config.seeds):
+        x, y = (table[0], table[1]) if table else make_targets(name, config.samples, config.noise, seed)
+        data, y_std, y_mean, y_true = prepare(x, y, config, seed, standardize)
+        torch.manual_seed(seed)
+        models = build_models(x.shape[1], config)
+        for model_name in MODELS:
+            torch.manual_seed(seed)
+            out = fit(models[model_name], data, config, seed, y_std)
+            result.runs[model_name].append({k: v for k, v in out.items() if k not in ("pred",)} | {"seed": seed})
+            if seed == config.seed:
+                result.example[model_name] = {"pred": (out["pred"].numpy() * y_std + y_mean), "true": y_true,
+                                              "train_curve": out["train_curve"], "val_curve": out["val_curve"]}
+        log(f"[{name} seed {seed}] test MSE fc {result.runs['fc'][-1]['test_mse']:.4f}, "
+            f"spinal {result.runs['spinal'][-1]['test_mse']:.4f}")
+    return result
+
+
+def summarize_target(result: TargetResult) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for model in MODELS:
+        runs = result.runs[model]
+        mse = [r["test_mse"] for r in runs]
+        m, s = mean_std(mse)
+        paper = [r["min_train_batch_mse"] for r in runs]
+        out[model] = {"test_mse": [round(v, 6) for v in mse], "test_mse_mean": round(m, 6), "test_mse_std": round(s, 6),
+                      "val_mse": [round(r["val_mse"], 6) for r in runs], "params": runs[0]["params"],
+                      "paper_metric_min_train_batch_mse": [round(v, 6) for v in paper],
+                      "seeds": [r["seed"] for r in runs]}
+    p = welch_p_value(out["fc"]["test_mse"], out["spinal"]["test_mse"])
+    out["p_value"] = None if p is None else round(p, 6)
+    return out
+
+
+def format_table(summary: dict[str, dict[str, Any]], seeds: int) -> str:
+    lines = [f"{'target':<10}{'model':<8}{'params':>8}   {'test MSE, mean +- std':<26}"
+             f"{'paper metric: min train minibatch MSE':>38}"]
+    for target, res in summary.items():
+        for i, model in enumerate(MODELS):
+            r = res[model]
+            paper = sum(r["paper_metric_min_train_batch_mse"]) / len(r["paper_metric_min_train_batch_mse"])
+            lines.append(f"{target if i == 0 else '':<10}{model:<8}{r['params']:>8,}   "
+                         f"{r['test_mse_mean']:<10.4f} +- {r['test_mse_std']:<12.4f}{paper:>38.4f}")
+        p = res["p_value"]
+        lines.append(f"{'':<10}Welch t-test on test MSE: p = {'n/a' if p is None else f'{p:.4f}'} ({seeds} seed(s))")
+    return "\n".join(lines)
+
+
+def plot_study(results: dict[str, TargetResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spinalnet.plots import COLORS
+
+    fig, axes = plt.subplots(len(results), 3, figsize=(12, 3.4 * len(results)), squeeze=False)
+    for row, (target, res) in enumerate(results.items()):
+        for col, model in enumerate(MODELS):
+            ax, ex = axes[row, col], res.example[model]
+            ax.scatter(ex["true"], ex["pred"], s=8, alpha=0.6, color=COLORS[model])
+            lo, hi = float(np.min(ex["true"])), float(np.max(ex["true"]))
+            ax.plot([lo, hi], [lo, hi], "k--", linewidth=1)
+            ax.set_title(f"{target}: {model}, test set (first seed)")
+            ax.set_xlabel("true")
+            ax.set_ylabel("predicted")
+        ax = axes[row, 2]
+        for model in MODELS:
+            ex = res.example[model]
+            ax.plot(ex["train_curve"], color=COLORS[model], alpha=0.5, label=f"{model} train")
+            ax.plot(ex["val_curve"], color=COLORS[model], label=f"{model} validation")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("MSE")
+        ax.set_title(f"{target}: loss curves (first seed)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def regress(config: RegressConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the study; write results.json, results.csv and regression.png; return the summary."""
+    from datetime import datetime
+
+    from spinalnet.compare import hardware, versions
+
+    config.validate()
+    if config.data:
+        load_table(config.data, config.y_column)  # fail on bad data before anything is written
+    out = Path(config.output or f"runs/regress-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if (out / "results.json").exists() and not config.force:
+        raise UsageError(f"{out} already holds a finished study; pass --force to overwrite it or choose another --output")
+    targets = [Path(config.data[4:]).name] if config.data else (list(TARGETS) if config.target == "all" else [config.target])
+    results = {t: run_target(t, config, log) for t in targets}
+    summary = {t: summarize_target(r) for t, r in results.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", {"targets": summary, "config": config.to_dict(), "versions": versions(),
+                                      "hardware": hardware(), "command": " ".join(sys.argv),
+                                      "metric": "test_mse: held-out test MSE of the epoch chosen on validation; "
+                                                "paper_metric_min_train_batch_mse: the paper's Table I metric"})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["target", "model", "seed", "params", "test_mse", "val_mse", "min_train_batch_mse"])
+    for t, res in results.items():
+        for model in MODELS:
+            for r in res.runs[model]:
+                writer.writerow([t, model, r["seed"], r["params"], f"{r['test_mse']:.6g}", f"{r['val_mse']:.6g}",
+                                 f"{r['min_train_batch_mse']:.6g}"])
+    atomic_write_text(out / "results.csv", buffer.getvalue())
+    plot_study(results, out / "regression.png")
+    log("")
+    log(format_table(summary, config.seeds))
+    log(f"wrote {out}/results.json, results.csv, regression.png")
+    return summary

@@ -1,0 +1,112 @@
+"""The regression study: target generators, splits, the Spinal MLP, the command end to end, bad tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from spinalnet import SpinalLinear, mlp, spinal_mlp
+from spinalnet.cli import main
+from spinalnet.errors import UsageError
+from spinalnet.regression import TARGETS, make_targets, split_indices
+from spinalnet.tabular import load_table
+
+FAST = ["--epochs", "3", "--seeds", "2", "--samples", "120"]
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_target_generators_follow_the_paper(name):
+    x, y = make_targets(name, 500, 0.2, seed=1)
+    assert x.shape == (500, 8) and y.shape == (500,)
+    clean = {"sum": x.sum(1), "sin_sum": np.sin(x.sum(1)), "prod": x.prod(1), "sin_prod": np.sin(x.prod(1))}[name]
+    noise = y - clean
+    assert noise.min() >= 0 and noise.max() <= 0.2 and 0.08 < noise.mean() < 0.12  # 0.2 * U(0, 1)
+    assert abs(x.mean()) < 0.1 and abs(x.std() - 1) < 0.05
+    x2, y2 = make_targets(name, 500, 0.2, seed=1)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)
+    with pytest.raises(UsageError, match="unknown target"):
+        make_targets("cos_sum", 10, 0.2, 0)
+
+
+def test_split_is_disjoint_complete_and_seeded():
+    train, val, test = split_indices(1000, 0.15, 0.15, seed=3)
+    assert (len(train), len(val), len(test)) == (700, 150, 150)
+    assert sorted(np.concatenate([train, val, test]).tolist()) == list(range(1000))
+    assert np.array_equal(split_indices(1000, 0.15, 0.15, seed=3)[2], test)
+    with pytest.raises(UsageError, match="cannot be split"):
+        split_indices(2, 0.3, 0.3, seed=0)
+
+
+def test_paper_models_and_spinal_mlp_builder():
+    net = spinal_mlp(8, 1)
+    (block,) = net
+    assert isinstance(block, SpinalLinear) and (block.num_layers, block.layer_width, block.split_sizes) == (6, 50, [4, 4])
+    ffn = mlp(8, 1)
+    assert [m.out_features for m in ffn if isinstance(m, torch.nn.Linear)] == [200, 100, 1]
+    deep = spinal_mlp(10, 3, hidden_sizes=(32, 16), layer_width=8, num_layers=4)
+    spinal_blocks = [m for m in deep if isinstance(m, SpinalLinear)]
+    assert [(b.in_features, b.out_features) for b in spinal_blocks] == [(10, 32), (32, 16), (16, 3)]
+    assert deep(torch.randn(5, 10)).shape == (5, 3)
+
+
+def test_regress_end_to_end_writes_results(tmp_path, capsys):
+    out = tmp_path / "reg"
+    assert main(["regress", "--target", "sin_sum", "--output", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "paper metric: min train minibatch MSE" in printed and "test MSE" in printed
+    results = json.loads((out / "results.json").read_text())
+    res = results["targets"]["sin_sum"]
+    for model in ("fc", "spinal"):
+        assert len(res[model]["test_mse"]) == 2 and all(v > 0 for v in res[model]["test_mse"])
+        assert res[model]["params"] > 0 and len(res[model]["paper_metric_min_train_batch_mse"]) == 2
+    assert res["spinal"]["params"] < res["fc"]["params"]
+    assert len((out / "results.csv").read_text().strip().splitlines()) == 1 + 4
+    assert (out / "regression.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["regress", "--target", "sin_sum", "--output", str(out), *FAST]) == 2  # never overwritten
+
+
+def test_regress_on_a_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 3))
+    y = 2 * x[:, 0] - x[:, 2]
+    path = tmp_path / "t.csv"
+    lines = ["a,b,c,target"] + [",".join(f"{v:.5f}" for v in (*row, t)) for row, t in zip(x, y)]
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "csv"
+    assert main(["regress", "--data", f"csv:{path}", "--y-column", "target", "--output", str(out), "--epochs", "30",
+                 "--seeds", "1", "--num-splits", "3"]) == 0
+    res = json.loads((out / "results.json").read_text())["targets"]["t.csv"]
+    assert res["fc"]["test_mse_mean"] < y.var()  # learned something, in the target's own units
+
+
+@pytest.mark.parametrize("content,args,match", [
+    ("a,b\n1,2\n", ["--y-column", "zz"], r"no column 'zz'; columns are \['a', 'b'\]"),
+    ("a,b\n1,x\n", ["--y-column", "b"], r"line 2, column 'b': 'x' is not a number"),
+    ("a,b\n1,nan\n", ["--y-column", "b"], r"line 2, column 'b': 'nan' \(NaN or inf\) is not allowed"),
+    ("a,b\n1,2,3\n", ["--y-column", "b"], r"line 2: 3 fields, the header has 2"),
+    ("a,b\n", ["--y-column", "b"], "needs a header row and at least one data row"),
+    ("b\n1\n", ["--y-column", "b"], "needs at least one input column"),
+    ("a,b\n1,2\n", [], "--y-column NAME is required"),
+])
+def test_bad_csv_is_one_clear_line(tmp_path, capsys, content, args, match):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    assert main(["regress", "--data", f"csv:{path}", "--output", str(tmp_path / "o"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spinalnet: error: ") and len(err.strip().splitlines()) == 1
+    import re
+    assert re.search(match, err), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_npz_table_errors(tmp_path):
+    np.savez(tmp_path / "ok.npz", x=np.zeros((4, 2)), y=np.zeros(4))
+    assert load_table(f"npz:{tmp_path / 'ok.npz'}", None)[0].shape == (4, 2)
+    np.savez(tmp_path / "nan.npz", x=np.full((4, 2), np.nan), y=np.zeros(4))
+    with pytest.raises(UsageError, match="NaN or inf"):
+        load_table(f"npz:{tmp_path / 'nan.npz'}", None)
+    with pytest.raises(UsageError, match="csv:PATH or npz:PATH"):
+        load_table("parquet:x", None)
