@@ -52,7 +52,7 @@ def fast_per_layer_grads(fast: SpinalLinear) -> list[tuple[Tensor, Tensor | None
     grads = []
     for i in range(fast.num_layers):
         a = fast.input_weights[i % fast.num_splits].grad[i // fast.num_splits]
-        weight = torch.cat([a, fast.chain_weight.grad[i - 1]], 1) if i else a
-        bias = None if fast.hidden_bias is None else fast.hidden_bias.grad[i]
+        weight = torch.cat([a, fast.chain_weights[i - 1].grad], 1) if i else a
+        bias = fast.input_biases[i % fast.num_splits].grad[i // fast.num_splits] if fast.has_bias else None
         grads.append((weight, bias))
     return grads

@@ -70,17 +70,23 @@ def test_eval_with_dropout_matches_reference_and_train_is_stochastic():
 
 def test_dropout_masks_are_independent_per_layer():
     """Layers reading the same chunk drop different features, as separate Dropout modules do."""
-    torch.manual_seed(0)
-    layer = SpinalLinear(1000, 1, layer_width=1, num_layers=2, num_splits=1, dropout=0.5, bias=False)
-    with torch.no_grad():
-        layer.input_weights[0].fill_(1.0)
-    layer.train()
-    # Backward to the stacked input weights: grad row k is (dropped chunk of layer k) * upstream.
-    layer(torch.ones(1, 1000)).sum().backward()
-    grad = layer.input_weights[0].grad[:, 0, :]
-    kept0, kept1 = grad[0] != 0, grad[1] != 0
-    assert 0.3 < kept0.float().mean() < 0.7
-    assert (kept0 != kept1).float().mean() > 0.3
+    checked = 0
+    for seed in range(20):
+        torch.manual_seed(seed)
+        layer = SpinalLinear(1000, 1, layer_width=1, num_layers=2, num_splits=1, dropout=0.5, bias=False)
+        with torch.no_grad():
+            layer.input_weights[0].fill_(1.0)
+        layer.train()
+        # Grad row k of the stacked input weights is (layer k's dropped chunk) * (its upstream grad).
+        layer(torch.ones(1, 1000)).sum().backward()
+        grad = layer.input_weights[0].grad[:, 0, :]
+        kept0, kept1 = grad[0] != 0, grad[1] != 0
+        if not (kept0.any() and kept1.any()):  # the output dropout removed a layer's only path
+            continue
+        assert 0.4 < kept0.float().mean() < 0.6 and 0.4 < kept1.float().mean() < 0.6
+        assert (kept0 != kept1).float().mean() > 0.4
+        checked += 1
+    assert checked >= 3
 
 
 def test_every_hidden_layer_receives_gradient():

@@ -32,6 +32,16 @@ def split_sizes(in_features: int, num_splits: int) -> list[int]:
     return [base + 1 if s < extra else base for s in range(num_splits)]
 
 
+def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Inverted dropout. On CPU a ``rand`` mask is about 3x faster than ``bernoulli_`` (measured by
+    benchmarks/layer_speed.py); elsewhere ``F.dropout`` uses its fused kernel."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, True)
+    return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
+
+
 def _check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -109,11 +119,15 @@ class SpinalLinear(nn.Module):
             nn.Parameter(torch.empty(len(range(s, num_layers, num_splits)), layer_width, size))
             for s, size in enumerate(self.split_sizes)
         )
-        self.chain_weight = nn.Parameter(torch.empty(num_layers - 1, layer_width, layer_width))
-        if bias:
-            self.hidden_bias = nn.Parameter(torch.empty(num_layers, layer_width))
-        else:
-            self.register_parameter("hidden_bias", None)
+        # chain_weights[i - 1] reads h[i-1] in layer i: one parameter each, so backward needs no stack.
+        self.chain_weights = nn.ParameterList(
+            nn.Parameter(torch.empty(layer_width, layer_width)) for _ in range(num_layers - 1)
+        )
+        # Biases are grouped like the input weights: input_biases[s][k] belongs to layer s + k * S.
+        self.input_biases = nn.ParameterList(
+            nn.Parameter(torch.empty(w.shape[0], layer_width)) for w in self.input_weights
+        ) if bias else nn.ParameterList()
+        self.has_bias = bool(bias)
         self.post = nn.ModuleList(
             nn.Sequential(nn.BatchNorm1d(layer_width), act) if batch_norm else nn.Sequential(act)
             for act in acts
@@ -130,9 +144,9 @@ class SpinalLinear(nn.Module):
                 bound = 1.0 / math.sqrt(fan_in)
                 self.input_weights[s][k].uniform_(-bound, bound)
                 if i:
-                    self.chain_weight[i - 1].uniform_(-bound, bound)
-                if self.hidden_bias is not None:
-                    self.hidden_bias[i].uniform_(-bound, bound)
+                    self.chain_weights[i - 1].uniform_(-bound, bound)
+                if self.has_bias:
+                    self.input_biases[s][k].uniform_(-bound, bound)
         for post in self.post:
             for module in post:
                 if isinstance(module, nn.BatchNorm1d):
@@ -145,23 +159,25 @@ class SpinalLinear(nn.Module):
         n, w, S = x.shape[0], self.layer_width, self.num_splits
         proj: list[Tensor] = [x] * self.num_layers
         drop = self.training and self.dropout > 0.0
+        biases: list[Tensor] = list(self.input_biases) if self.has_bias else []
         for s, weight in enumerate(self.input_weights):
             count, size = weight.shape[0], weight.shape[2]
             chunk = x[:, self.split_offsets[s] : self.split_offsets[s] + size]
-            bias = self.hidden_bias[s::S] if self.hidden_bias is not None else None
+            bias: Tensor | None = biases[s] if self.has_bias else None
             if drop:
                 # Each layer drops its own copy of the chunk, as separate Dropout modules would.
-                copies = F.dropout(chunk.unsqueeze(0).expand(count, n, size), self.dropout, True)
+                copies = _dropout(chunk.unsqueeze(0).expand(count, n, size), self.dropout, True)
                 out = torch.bmm(copies, weight.transpose(1, 2))
                 if bias is not None:
                     out = out + bias.unsqueeze(1)
-                for k in range(count):
-                    proj[s + k * S] = out[k]
+                parts = out.unbind(0)
             else:
                 flat = weight.reshape(count * w, size).t()
                 out = torch.mm(chunk, flat) if bias is None else torch.addmm(bias.reshape(-1), chunk, flat)
-                for k in range(count):
-                    proj[s + k * S] = out[:, k * w : (k + 1) * w]
+                # unbind, not slicing: its backward is one stack, not a zero-filled tensor per layer
+                parts = out.view(n, count, w).unbind(1)
+            for k, part in enumerate(parts):
+                proj[s + k * S] = part
         return proj
 
     def forward(self, x: Tensor) -> Tensor:
@@ -173,18 +189,18 @@ class SpinalLinear(nn.Module):
         shape[-1] = self.out_features
         x = x.reshape(-1, self.in_features)
         proj = self._input_projections(x)
+        chain: list[Tensor] = [x] + [weight for weight in self.chain_weights]
         hidden: list[Tensor] = []
         h = x
         for i, post in enumerate(self.post):
             z = proj[i]
             if i:
-                prev = F.dropout(h, self.dropout, self.training) if self.dropout > 0.0 else h
-                z = torch.addmm(z, prev, self.chain_weight[i - 1].t())
+                prev = _dropout(h, self.dropout, self.training)
+                z = torch.addmm(z, prev, chain[i].t())
             h = post(z)
             hidden.append(h)
         feats = torch.cat(hidden, dim=1)
-        if self.dropout > 0.0:
-            feats = F.dropout(feats, self.dropout, self.training)
+        feats = _dropout(feats, self.dropout, self.training)
         return self.output(feats).reshape(shape)
 
     # ------------------------------------------------------------------ views
@@ -196,8 +212,8 @@ class SpinalLinear(nn.Module):
         layers = []
         for i in range(self.num_layers):
             a = self.input_weights[i % self.num_splits][i // self.num_splits]
-            weight = torch.cat([a, self.chain_weight[i - 1]], dim=1) if i else a
-            bias = self.hidden_bias[i] if self.hidden_bias is not None else None
+            weight = torch.cat([a, self.chain_weights[i - 1]], dim=1) if i else a
+            bias = self.input_biases[i % self.num_splits][i // self.num_splits] if self.has_bias else None
             layers.append((weight, bias))
         return layers
 
@@ -213,11 +229,11 @@ class SpinalLinear(nn.Module):
                 raise ValueError(f"hidden layer {i}: expected weight of shape {expected}, got {tuple(weight.shape)}")
             self.input_weights[i % self.num_splits][i // self.num_splits].copy_(weight[:, :size])
             if i:
-                self.chain_weight[i - 1].copy_(weight[:, size:])
-            if self.hidden_bias is not None:
+                self.chain_weights[i - 1].copy_(weight[:, size:])
+            if self.has_bias:
                 if bias is None:
                     raise ValueError(f"hidden layer {i}: this layer has biases, got None")
-                self.hidden_bias[i].copy_(bias)
+                self.input_biases[i % self.num_splits][i // self.num_splits].copy_(bias)
 
     def layer_inputs(self) -> list[tuple[int, int, bool]]:
         """For every hidden layer: ``(start, stop, reads_previous)`` of the input features it reads."""
@@ -246,7 +262,7 @@ class SpinalLinear(nn.Module):
         return self.count_params(
             self.in_features, self.out_features, layer_width=self.layer_width,
             num_layers=self.num_layers, num_splits=self.num_splits,
-            batch_norm=self.batch_norm, bias=self.hidden_bias is not None,
+            batch_norm=self.batch_norm, bias=self.has_bias,
         )
 
     @staticmethod
@@ -281,5 +297,5 @@ class SpinalLinear(nn.Module):
             f"layer_width={self.layer_width}, num_layers={self.num_layers}, "
             f"num_splits={self.num_splits}, split_sizes={tuple(self.split_sizes)}, "
             f"activation={self.activation}, dropout={self.dropout}, "
-            f"batch_norm={self.batch_norm}, bias={self.hidden_bias is not None}"
+            f"batch_norm={self.batch_norm}, bias={self.has_bias}"
         )

@@ -114,4 +114,4 @@ class DeviceTransform(nn.Module):
             x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True, align_corners=False)
         if self.channels is not None and x.shape[1] != self.channels:
             x = x.expand(-1, self.channels, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
-        return x.contiguous(memory_format=torch.contiguous_format)
+        return x

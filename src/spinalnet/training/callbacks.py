@@ -23,7 +23,7 @@ class Throughput(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._epoch_images += len(batch[1]) * trainer.world_size
         elapsed = time.perf_counter() - self._start
-        if elapsed > 0:
+        if batch_idx % 25 == 0 and elapsed > 0 and trainer.progress_bar_callback is not None:
             pl_module.log("img_per_s", self._epoch_images / elapsed, on_step=True, on_epoch=False,
                           prog_bar=True, logger=False)
 

@@ -43,12 +43,15 @@ class Classifier(L.LightningModule):
         self.model = create_model(cfg.model, facts["num_classes"], in_channels=channels, image_size=size,
                                   head=cfg.head, spinal_options=options, pretrained=cfg.pretrained,
                                   freeze_backbone=cfg.freeze_backbone)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.transform = None
         if facts["in_memory"]:
             augment = augment_spec(cfg.augment or facts["augment"])
             self.transform = DeviceTransform(tuple(facts["mean"]), tuple(facts["std"]), augment,
                                              size=size, channels=channels)
         self.generator: torch.Generator | None = None
+        self._sums = torch.zeros(3)  # training loss sum, correct predictions, samples (this epoch)
 
     # ------------------------------------------------------------------ steps
     def on_train_epoch_start(self) -> None:
@@ -56,36 +59,50 @@ class Classifier(L.LightningModule):
         if datamodule is not None and hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(self.current_epoch)
         # Same augmentation for every head with the same seed; distinct per epoch and rank.
+        self._sums = torch.zeros(3, device=self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed((self.config.seed * 1_000_003 + self.current_epoch) * 4099 + self.global_rank)
 
     def _inputs(self, x: Tensor, train: bool) -> Tensor:
-        if self.transform is None:
-            return x
-        return self.transform(x, self.generator if train else None)
+        if self.transform is not None:
+            x = self.transform(x, self.generator if train else None)
+        return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(self._inputs(x, False))
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str, train: bool) -> Tensor:
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch
-        logits = self.model(self._inputs(x, train))
-        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing if train else 0.0)
+        logits = self.model(self._inputs(x, False))
+        loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean() * 100
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test", batch_size=len(y),
-                 sync_dist=not train)
-        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y),
-                 sync_dist=not train)
-        return loss
+        self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=stage != "test", batch_size=len(y), sync_dist=True)
+        self.log(f"{stage}_acc", acc, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train", True)
+        # Training metrics are summed here and logged once per epoch: self.log on every step costs
+        # more than a whole step of a small model on a CPU (benchmarks/train_throughput.py).
+        x, y = batch
+        logits = self.model(self._inputs(x, True))
+        loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        with torch.no_grad():
+            self._sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
+                                       torch.tensor(float(len(y)), device=loss.device)])
+        if batch_idx % 25 == 0 and self.trainer.progress_bar_callback is not None:
+            self.log("loss", self._sums[0] / self._sums[2], prog_bar=True, logger=False)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        total, correct, count = self._sums.tolist()
+        if count:
+            self.log("train_loss", total / count, sync_dist=True)
+            self.log("train_acc", 100.0 * correct / count, prog_bar=True, sync_dist=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val", False)
+        self._step(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test", False)
+        self._step(batch, "test")
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
