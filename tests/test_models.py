@@ -10,7 +10,7 @@ from spinalnet import SpinalLinear
 from spinalnet.errors import UsageError
 from spinalnet.models import MODELS, SpinalOptions, create_model
 
-ZOO = [("default-cnn", 1, 28), ("arch2", 1, 28), ("vgg5", 1, 28), ("cifar-cnn", 3, 32), ("vgg19bn", 3, 32),
+ZOO = [("default-cnn", 1, 28), ("arch2", 1, 28), ("vgg5", 1, 28), ("fast-cnn", 1, 28), ("cifar-cnn", 3, 32), ("vgg19bn", 3, 32),
        ("resnet18-cifar", 3, 32), ("resnet34-cifar", 3, 32), ("tv:resnet18", 3, 32), ("tv:vgg11", 3, 32),
        ("timm:resnet18", 3, 32)]
 

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import spinalnet
 from spinalnet.commands import COMMANDS
-from spinalnet.errors import UsageError
+from spinalnet.errors import TrainingError, UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError) as err:  # UsageError is a ValueError; both are the user's input
         print(f"spinalnet: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only or full output directory, a vanished file
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"spinalnet: error: cannot read or write{where}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except TrainingError as err:
+        print(f"spinalnet: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("spinalnet: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -66,7 +66,8 @@ def run_train(args: argparse.Namespace) -> None:
     from spinalnet.training.config import config_from_args
     from spinalnet.training.train import train
 
-    result = train(config_from_args(args))
+    config = config_from_args(args)
+    result = train(config, force=config.force)
     print(f"{result['head']} head: test accuracy {result['test_acc']:.2f}% (validation {result['val_acc']:.2f}%), "
           f"{result['params']:,} parameters, {result['train_seconds']:.1f} s; "
           f"best checkpoint {result['best_checkpoint']}")
@@ -133,4 +134,26 @@ def run_regress(args: argparse.Namespace) -> None:
     regress(config_from_args(args, RegressConfig))
 
 
-COMMANDS = [add_train, add_compare, add_eval, add_regress, add_list, add_describe]
+def add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a checkpoint to ONNX, TorchScript or torch.export (.pt2)",
+                       description="Export a checkpoint for deployment. The program takes float32 images "
+                       "(N, C, H, W) in [0, 1] and returns logits; normalisation is included; the batch "
+                       "size is dynamic.")
+    p.add_argument("checkpoint", type=Path, help="a .ckpt file written by train or compare")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "pt2"), help="output format")
+    p.add_argument("--output", required=True, type=Path, help="file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(func=run_export)
+
+
+def run_export(args: argparse.Namespace) -> None:
+    from spinalnet.errors import UsageError
+    from spinalnet.export import export
+
+    if args.output.exists() and not args.force:
+        raise UsageError(f"{args.output} exists; pass --force to overwrite it")
+    result = export(args.checkpoint, args.format, args.output)
+    print(f"wrote {result['output']} ({result['format']}): images {tuple(result['input_shape'])} in [0, 1] -> logits")
+
+
+COMMANDS = [add_train, add_compare, add_eval, add_export, add_regress, add_list, add_describe]

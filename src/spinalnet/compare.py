@@ -20,6 +20,7 @@ from spinalnet.plots import plot_curves, plot_summary
 from spinalnet.stats import error_reduction_pct, mean_std, welch_p_value
 from spinalnet.training.config import CompareConfig, TrainConfig
 from spinalnet.training.run_files import atomic_write_text, read_json, write_json
+from spinalnet.training.module import Classifier, data_facts
 from spinalnet.training.train import RESULT_FILE, data_options, default_run_dir, train
 
 HEADS = ("fc", "spinal")
@@ -113,8 +114,10 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print) -> dict[s
     """Train both heads for every seed; write results.json, results.csv, curves.png and summary.png."""
     config.validate()
     splits = load_dataset(config.dataset, data_options(config))  # loaded once, shared by every run
-    out = _prepare_output(config)
     base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
+    for head in HEADS:  # impossible model options fail here, before anything is written
+        Classifier({**base, "head": head}, data_facts(splits))
+    out = _prepare_output(config)
     runs: list[dict[str, Any]] = []
     for seed in range(config.seed, config.seed + config.seeds):
         for head in HEADS:
@@ -126,7 +129,7 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print) -> dict[s
                 continue
             log(f"[{head} seed {seed}] training {config.model} on {config.dataset} for {config.epochs} epoch(s)")
             run_config = TrainConfig.from_dict({**base, "head": head, "seed": seed, "output": str(run_dir)})
-            result = train(run_config, splits, run_dir)
+            result = train(run_config, splits, run_dir, force=config.force)
             log(f"[{head} seed {seed}] test accuracy {result['test_acc']:.2f}% "
                 f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
             runs.append(result)

@@ -10,6 +10,10 @@ class UsageError(ValueError):
     """Bad input from the user, reported as one line without a traceback."""
 
 
+class TrainingError(RuntimeError):
+    """A run that cannot go on (e.g. a NaN loss); reported as one line, exit code 1."""
+
+
 class DataNotFoundError(UsageError):
     """A dataset is not on disk and may not be downloaded."""
 

@@ -34,6 +34,7 @@ AUGMENTATIONS: dict[str, AugmentSpec] = {
     "perspective-rotate": AugmentSpec(rotate=10, perspective=0.5),  # the paper's MNIST-family recipe
     "crop": AugmentSpec(translate=4),
     "crop-flip": AugmentSpec(translate=4, hflip=True),              # the paper's CIFAR recipe
+    "crop2-flip": AugmentSpec(translate=2, hflip=True),             # milder, for 28x28 images
 }
 
 

@@ -54,11 +54,30 @@ class TransformedSubset(Dataset):
         return self.transform(image), int(label)
 
 
+#: Folders up to this many images are checked file by file when loaded (a bad file is named at once,
+#: not deep inside a data-loading worker); larger ones are trusted.
+VERIFY_LIMIT = 50_000
+
+
+def verify_images(paths: list[str]) -> None:
+    from PIL import Image
+
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as err:  # PIL raises many types for a damaged file
+            raise UsageError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+
+
 def _image_folder(path: Path) -> torchvision.datasets.ImageFolder:
     try:
-        return torchvision.datasets.ImageFolder(str(path))
+        folder = torchvision.datasets.ImageFolder(str(path))
     except (FileNotFoundError, OSError) as err:
         raise UsageError(f"{path}: not an image folder with one sub-folder per class ({err})") from None
+    if len(folder.samples) <= VERIFY_LIMIT:
+        verify_images([p for p, _ in folder.samples])
+    return folder
 
 
 def _subdir(root: Path, names: tuple[str, ...]) -> Path | None:

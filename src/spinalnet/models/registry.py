@@ -25,6 +25,7 @@ MODELS: dict[str, ModelInfo] = {
     "default-cnn": ModelInfo(mnist.default_cnn, "the PyTorch MNIST example CNN (320 features at 28x28)"),
     "arch2": ModelInfo(mnist.arch2, "the paper's Arch2: Spinal branches over conv2, conv1 and raw pixels"),
     "vgg5": ModelInfo(vgg.vgg5, "VGG-5 with batch norm (256 features at 28x28)"),
+    "fast-cnn": ModelInfo(vgg.fast_cnn, "a small VGG-style CNN for quick CPU runs (not from the paper)"),
     "cifar-cnn": ModelInfo(cifar.cifar_cnn, "CIFAR CNN with dropout (4096 features at 32x32)"),
     "vgg19bn": ModelInfo(vgg.vgg19bn, "VGG-19-bn convolutions (512 features at 32x32)"),
     "resnet18-cifar": ModelInfo(resnet.resnet18_cifar, "ResNet-18 with a CIFAR stem"),

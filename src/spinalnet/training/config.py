@@ -50,7 +50,7 @@ class TrainConfig(ConfigBase):
     download: bool = option(False, "download the dataset when it is not found on disk")
     val_fraction: float = option(0.1, "fraction of the training set held out for validation")
     split_seed: int = option(0, "seed of the validation (and generated test) split; fixed across --seeds")
-    augment: str | None = option(None, "augmentation: none, rotate, perspective-rotate, crop, crop-flip "
+    augment: str | None = option(None, "augmentation: none, rotate, perspective-rotate, crop, crop-flip, crop2-flip "
                                      "(default: the dataset's)")
     image_size: int | None = option(None, "resize images to this size (default: native; 224 for folders)")
     categories: list[str] = option([], "Quick Draw categories, comma-separated (default: 24 built-in)")
@@ -91,6 +91,7 @@ class TrainConfig(ConfigBase):
     # output
     output: str | None = option(None, "run directory (default: runs/<dataset>-<model>-<time>)")
     resume: bool = option(False, "continue from the last checkpoint in the run directory")
+    force: bool = option(False, "overwrite a finished run (or comparison) in --output")
 
     def validate(self) -> "TrainConfig":
         for name in ("epochs", "batch_size", "samples_per_class"):
@@ -123,7 +124,6 @@ class TrainConfig(ConfigBase):
 @dataclass
 class CompareConfig(TrainConfig):
     seeds: int = option(3, "number of seeds per head (seeds are --seed, --seed + 1, ...)")
-    force: bool = option(False, "overwrite a finished comparison in --output")
 
     def validate(self) -> "CompareConfig":
         super().validate()

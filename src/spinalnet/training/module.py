@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spinalnet.data import DeviceTransform, augment_spec
+from spinalnet.errors import TrainingError
 from spinalnet.models import SpinalOptions, create_model, external_input
 from spinalnet.training.config import TrainConfig
 
@@ -60,8 +61,12 @@ class Classifier(L.LightningModule):
             datamodule.set_epoch(self.current_epoch)
         # Same augmentation for every head with the same seed; distinct per epoch and rank.
         self._sums = torch.zeros(3, device=self.device)
+        # Every epoch's randomness (augmentation, dropout) depends only on (seed, epoch, rank), so a
+        # run resumed from an epoch-end checkpoint repeats an uninterrupted run exactly.
+        epoch_seed = (self.config.seed * 1_000_003 + self.current_epoch) * 4099 + self.global_rank
+        torch.manual_seed(epoch_seed)
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed((self.config.seed * 1_000_003 + self.current_epoch) * 4099 + self.global_rank)
+        self.generator.manual_seed(epoch_seed)
 
     def _inputs(self, x: Tensor, train: bool) -> Tensor:
         if self.transform is not None:
@@ -85,6 +90,9 @@ class Classifier(L.LightningModule):
         x, y = batch
         logits = self.model(self._inputs(x, True))
         loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the training loss became {loss.item()} at epoch {self.current_epoch}, "
+                                f"batch {batch_idx}; the last good checkpoint is kept; try a lower --lr")
         with torch.no_grad():
             self._sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
                                        torch.tensor(float(len(y)), device=loss.device)])

@@ -17,7 +17,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from spinalnet.data import DataOptions, DataSplits, load_dataset
+from spinalnet.errors import UsageError
 from spinalnet.training.callbacks import RandomRestartLR, Throughput
+from spinalnet.training.checkpoint_io import AtomicCheckpointIO
 from spinalnet.training.config import TrainConfig
 from spinalnet.training.datamodule import SplitsDataModule
 from spinalnet.training.module import Classifier, data_facts
@@ -49,7 +51,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*GPU available but not used.*",
                     ".*is an iterable.*", ".*LeafSpec.*", ".*`isinstance.*treespec.*",
-                    ".*srun.*", ".*smaller than the logging interval.*", ".*Consider setting `persistent_workers=True`.*", ".*TPU available.*"):
+                    ".*srun.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*", ".*Consider setting `persistent_workers=True`.*", ".*TPU available.*"):
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -69,21 +71,57 @@ def count_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | None = None) -> dict[str, Any]:
+# What must agree between a checkpoint and the run that resumes from it.
+RESUME_KEYS = ("dataset", "model", "head", "layer_width", "num_layers", "num_splits", "spinal_dropout", "seed",
+               "batch_size", "optimizer", "schedule", "split_seed", "val_fraction")
+
+
+def check_resumable(last: Path, config: TrainConfig) -> None:
+    """A checkpoint from another model or setting cannot be resumed: say which option differs."""
+    try:
+        saved = torch.load(last, map_location="cpu", weights_only=False)["hyper_parameters"]["config"]
+    except Exception as err:  # truncated or foreign file
+        raise UsageError(f"cannot resume from {last}: not a readable spinalnet checkpoint ({type(err).__name__})") from None
+    current = config.to_dict()
+    for key in RESUME_KEYS:
+        if saved.get(key) != current.get(key):
+            raise UsageError(f"cannot resume from {last}: it was trained with {key}={saved.get(key)!r}, "
+                             f"this run has {key}={current.get(key)!r}; use another --output or --force")
+
+
+def prepare_run_dir(run_dir: Path, config: TrainConfig, force: bool = False) -> Path | None:
+    """Refuse to overwrite a finished run; return the checkpoint to resume from, if any."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if (run_dir / RESULT_FILE).exists() and not (force or config.resume):
+        raise UsageError(f"{run_dir} already holds a finished run; pass --resume to continue it, "
+                         "--force to start over, or choose another --output")
+    if config.resume and last.is_file() and not force:
+        check_resumable(last, config)
+        return last
+    return None
+
+
+def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | None = None,
+          force: bool = False) -> dict[str, Any]:
     """Fit ``config`` and return (and write to ``run_dir/result.json``) its metrics."""
     quiet_lightning()
     config.validate()
     splits = splits if splits is not None else load_dataset(config.dataset, data_options(config))
     run_dir = Path(run_dir or config.output or default_run_dir(config))
+    resume_from = prepare_run_dir(run_dir, config, force)
     facts = data_facts(splits)
     L.seed_everything(config.seed, workers=True, verbose=False)
-    module = Classifier(config.to_dict(), facts)
+    module = Classifier(config.to_dict(), facts)  # builds the model: bad options fail before any file is written
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
 
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_acc", mode="max",
-                                 save_last=True, enable_version_counter=False)
+                                 enable_version_counter=False)
+    # Lightning's save_last refreshes last.ckpt only when a best checkpoint is saved; resuming needs
+    # the state after every epoch, so "last" is its own checkpoint, replaced each epoch.
+    every_epoch = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, monitor=None,
+                                  enable_version_counter=False)
     throughput, history = Throughput(), ValHistory()
-    callbacks: list[L.Callback] = [checkpoint, throughput, history]
+    callbacks: list[L.Callback] = [checkpoint, every_epoch, throughput, history]
     if config.schedule == "random-restart":
         callbacks.append(RandomRestartLR(config.lr, config.seed))
     limit = int(config.limit_batches) if config.limit_batches > 1 else config.limit_batches
@@ -94,11 +132,11 @@ def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path |
         logger=CSVLogger(str(run_dir), name="", version=""), callbacks=callbacks,
         enable_progress_bar=sys.stderr.isatty() if config.progress is None else config.progress, enable_model_summary=False, num_sanity_val_steps=0,
         limit_train_batches=limit, limit_val_batches=limit, limit_test_batches=limit, log_every_n_steps=10,
-        use_distributed_sampler=not splits.in_memory,
+        use_distributed_sampler=not splits.in_memory, plugins=[AtomicCheckpointIO()],
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     started = time.perf_counter()
-    trainer.fit(module, datamodule, ckpt_path=str(last) if config.resume and last.is_file() else None)
+    trainer.fit(module, datamodule, ckpt_path=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - started
     curve = list(history.val_acc)  # testing from a checkpoint restores (rewinds) callback state
     best_path = checkpoint.best_model_path or str(last)
