@@ -156,4 +156,64 @@ def run_export(args: argparse.Namespace) -> None:
     print(f"wrote {result['output']} ({result['format']}): images {tuple(result['input_shape'])} in [0, 1] -> logits")
 
 
-COMMANDS = [add_train, add_compare, add_eval, add_export, add_regress, add_list, add_describe]
+def add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="run one of the paper's experiments (configs/paper)",
+                       description="Run one of the paper's experiments through compare (or regress). "
+                       "--list shows them with their estimated cost; --epochs and --seeds scale a run down.")
+    p.add_argument("name", nargs="?", help="experiment name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the experiments and their estimated cost")
+    p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--seeds", type=int, help="override the config's number of seeds")
+    p.add_argument("--limit-batches", type=float, help="fraction of training batches per epoch (budget runs)")
+    p.add_argument("--output", help="output directory (default: runs/paper/<name>-<time>)")
+    p.add_argument("--data-dir", help="where to look for the dataset first")
+    p.add_argument("--download", action="store_true", default=None, help="download data (and weights) if missing")
+    p.add_argument("--accelerator", help="cpu, gpu, ... (default: auto)")
+    p.add_argument("--devices", help="number of devices (default: auto)")
+    p.add_argument("--resume", action="store_true", default=None, help="continue an interrupted run in --output")
+    p.add_argument("--force", action="store_true", default=None, help="overwrite a finished run in --output")
+    p.set_defaults(func=run_reproduce)
+
+
+def run_reproduce(args: argparse.Namespace) -> None:
+    from spinalnet.errors import UsageError
+    from spinalnet.reproduce import experiments, format_list, reproduce
+
+    if args.list:
+        print(format_list(experiments()))
+        return
+    if not args.name:
+        raise UsageError("name an experiment, or pass --list to see them")
+    overrides = {k: getattr(args, k) for k in ("epochs", "seeds", "limit_batches", "output", "data_dir", "download",
+                                              "accelerator", "devices", "resume", "force")}
+    reproduce(args.name, overrides)
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render results files into a Markdown table",
+                       description="Render the results.json of compare, regress or reproduce runs into one "
+                       "Markdown table: paper numbers, measured mean ± std, p-value, budget, hardware, commit "
+                       "and a verdict per experiment.")
+    p.add_argument("runs", nargs="+", type=Path, help="run directories (or results.json files)")
+    p.add_argument("--all", action="store_true", help="add a row for every paper experiment without results")
+    p.add_argument("--output", type=Path, help="write the table (after any existing text up to the marker "
+                   "line <!-- report -->) instead of printing it")
+    p.set_defaults(func=run_report)
+
+
+def run_report(args: argparse.Namespace) -> None:
+    from spinalnet.report import render
+    from spinalnet.training.run_files import atomic_write_text
+
+    table = render(args.runs, include_missing=args.all)
+    if args.output is None:
+        print(table)
+        return
+    marker = "<!-- report -->"
+    head = args.output.read_text().split(marker)[0] if args.output.is_file() else ""
+    atomic_write_text(args.output, f"{head}{marker}\n{table}\n")
+    print(f"wrote {args.output}")
+
+
+COMMANDS = [add_train, add_compare, add_eval, add_export, add_regress, add_reproduce, add_report, add_list,
+            add_describe]

@@ -34,7 +34,21 @@ def versions() -> dict[str, str]:
     import torchvision
 
     return {"spinalnet": spinalnet.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "lightning": lightning.__version__, "numpy": numpy.__version__}
+            "torchvision": torchvision.__version__, "lightning": lightning.__version__, "numpy": numpy.__version__,
+            "git_commit": git_commit()}
+
+
+def git_commit() -> str | None:
+    """The commit of the source checkout this package runs from (``-dirty`` with local changes), if any."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=root,
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None
 
 
 def hardware() -> dict[str, Any]:
@@ -110,7 +124,8 @@ def _prepare_output(config: CompareConfig) -> Path:
     return out
 
 
-def compare(config: CompareConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def compare(config: CompareConfig, log: Callable[[str], None] = print,
+            experiment: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train both heads for every seed; write results.json, results.csv, curves.png and summary.png."""
     config.validate()
     splits = load_dataset(config.dataset, data_options(config))  # loaded once, shared by every run
@@ -141,6 +156,7 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print) -> dict[s
         "p_value": summary.get("p_value"),
         "config": config.to_dict(), "versions": versions(), "hardware": hardware(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+        "experiment": experiment,
     }
     write_json(out / "results.json", results)
     write_csv(runs, out / "results.csv")

@@ -237,7 +237,8 @@ def plot_study(results: dict[str, TargetResult], path: Path) -> None:
     tmp.replace(path)
 
 
-def regress(config: RegressConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+def regress(config: RegressConfig, log: Callable[[str], None] = print,
+            experiment: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the study; write results.json, results.csv and regression.png; return the summary."""
     from datetime import datetime
 
@@ -255,6 +256,7 @@ def regress(config: RegressConfig, log: Callable[[str], None] = print) -> dict[s
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", {"targets": summary, "config": config.to_dict(), "versions": versions(),
                                       "hardware": hardware(), "command": " ".join(sys.argv),
+                                      "experiment": experiment,
                                       "metric": "test_mse: held-out test MSE of the epoch chosen on validation; "
                                                 "paper_metric_min_train_batch_mse: the paper's Table I metric"})
     buffer = io.StringIO()

@@ -87,7 +87,8 @@ class TrainConfig(ConfigBase):
     channels_last: bool = option(True, "channels-last images and convolutions (1.1x to 1.5x faster on "
                                        "CPU for the zoo models, see docs/BENCHMARKS.md)")
     progress: bool | None = option(None, "show a progress bar (default: when stderr is a terminal)")
-    limit_batches: float = option(1.0, "fraction (or count, if > 1) of batches per epoch, for quick checks")
+    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick or budget runs; "
+                                         "validation and test always use their whole split")
     # output
     output: str | None = option(None, "run directory (default: runs/<dataset>-<model>-<time>)")
     resume: bool = option(False, "continue from the last checkpoint in the run directory")

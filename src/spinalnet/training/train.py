@@ -131,7 +131,7 @@ def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path |
         strategy=config.strategy, precision=config.precision, deterministic=config.deterministic,
         logger=CSVLogger(str(run_dir), name="", version=""), callbacks=callbacks,
         enable_progress_bar=sys.stderr.isatty() if config.progress is None else config.progress, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_train_batches=limit, limit_val_batches=limit, limit_test_batches=limit, log_every_n_steps=10,
+        limit_train_batches=limit, log_every_n_steps=10,  # validation and test always see their whole split
         use_distributed_sampler=not splits.in_memory, plugins=[AtomicCheckpointIO()],
     )
     last = run_dir / "checkpoints" / "last.ckpt"
