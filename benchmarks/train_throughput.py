@@ -91,7 +91,7 @@ def engine_throughput(model_name: str, batches: int | None, batch_size: int, spl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="60 batches per measurement (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="25 batches per measurement (under a minute)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--models", default="default-cnn,vgg5")
     args = parser.parse_args()
@@ -105,7 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model_name in args.models.split(","):
             if args.quick:
-                batches = 60
+                batches = 25
             else:
                 batches = None if model_name == "default-cnn" else 150
             classic = classic_throughput(model_name, batches, args.batch_size, Path(tmp) / "classic")

@@ -196,8 +196,8 @@ def add_report(sub: argparse._SubParsersAction) -> None:
                        "and a verdict per experiment.")
     p.add_argument("runs", nargs="+", type=Path, help="run directories (or results.json files)")
     p.add_argument("--all", action="store_true", help="add a row for every paper experiment without results")
-    p.add_argument("--output", type=Path, help="write the table (after any existing text up to the marker "
-                   "line <!-- report -->) instead of printing it")
+    p.add_argument("--output", type=Path, help="write the table into FILE: its text up to a line that is "
+                   "exactly <!-- report --> is kept, the table replaces what follows")
     p.set_defaults(func=run_report)
 
 
@@ -210,7 +210,9 @@ def run_report(args: argparse.Namespace) -> None:
         print(table)
         return
     marker = "<!-- report -->"
-    head = args.output.read_text().split(marker)[0] if args.output.is_file() else ""
+    lines = args.output.read_text().splitlines() if args.output.is_file() else []
+    keep = lines[: max(i for i, line in enumerate(lines) if line.strip() == marker)] if marker in map(str.strip, lines) else lines
+    head = "\n".join(keep) + "\n" if keep else ""
     atomic_write_text(args.output, f"{head}{marker}\n{table}\n")
     print(f"wrote {args.output}")
 

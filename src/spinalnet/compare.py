@@ -39,16 +39,21 @@ def versions() -> dict[str, str]:
 
 
 def git_commit() -> str | None:
-    """The commit of the source checkout this package runs from (``-dirty`` with local changes), if any."""
+    """The commit of the checkout this package runs from, ``-dirty`` if the package source differs from it."""
     import subprocess
 
-    root = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=package, capture_output=True, text=True, timeout=10)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
     try:
-        done = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=root,
-                              capture_output=True, text=True, timeout=10)
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--", str(package))
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None
+    return (commit + ("-dirty" if dirty else "")) or None
 
 
 def hardware() -> dict[str, Any]:

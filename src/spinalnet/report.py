@@ -45,7 +45,8 @@ def verdict(p: float | None, spinal_better: bool, n: int) -> str:
 def _where(results: dict[str, Any]) -> str:
     hw = results.get("hardware", {})
     device = hw.get("gpu") or f"{hw.get('cpu_count', '?')} CPU cores"
-    commit = (results.get("versions", {}).get("git_commit") or "?")[:12]
+    full = results.get("versions", {}).get("git_commit") or "?"
+    commit = full[:12] + ("-dirty" if full.endswith("-dirty") else "")
     return f"{device}, `{commit}`"
 
 
@@ -72,7 +73,7 @@ def regress_rows(results: dict[str, Any]) -> list[list[str]]:
         paper_fc = sum(fc["paper_metric_min_train_batch_mse"]) / n
         paper_sp = sum(sp["paper_metric_min_train_batch_mse"]) / n
         rows.append([f"{exp.get('name', 'regression')}: {target} (test MSE)",
-                     f"train-min {paper_fc:.4f}", f"train-min {paper_sp:.4f}",
+                     f"paper's metric, ours: {paper_fc:.4f}", f"paper's metric, ours: {paper_sp:.4f}",
                      _fmt(fc["test_mse_mean"], fc["test_mse_std"], 4), _fmt(sp["test_mse_mean"], sp["test_mse_std"], 4),
                      "-" if res.get("p_value") is None else f"{res['p_value']:.3g}", f"{n} x {cfg['epochs']}",
                      _where(results), verdict(res.get("p_value"), sp["test_mse_mean"] < fc["test_mse_mean"], n)])
@@ -87,17 +88,18 @@ def not_run_reason(exp) -> str:
     from spinalnet.data import DataOptions, load_dataset
     from spinalnet.errors import DataNotFoundError
 
+    reasons = []
     dataset = exp.options.get("dataset")
     if dataset and exp.kind == "compare":
         try:
             load_dataset(dataset, DataOptions(image_size=16, samples_per_class=1))
         except DataNotFoundError:
-            return "not run: data not available offline"
+            reasons.append("data not available offline")
         except UsageError:
             pass
     if exp.cpu_hours is not None and exp.cpu_hours > CPU_BUDGET_HOURS:
-        return f"not run: needs a GPU (about {exp.cpu_hours:,.0f} CPU hours here)"
-    return "not run yet"
+        reasons.append(f"needs a GPU (about {exp.cpu_hours:,.0f} CPU hours here)")
+    return "not run: " + "; ".join(reasons) if reasons else "not run yet"
 
 
 def render(paths: list[Path], include_missing: bool = False) -> str:
