@@ -189,6 +189,7 @@ class SpinalLinear(nn.Module):
         shape[-1] = self.out_features
         x = x.reshape(-1, self.in_features)
         proj = self._input_projections(x)
+        # chain[i] reads h[i-1] in layer i; chain[0] is a placeholder (layer 0 has no previous layer)
         chain: list[Tensor] = [x] + [weight for weight in self.chain_weights]
         hidden: list[Tensor] = []
         h = x
