@@ -53,20 +53,26 @@ def run_list(args: argparse.Namespace) -> None:
         print(f"  {prefix + 'NAME':<18}{text}")
 
 
+def _add_config_command(sub: argparse._SubParsersAction, name: str, config_cls: type, run, help: str,
+                        description: str, skip: tuple[str, ...] = ()) -> None:
+    """A command whose options are the fields of ``config_cls`` (also readable from --config YAML)."""
+    from spinalnet.training.config import add_config_arguments, config_from_args
+
+    p = sub.add_parser(name, help=help, description=description)
+    add_config_arguments(p, config_cls, skip=skip)
+    p.set_defaults(func=lambda args: run(config_from_args(args, config_cls)))
+
+
 def add_train(sub: argparse._SubParsersAction) -> None:
-    from spinalnet.training.config import add_config_arguments
+    from spinalnet.training.config import TrainConfig
 
-    p = sub.add_parser("train", help="train one model (one head, one seed)",
-                       description="Train one model; validation picks the checkpoint, the test set is used once.")
-    add_config_arguments(p)
-    p.set_defaults(func=run_train)
+    _add_config_command(sub, "train", TrainConfig, run_train, help="train one model (one head, one seed)",
+                        description="Train one model; validation picks the checkpoint, the test set is used once.")
 
 
-def run_train(args: argparse.Namespace) -> None:
-    from spinalnet.training.config import config_from_args
+def run_train(config) -> None:
     from spinalnet.training.train import train
 
-    config = config_from_args(args)
     result = train(config, force=config.force)
     print(f"{result['head']} head: test accuracy {result['test_acc']:.2f}% (validation {result['val_acc']:.2f}%), "
           f"{result['params']:,} parameters, {result['train_seconds']:.1f} s; "
@@ -74,21 +80,20 @@ def run_train(args: argparse.Namespace) -> None:
 
 
 def add_compare(sub: argparse._SubParsersAction) -> None:
-    from spinalnet.training.config import CompareConfig, add_config_arguments
+    from spinalnet.training.config import CompareConfig
 
-    p = sub.add_parser("compare", help="ordinary (fc) vs Spinal head: several seeds, statistics, plots",
-                       description="Train the fc head and the Spinal head for every seed with identical data "
-                       "order, augmentation and schedule; print a table and write results.json, results.csv, "
-                       "curves.png and summary.png to --output.")
-    add_config_arguments(p, CompareConfig, skip=("head",))
-    p.set_defaults(func=run_compare)
+    _add_config_command(
+        sub, "compare", CompareConfig, run_compare, skip=("head",),
+        help="ordinary (fc) vs Spinal head: several seeds, statistics, plots",
+        description="Train the fc head and the Spinal head for every seed with identical data order, "
+        "augmentation and schedule; print a table and write results.json, results.csv, curves.png and "
+        "summary.png to --output.")
 
 
-def run_compare(args: argparse.Namespace) -> None:
+def run_compare(config) -> None:
     from spinalnet.compare import compare
-    from spinalnet.training.config import CompareConfig, config_from_args
 
-    compare(config_from_args(args, CompareConfig))
+    compare(config)
 
 
 def add_eval(sub: argparse._SubParsersAction) -> None:
@@ -117,21 +122,19 @@ def run_eval(args: argparse.Namespace) -> None:
 
 def add_regress(sub: argparse._SubParsersAction) -> None:
     from spinalnet.regression import RegressConfig
-    from spinalnet.training.config import add_config_arguments
 
-    p = sub.add_parser("regress", help="the paper's regression study (MLP vs SpinalNet), held-out test MSE",
-                       description="An ordinary MLP (8-200-100-1) against a SpinalNet (6 layers of width 50, "
-                       "each reading half the inputs) on the paper's synthetic targets or on your own "
-                       "tabular data; reports held-out test MSE over seeds, and the paper's metric.")
-    add_config_arguments(p, RegressConfig)
-    p.set_defaults(func=run_regress)
+    _add_config_command(
+        sub, "regress", RegressConfig, run_regress,
+        help="the paper's regression study (MLP vs SpinalNet), held-out test MSE",
+        description="An ordinary MLP (8-200-100-1) against a SpinalNet (6 layers of width 50, each reading "
+        "half the inputs) on the paper's synthetic targets or on your own tabular data; reports held-out "
+        "test MSE over seeds, and the paper's metric.")
 
 
-def run_regress(args: argparse.Namespace) -> None:
-    from spinalnet.regression import RegressConfig, regress
-    from spinalnet.training.config import config_from_args
+def run_regress(config) -> None:
+    from spinalnet.regression import regress
 
-    regress(config_from_args(args, RegressConfig))
+    regress(config)
 
 
 def add_export(sub: argparse._SubParsersAction) -> None:

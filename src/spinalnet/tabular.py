@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import math
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from spinalnet.errors import UsageError
+from spinalnet.npz_file import read_npz
 
 
 def load_csv(path: Path, y_column: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -49,13 +49,7 @@ def load_csv(path: Path, y_column: str | None) -> tuple[np.ndarray, np.ndarray, 
 
 def load_npz_table(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``x`` (N x D) and ``y`` (N) arrays."""
-    if not path.is_file():
-        raise UsageError(f"npz file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise UsageError(f"{path}: not a readable .npz file ({err})") from None
+    arrays = read_npz(path)
     if "x" not in arrays or "y" not in arrays:
         raise UsageError(f"{path}: needs arrays x (N x D) and y (N); found {sorted(arrays)}")
     x, y = arrays["x"], arrays["y"]

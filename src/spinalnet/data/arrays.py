@@ -87,8 +87,8 @@ class ArrayLoader:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
         else:
             order = torch.arange(n)
-        per_rank = n // self.world_size if self.world_size > 1 else n
-        return order[self.rank * per_rank : (self.rank + 1) * per_rank] if self.world_size > 1 else order
+        per_rank = n // self.world_size  # equal shards; the remainder is dropped as DistributedSampler does
+        return order[self.rank * per_rank : (self.rank + 1) * per_rank]
 
     def __len__(self) -> int:
         n = len(self.data) // self.world_size

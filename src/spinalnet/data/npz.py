@@ -5,23 +5,17 @@ Optional x_test / y_test hold a test set; otherwise 20% of x is set aside (seede
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from spinalnet.data.arrays import ImageArrays, as_image_arrays, split_fraction
 from spinalnet.errors import UsageError
+from spinalnet.npz_file import read_npz
 
 
 def load_npz(path: Path, split_seed: int) -> tuple[ImageArrays, ImageArrays]:
-    if not path.is_file():
-        raise UsageError(f"npz file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
-        raise UsageError(f"{path}: not a readable .npz file ({err})") from None
+    arrays = read_npz(path)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise UsageError(f"{path}: missing array(s) {missing}; found {sorted(arrays)} (need x and y)")

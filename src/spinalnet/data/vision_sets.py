@@ -9,6 +9,7 @@ import torch
 import torchvision
 
 from spinalnet.data.arrays import ImageArrays, as_image_arrays, split_fraction
+from spinalnet.data.folders import TransformedSubset
 from spinalnet.data.idx import read_idx
 from spinalnet.data.locate import DataOptions, not_found
 from spinalnet.errors import UsageError
@@ -118,8 +119,6 @@ def load_svhn_stl(name: str, options: DataOptions) -> tuple[ImageArrays, ImageAr
 
 def load_per_sample(name: str, options: DataOptions, train_tf, eval_tf):
     """Caltech-101 (seeded 80/20 split), Stanford Cars, Flowers-102: PIL images through transforms."""
-    from spinalnet.data.folders import TransformedSubset
-
     hint = f"Pass --download or --data-dir containing the torchvision layout of {name}."
     if name == "caltech101":
         ds = _torchvision_root(name, options, lambda r, d: torchvision.datasets.Caltech101(r, download=d), hint)

@@ -79,7 +79,8 @@ RESUME_KEYS = ("dataset", "model", "head", "layer_width", "num_layers", "num_spl
 def check_resumable(last: Path, config: TrainConfig) -> None:
     """A checkpoint from another model or setting cannot be resumed: say which option differs."""
     try:
-        saved = torch.load(last, map_location="cpu", weights_only=False)["hyper_parameters"]["config"]
+        # mmap: only the pickled config is read here; Lightning loads the weights once, when it resumes
+        saved = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["hyper_parameters"]["config"]
     except Exception as err:  # truncated or foreign file
         raise UsageError(f"cannot resume from {last}: not a readable spinalnet checkpoint ({type(err).__name__})") from None
     current = config.to_dict()
