@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from spinalnet.cli import main
-from spinalnet.export import inference_model
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +23,14 @@ def checkpoint(tmp_path_factory):
 
 
 def _reference(checkpoint, x):
-    model, _ = inference_model(checkpoint)
+    """The checkpoint's own weights, with its stored normalisation applied by hand (not the export wrapper)."""
+    from spinalnet.training.module import Classifier
+
+    module = Classifier.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=False).eval()
+    facts = module.hparams["facts"]
+    mean, std = (torch.tensor(facts[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
     with torch.no_grad():
-        return model(x)
+        return module.model((x - mean) / std)
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "pt2", "onnx"])
@@ -59,3 +63,74 @@ def test_export_refuses_to_overwrite_and_bad_checkpoints(checkpoint, tmp_path, c
     assert main(["export", str(bad), "--format", "pt2", "--output", str(tmp_path / "x.pt2")]) == 2
     assert "not a readable spinalnet checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "x.pt2").exists()
+
+
+def _run_onnx(path, x):
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+
+
+def test_onnx_export_is_one_file_that_runs_after_being_moved(checkpoint, tmp_path, capsys):
+    made = tmp_path / "made"
+    made.mkdir()
+    assert main(["export", str(checkpoint), "--format", "onnx", "--output", str(made / "model.onnx")]) == 0
+    assert sorted(p.name for p in made.iterdir()) == ["model.onnx"]  # no hidden weights file beside it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    moved = (made / "model.onnx").rename(elsewhere / "copy.onnx")
+    x = torch.rand(3, 1, 28, 28)
+    torch.testing.assert_close(_run_onnx(moved, x), _reference(checkpoint, x), atol=1e-5, rtol=1e-5)
+
+
+def test_onnx_too_big_for_one_file_writes_the_documented_data_file(checkpoint, tmp_path, monkeypatch):
+    import spinalnet.export as export_module
+
+    monkeypatch.setattr(export_module, "ONNX_SINGLE_FILE_LIMIT", 1000)  # as if the weights were over 2 GB
+    out = tmp_path / "big" / "model.onnx"
+    assert main(["export", str(checkpoint), "--format", "onnx", "--output", str(out)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.onnx", "model.onnx.data"]
+    assert (out.parent / "model.onnx.data").stat().st_size > 1000
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("model.onnx", "model.onnx.data"):
+        (out.parent / name).rename(moved / name)
+    x = torch.rand(2, 1, 28, 28)
+    torch.testing.assert_close(_run_onnx(moved / "model.onnx", x), _reference(checkpoint, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_export_onto_a_directory_is_one_line_and_leaves_nothing(checkpoint, tmp_path, capsys, force):
+    target = tmp_path / "dir"
+    target.mkdir()
+    assert main(["export", str(checkpoint), "--format", "onnx", "--output", str(target), *force]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spinalnet: error: --output") and "is a directory" in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [target] and list(target.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"just some text\n", b"", None])
+def test_eval_and_export_of_a_file_that_is_not_a_checkpoint(checkpoint, tmp_path, capsys, content):
+    bad = tmp_path / "bad.ckpt"
+    if content is None:  # a plain state dict saved with torch.save
+        torch.save(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"], bad)
+    else:
+        bad.write_bytes(content)
+    for argv in (["eval", str(bad)], ["export", str(bad), "--format", "onnx", "--output", str(tmp_path / "m.onnx")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"spinalnet: error: {bad}") and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ckpt"]
+
+
+def test_eval_of_a_directory_or_missing_file_names_it(tmp_path, capsys):
+    for path in (tmp_path, tmp_path / "missing.ckpt"):
+        assert main(["eval", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("size", ["0", "-3"])
+def test_eval_batch_size_must_be_positive(checkpoint, capsys, size):
+    assert main(["eval", str(checkpoint), "--batch-size", size]) == 2
+    assert capsys.readouterr().err == f"spinalnet: error: --batch-size must be >= 1, got {size}\n"

@@ -144,18 +144,16 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                        "size is dynamic.")
     p.add_argument("checkpoint", type=Path, help="a .ckpt file written by train or compare")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript", "pt2"), help="output format")
-    p.add_argument("--output", required=True, type=Path, help="file to write")
+    p.add_argument("--output", required=True, type=Path, help="file to write (ONNX: one self-contained file; "
+                   "only weights over 2 GB go to OUTPUT.data beside it)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.set_defaults(func=run_export)
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from spinalnet.errors import UsageError
     from spinalnet.export import export
 
-    if args.output.exists() and not args.force:
-        raise UsageError(f"{args.output} exists; pass --force to overwrite it")
-    result = export(args.checkpoint, args.format, args.output)
+    result = export(args.checkpoint, args.format, args.output, force=args.force)
     print(f"wrote {result['output']} ({result['format']}): images {tuple(result['input_shape'])} in [0, 1] -> logits")
 
 

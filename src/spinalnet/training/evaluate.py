@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +17,37 @@ from spinalnet.training.train import data_options, quiet_lightning
 
 
 def load_classifier(path: Path) -> Classifier:
-    """A trained Classifier from a checkpoint; a missing, truncated or foreign file is a UsageError."""
+    """A trained Classifier from a checkpoint; a missing, truncated or foreign file is a UsageError naming it."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give a checkpoint file such as {path / 'checkpoints' / 'best.ckpt'}")
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
+    expected = "a .ckpt file written by spinalnet train or compare"
     try:
-        return Classifier.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, KeyError, TypeError, zipfile.BadZipFile, OSError) as err:
-        raise UsageError(f"{path}: not a readable spinalnet checkpoint ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else 'truncated?'})") from None
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch.load raises many types for a text, truncated or damaged file
+        detail = str(err).splitlines()[0] if str(err) else "empty or truncated?"
+        raise UsageError(f"{path}: not a readable spinalnet checkpoint ({type(err).__name__}: {detail}); "
+                         f"expected {expected}") from None
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    if not isinstance(hparams, dict) or not {"config", "facts"} <= hparams.keys() or "state_dict" not in checkpoint:
+        raise UsageError(f"{path}: not a spinalnet checkpoint (a {type(checkpoint).__name__} without the stored "
+                         f"run config; a plain state dict cannot be evaluated); expected {expected}")
+    try:
+        module = Classifier(hparams["config"], hparams["facts"])
+        module.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise UsageError(f"{path}: its weights do not fit the model it describes "
+                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    return module.eval()
 
 
 def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     quiet_lightning()
+    batch_size = (overrides or {}).get("batch_size")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     module = load_classifier(path)
     config = TrainConfig.from_dict({**module.hparams["config"], **(overrides or {})})
     splits = load_dataset(config.dataset, data_options(config))
