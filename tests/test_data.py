@@ -67,7 +67,7 @@ def test_data_dir_wins_over_system_copy(idx_dir, tmp_path):
 
 
 def test_missing_dataset_offline_says_where_and_how(tmp_path):
-    with pytest.raises(DataNotFoundError, match=r"dataset 'fashion-mnist' not found; looked in .*empty.*--download.*dataset-fashion-mnist"):
+    with pytest.raises(DataNotFoundError, match=r"dataset 'fashion-mnist' not found; looked in .*empty.*--data-dir.*dataset-fashion-mnist.*--download"):
         load_dataset("fashion-mnist", opts(tmp_path / "empty"))
 
 

@@ -12,7 +12,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from spinalnet.data.arrays import split_fraction
-from spinalnet.data.locate import DataOptions, not_found
+from spinalnet.data.download import download, other_ways
+from spinalnet.data.locate import DataOptions, not_found, search
 from spinalnet.errors import UsageError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -85,19 +86,19 @@ def _subdir(root: Path, names: tuple[str, ...]) -> Path | None:
 
 
 def find_folder_root(name: str, options: DataOptions) -> Path:
-    for d in options.candidate_dirs(name) + [options.download_root(name)]:
-        if _subdir(d, TRAIN_DIRS) is not None:
-            return d
-    if options.download and name in DOWNLOADS:
+    has_train = lambda d: d if _subdir(d, TRAIN_DIRS) is not None else None  # noqa: E731
+    found = search(name, options, has_train)
+    layout = f"DIR/{name}/train/<class>/*.jpg and DIR/{name}/test/<class>/*.jpg"
+    if found is None and options.download and name in DOWNLOADS:
         from torchvision.datasets.utils import download_and_extract_archive
 
         root = options.download_root(name)
-        download_and_extract_archive(DOWNLOADS[name], str(root))
-        for d in [root, *root.iterdir()]:
-            if _subdir(d, TRAIN_DIRS) is not None:
-                return d
-    how = (f"Put it in --data-dir DIR as DIR/{name}/train/<class>/*.jpg and DIR/{name}/test/<class>/*.jpg"
-           + (" or pass --download." if name in DOWNLOADS else "; it cannot be downloaded automatically."))
+        download(name, root, DOWNLOADS[name], layout, lambda: download_and_extract_archive(DOWNLOADS[name], str(root)))
+        found = next((d for d in [root, *root.iterdir()] if _subdir(d, TRAIN_DIRS) is not None), None)
+    if found is not None:
+        return found
+    how = (f"Ways to get it: {other_ways(name, layout)}." if name in DOWNLOADS
+           else f"Put it in --data-dir DIR as {layout}; it cannot be downloaded automatically.")
     raise not_found(name, options, options.candidate_dirs(name), how)
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from spinalnet.data.arrays import ImageArrays, split_fraction
-from spinalnet.data.locate import DataOptions, not_found
+from spinalnet.data.download import download, fetch, other_ways
+from spinalnet.data.locate import DataOptions, not_found, search
 from spinalnet.errors import UsageError
 
 URL = "https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap/{category}.npy"
@@ -19,15 +19,6 @@ DEFAULT_CATEGORIES = (
     "door", "eye", "fish", "flower", "guitar", "house", "key", "moon", "pizza", "star", "sun", "tree",
 )
 TEST_FRACTION = 0.15
-
-
-def _download(category: str, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".npy.part")
-    with urllib.request.urlopen(URL.format(category=category.replace(" ", "%20"))) as response, open(tmp, "wb") as out:
-        while chunk := response.read(1 << 20):
-            out.write(chunk)
-    tmp.replace(dest)
 
 
 def _load_category(path: Path) -> np.ndarray:
@@ -45,16 +36,16 @@ def load_quickdraw(options: DataOptions) -> tuple[ImageArrays, ImageArrays, list
     categories = list(options.categories or DEFAULT_CATEGORIES)
     if len(set(categories)) != len(categories) or len(categories) < 2:
         raise UsageError(f"Quick Draw needs at least two distinct categories, got {categories}")
-    dirs = options.candidate_dirs("quickdraw") + [options.download_root("quickdraw")]
     images, labels = [], []
     for label, category in enumerate(categories):
-        path = next((d / f"{category}.npy" for d in dirs if (d / f"{category}.npy").is_file()), None)
+        file = f"{category}.npy"
+        path = search("quickdraw", options, lambda d: d / file if (d / file).is_file() else None)
         if path is None and options.download:
-            path = options.download_root("quickdraw") / f"{category}.npy"
-            _download(category, path)
+            path, url = options.download_root("quickdraw") / file, URL.format(category=category.replace(" ", "%20"))
+            download("quickdraw", path.parent, url, f"DIR/quickdraw/{file}", lambda: fetch(url, path))
         if path is None:
-            raise not_found("quickdraw", options, dirs,
-                            f"Missing {category}.npy: pass --download, or --data-dir DIR with DIR/quickdraw/{category}.npy.")
+            raise not_found("quickdraw", options, options.candidate_dirs("quickdraw"),
+                            f"Missing {file}; ways to get it: {other_ways('quickdraw', f'DIR/quickdraw/{file}')}.")
         arr = _load_category(path)
         rng = np.random.default_rng(options.split_seed + label)
         take = np.sort(rng.permutation(len(arr))[: options.samples_per_class])

@@ -11,7 +11,8 @@ import torchvision
 from spinalnet.data.arrays import ImageArrays, as_image_arrays, split_fraction
 from spinalnet.data.folders import TransformedSubset
 from spinalnet.data.idx import read_idx
-from spinalnet.data.locate import DataOptions, not_found
+from spinalnet.data.download import DOWNLOAD_ERRORS, download, fetch, other_ways
+from spinalnet.data.locate import DataOptions, not_found, search
 from spinalnet.errors import UsageError
 
 IDX_FILES = {
@@ -22,16 +23,14 @@ IDX_FILES = {
 IDX_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 
 
+def _idx_layouts(name: str) -> tuple[str, ...]:
+    """Sub-folders an IDX copy may use: torchvision's ``FashionMNIST/raw`` (also how --download stores it)."""
+    return (f"{IDX_DATASETS[name]}/raw",)
+
+
 def _find_idx_dir(name: str, options: DataOptions) -> Path | None:
-    cls = IDX_DATASETS[name]
-    dirs = options.candidate_dirs(name)
-    if options.data_dir is not None:
-        dirs.append(options.data_dir / cls / "raw")
-    dirs.append(options.download_root(name) / cls / "raw")
-    for d in dirs:
-        if all(_idx_path(d, f) for pair in IDX_FILES.values() for f in pair):
-            return d
-    return None
+    complete = lambda d: d if all(_idx_path(d, f) for pair in IDX_FILES.values() for f in pair) else None  # noqa: E731
+    return search(name, options, complete, _idx_layouts(name))
 
 
 def _idx_path(directory: Path, stem: str) -> Path | None:
@@ -41,17 +40,44 @@ def _idx_path(directory: Path, stem: str) -> Path | None:
     return None
 
 
+def _idx_layout_hint(name: str) -> str:
+    return f"the four IDX files (train-images-idx3-ubyte.gz, ...) in DIR/{name} or DIR/{IDX_DATASETS[name]}/raw"
+
+
+def _download_idx(name: str, options: DataOptions) -> None:
+    """The four IDX files from torchvision's mirrors (checked against its md5 sums) into DIR/<Class>/raw."""
+    cls = getattr(torchvision.datasets, IDX_DATASETS[name])
+    root = options.download_root(name)
+    raw = root / _idx_layouts(name)[0]
+
+    def run() -> None:
+        for filename, md5 in cls.resources:
+            if (raw / filename).is_file():
+                continue
+            errors: list[BaseException] = []
+            for mirror in cls.mirrors:
+                try:
+                    fetch(f"{mirror}{filename}", raw / filename, md5)
+                    break
+                except DOWNLOAD_ERRORS as err:
+                    errors.append(err)
+            else:
+                raise errors[0]
+
+    download(name, root, f"{cls.mirrors[0]}{cls.resources[0][0]}"
+             + (f" (and {len(cls.mirrors) - 1} other mirror(s))" if len(cls.mirrors) > 1 else ""),
+             _idx_layout_hint(name), run)
+
+
 def load_idx_dataset(name: str, options: DataOptions) -> tuple[ImageArrays, ImageArrays]:
-    """MNIST, Fashion-MNIST or KMNIST from IDX files, downloading through torchvision if allowed."""
+    """MNIST, Fashion-MNIST or KMNIST from IDX files, downloaded from torchvision's mirrors if allowed."""
     found = _find_idx_dir(name, options)
     if found is None and options.download:
-        getattr(torchvision.datasets, IDX_DATASETS[name])(str(options.download_root(name)), download=True)
+        _download_idx(name, options)
         found = _find_idx_dir(name, options)
     if found is None:
-        hint = ("Pass --download, or --data-dir DIR with the four IDX files in DIR/" + name)
-        if name == "fashion-mnist":
-            hint += ", or install Debian's dataset-fashion-mnist package"
-        raise not_found(name, options, options.candidate_dirs(name), hint + ".")
+        raise not_found(name, options, options.candidate_dirs(name, _idx_layouts(name)),
+                        f"Ways to get it: {other_ways(name, _idx_layout_hint(name))}.")
     splits = []
     for split in ("train", "test"):
         img_path, lbl_path = (_idx_path(found, f) for f in IDX_FILES[split])
@@ -62,26 +88,44 @@ def load_idx_dataset(name: str, options: DataOptions) -> tuple[ImageArrays, Imag
     return splits[0], splits[1]
 
 
+def source_url(name: str) -> str:
+    """Where torchvision downloads dataset ``name`` from (read from its classes, for error messages)."""
+    d = torchvision.datasets
+    urls = {"cifar10": lambda: d.CIFAR10.url, "cifar100": lambda: d.CIFAR100.url, "stl10": lambda: d.STL10.url,
+            "svhn": lambda: d.SVHN.split_list["train"][0], "qmnist": lambda: d.QMNIST.resources["train"][0][0],
+            "flowers102": lambda: d.Flowers102._download_url_prefix,
+            "caltech101": lambda: "https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip"}
+    if name.startswith("emnist-"):
+        return d.EMNIST.url
+    try:
+        return urls[name]()
+    except (KeyError, AttributeError, IndexError, TypeError):
+        return f"torchvision's source for {name}"
+
+
 def _torchvision_root(name: str, options: DataOptions, make, hint: str):
-    """Try each candidate root with download=False, then download if allowed."""
-    looked = options.candidate_dirs(name) + [options.download_root(name)]
-    for root in looked:
-        if root.is_dir():
-            try:
-                return make(str(root), False)
-            except (RuntimeError, FileNotFoundError):
-                continue
+    """The first candidate root that torchvision accepts without downloading, else a download if allowed."""
+    def accepted(root: Path):
+        try:
+            return make(str(root), False)
+        except (RuntimeError, FileNotFoundError):
+            return None
+
+    dataset = search(name, options, accepted)
+    if dataset is not None:
+        return dataset
     if options.download:
-        return make(str(options.download_root(name)), True)
-    raise not_found(name, options, looked, hint)
-
-
+        root = options.download_root(name)
+        made: list = []
+        download(name, root, source_url(name), hint, lambda: made.append(make(str(root), True)))
+        return made[0]
+    raise not_found(name, options, options.candidate_dirs(name), f"Ways to get it: {other_ways(name, hint)}.")
 def load_emnist(name: str, options: DataOptions) -> tuple[ImageArrays, ImageArrays]:
     split = name.split("-", 1)[1]
     out = []
     for train in (True, False):
         ds = _torchvision_root(name, options, lambda r, d: torchvision.datasets.EMNIST(r, split=split, train=train, download=d),
-                               "Pass --download or --data-dir containing EMNIST/raw.")
+                               "DIR/EMNIST/raw (torchvision's layout)")
         images = ds.data.numpy().transpose(0, 2, 1)  # EMNIST stores images transposed
         labels = ds.targets.numpy() - (1 if split == "letters" else 0)  # letters are 1..26
         out.append(as_image_arrays(images, labels, f"EMNIST {split}"))
@@ -92,7 +136,7 @@ def load_qmnist(name: str, options: DataOptions) -> tuple[ImageArrays, ImageArra
     out = []
     for what in ("train", "test"):
         ds = _torchvision_root(name, options, lambda r, d: torchvision.datasets.QMNIST(r, what=what, download=d),
-                               "Pass --download or --data-dir containing QMNIST/raw.")
+                               "DIR/QMNIST/raw (torchvision's layout)")
         out.append(as_image_arrays(ds.data.numpy(), ds.targets[:, 0].numpy(), f"QMNIST {what}"))
     return out[0], out[1]
 
@@ -102,7 +146,7 @@ def load_cifar(name: str, options: DataOptions) -> tuple[ImageArrays, ImageArray
     out = []
     for train in (True, False):
         ds = _torchvision_root(name, options, lambda r, d: cls(r, train=train, download=d),
-                               f"Pass --download or --data-dir containing the {cls.base_folder} folder.")
+                               f"DIR/{cls.base_folder}")
         out.append(as_image_arrays(ds.data.transpose(0, 3, 1, 2), np.asarray(ds.targets), name))
     return out[0], out[1]
 
@@ -112,14 +156,14 @@ def load_svhn_stl(name: str, options: DataOptions) -> tuple[ImageArrays, ImageAr
     out = []
     for split in ("train", "test"):
         ds = _torchvision_root(name, options, lambda r, d: cls(r, split=split, download=d),
-                               f"Pass --download or --data-dir containing the {name} files.")
+                               f"the {name} files of torchvision's layout in DIR/{name}")
         out.append(as_image_arrays(ds.data, np.asarray(ds.labels), name))
     return out[0], out[1]
 
 
 def load_per_sample(name: str, options: DataOptions, train_tf, eval_tf):
     """Caltech-101 (seeded 80/20 split), Stanford Cars, Flowers-102: PIL images through transforms."""
-    hint = f"Pass --download or --data-dir containing the torchvision layout of {name}."
+    hint = f"torchvision's layout of {name} in DIR/{name}"
     if name == "caltech101":
         ds = _torchvision_root(name, options, lambda r, d: torchvision.datasets.Caltech101(r, download=d), hint)
         labels = np.asarray(ds.y)
