@@ -110,3 +110,36 @@ def test_npz_table_errors(tmp_path):
         load_table(f"npz:{tmp_path / 'nan.npz'}", None)
     with pytest.raises(UsageError, match="csv:PATH or npz:PATH"):
         load_table("parquet:x", None)
+
+
+def test_num_splits_above_the_input_count_is_refused_not_clamped(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["regress", "--num-splits", "9", "--num-layers", "9", "--output", str(out)]) == 2
+    assert capsys.readouterr().err == ("spinalnet: error: --num-splits must be between 1 and 8 (the number of input "
+                                       "features of the synthetic targets), got 9\n")
+    np.savez(tmp_path / "t.npz", x=np.random.default_rng(0).normal(size=(40, 3)), y=np.zeros(40))
+    assert main(["regress", "--data", f"npz:{tmp_path / 't.npz'}", "--num-splits", "4", "--output", str(out)]) == 2
+    assert "between 1 and 3 (the number of input features of npz:" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(ValueError, match=r"in_features \(4\) must be >= num_splits \(5\)"):
+        spinal_mlp(8, 1, hidden_sizes=(4,), num_splits=5, num_layers=6)
+    # the largest allowed value works exactly: every block reads 8 single-feature chunks
+    assert [b.split_sizes for b in spinal_mlp(8, 1, num_splits=8, num_layers=8)] == [[1] * 8]
+
+
+@pytest.mark.parametrize("arrays,match", [
+    (dict(x=np.ones((6, 2)) * (1 + 1j), y=np.zeros(6)), "complex"),
+    (dict(x=np.ones((6, 2)), y=np.zeros(6) + 1j), "complex"),
+    (dict(x=np.ones((6, 2)), y=np.array([0, 1, np.inf, 0, 1, 0])), "NaN or inf"),
+    (dict(x=np.ones((6, 2)), y=np.zeros(5)), r"got \(6, 2\) and \(5,\)"),
+    (dict(x=np.array([["a", "b"]] * 6), y=np.zeros(6)), "must be numeric"),
+])
+def test_npz_table_refuses_complex_and_other_wrong_arrays(tmp_path, capsys, arrays, match):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    assert main(["regress", "--data", f"npz:{path}", "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"spinalnet: error: {path}") and len(err.splitlines()) == 1
+    import re
+    assert re.search(match, err), err
+    assert not (tmp_path / "o").exists()

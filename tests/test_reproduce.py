@@ -73,3 +73,42 @@ def test_report_all_marks_what_was_not_run_and_keeps_the_document_head(tmp_path,
 def test_report_on_something_else_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("{}", "not a results file; expected the results.json of compare, regress or reproduce"),
+    ("[1, 2]", "holds a JSON list, not a results file"),
+    ('{"head": "spinal", "test_acc": 90.0}', "it is a single run's result.json"),
+    ("{not json", "not a readable results file"),
+    ('{"fc": {}, "spinal": {}, "config": {}}', "incomplete results file (KeyError"),
+    ('{"targets": {"sum": {"fc": 1}}, "config": {"epochs": 1}}', "incomplete results file"),
+])
+def test_report_on_json_that_is_not_a_results_file_names_it(tmp_path, capsys, content, expected):
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    for arg in (path, tmp_path):
+        assert main(["report", str(arg), "--output", str(tmp_path / "table.md")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"spinalnet: error: {path}") and expected in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "table.md").exists()
+
+
+def test_reproduce_regression_takes_limit_batches_and_refuses_compare_only_options(tmp_path, capsys):
+    out = tmp_path / "reg"
+    assert main(["reproduce", "regression", "--epochs", "1", "--seeds", "1", "--limit-batches", "0.25",
+                 "--output", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["limit_batches"] == 0.25
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert "1 x 1 (0.25 of each epoch)" in capsys.readouterr().out
+    for extra in (["--data-dir", str(tmp_path)], ["--resume"], ["--devices", "2"]):
+        assert main(["reproduce", "regression", "--output", str(tmp_path / "no"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"takes no {extra[0]}" in err and "--limit-batches" in err and len(err.splitlines()) == 1
+    for bad, message in ((["--epochs", "0"], "--epochs must be >= 1, got 0"),
+                         (["--limit-batches", "0"], "--limit-batches must be > 0"),
+                         (["--seeds", "-1"], "--seeds must be >= 1, got -1")):
+        assert main(["reproduce", "regression", "--output", str(tmp_path / "no"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"spinalnet: error: {message}") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "no").exists()

@@ -167,11 +167,13 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, help="override the config's number of seeds")
     p.add_argument("--limit-batches", type=float, help="fraction of training batches per epoch (budget runs)")
     p.add_argument("--output", help="output directory (default: runs/paper/<name>-<time>)")
-    p.add_argument("--data-dir", help="where to look for the dataset first")
-    p.add_argument("--download", action="store_true", default=None, help="download data (and weights) if missing")
-    p.add_argument("--accelerator", help="cpu, gpu, ... (default: auto)")
-    p.add_argument("--devices", help="number of devices (default: auto)")
-    p.add_argument("--resume", action="store_true", default=None, help="continue an interrupted run in --output")
+    p.add_argument("--data-dir", help="where to look for the dataset first (not for regression)")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="download data (and weights) if missing (not for regression)")
+    p.add_argument("--accelerator", help="cpu, gpu, ... (default: auto; not for regression)")
+    p.add_argument("--devices", help="number of devices (default: auto; not for regression)")
+    p.add_argument("--resume", action="store_true", default=None,
+                   help="continue an interrupted run in --output (not for regression)")
     p.add_argument("--force", action="store_true", default=None, help="overwrite a finished run in --output")
     p.set_defaults(func=run_reproduce)
 

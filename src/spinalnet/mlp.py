@@ -32,13 +32,14 @@ def spinal_mlp(in_features: int, out_features: int, hidden_sizes: Sequence[int] 
     Each block is one Spinal hidden layer (its own ``num_layers`` narrow layers of ``layer_width``);
     an activation follows every block but the last. With no ``hidden_sizes`` this is a single block,
     which is the paper's regression SpinalNet: ``spinal_mlp(8, 1)`` has 6 layers of width 50, each
-    reading half of the 8 inputs.
+    reading half of the 8 inputs. Every block splits its input ``num_splits`` ways, so ``num_splits``
+    may not exceed ``in_features`` or any hidden size (a ValueError says so; nothing is clamped).
     """
     sizes = [in_features, *hidden_sizes, out_features]
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(SpinalLinear(a, b, layer_width=layer_width, num_layers=num_layers,
-                                   num_splits=min(num_splits, a), activation=activation, dropout=dropout,
+                                   num_splits=num_splits, activation=activation, dropout=dropout,
                                    batch_norm=batch_norm))
         if i < len(sizes) - 2:
             layers.append(create_activation(activation))

@@ -36,7 +36,11 @@ TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 MODELS = ("fc", "spinal")
 
 
-def make_targets(name: str, samples: int, noise: float, seed: int, features: int = 8) -> tuple[np.ndarray, np.ndarray]:
+#: Inputs of the paper's synthetic targets.
+FEATURES = 8
+
+
+def make_targets(name: str, samples: int, noise: float, seed: int, features: int = FEATURES) -> tuple[np.ndarray, np.ndarray]:
     """x ~ N(0, 1)^features, y = f(x) + noise * U(0, 1), as in the paper."""
     if name not in TARGETS:
         raise unknown_name("target", name, [*TARGETS, "all"])
@@ -67,6 +71,7 @@ class RegressConfig(ConfigBase):
     seed: int = option(0, "first seed")
     batch_size: int = option(64, "batch size")
     lr: float = option(0.01, "Adam learning rate")
+    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick runs")
     val_fraction: float = option(0.15, "validation fraction (picks each model's epoch)")
     test_fraction: float = option(0.15, "test fraction (used once, for the report)")
     standardize: bool | None = option(None, "standardise inputs and target with training statistics "
@@ -74,7 +79,7 @@ class RegressConfig(ConfigBase):
     fc_hidden: list[int] = option([200, 100], "hidden sizes of the ordinary MLP")
     layer_width: int = option(50, "width of the Spinal hidden layers")
     num_layers: int = option(6, "number of Spinal hidden layers")
-    num_splits: int = option(2, "input splits of the Spinal layers")
+    num_splits: int = option(2, "input splits of the Spinal layers (1 to the number of input features)")
     activation: str = option("leaky_relu", "activation of both models")
     output: str | None = option(None, "output directory (default: runs/regress-<time>)")
     force: bool = option(False, "overwrite a finished study in --output")
@@ -85,6 +90,8 @@ class RegressConfig(ConfigBase):
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.noise < 0:
             raise UsageError("--lr must be > 0 and --noise >= 0")
+        if self.limit_batches <= 0:
+            raise UsageError(f"--limit-batches must be > 0, got {self.limit_batches}")
         if self.data is None and self.target != "all" and self.target not in TARGETS:
             raise unknown_name("target", self.target, [*TARGETS, "all"])
         if any(h < 1 for h in self.fc_hidden):
@@ -100,6 +107,20 @@ def build_models(in_features: int, config: RegressConfig) -> dict[str, nn.Module
     }
 
 
+def limited(batches: tuple[torch.Tensor, ...], limit: float) -> tuple[torch.Tensor, ...]:
+    """The first ``limit`` batches (a count if > 1, else a fraction, at least one), as Lightning counts them."""
+    keep = int(limit) if limit > 1 else max(1, int(len(batches) * limit))
+    return batches[:keep]
+
+
+def check_models(in_features: int, config: RegressConfig, source: str) -> None:
+    """Refuse model options that cannot work for ``in_features`` inputs, before anything is trained or written."""
+    if config.num_splits > in_features:
+        raise UsageError(f"--num-splits must be between 1 and {in_features} (the number of input features of "
+                         f"{source}), got {config.num_splits}")
+    build_models(in_features, config)
+
+
 def fit(model: nn.Module, data: dict[str, torch.Tensor], config: RegressConfig, seed: int,
         y_scale: float) -> dict[str, Any]:
     """Adam on minibatch MSE; the epoch with the lowest validation MSE is kept and tested once."""
@@ -111,7 +132,7 @@ def fit(model: nn.Module, data: dict[str, torch.Tensor], config: RegressConfig, 
     for _ in range(config.epochs):
         model.train()
         total = 0.0
-        for idx in torch.randperm(len(x), generator=order_gen).split(config.batch_size):
+        for idx in limited(torch.randperm(len(x), generator=order_gen).split(config.batch_size), config.limit_batches):
             loss = nn.functional.mse_loss(model(x[idx]).squeeze(1), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -245,8 +266,8 @@ def regress(config: RegressConfig, log: Callable[[str], None] = print,
     from spinalnet.compare import hardware, versions
 
     config.validate()
-    if config.data:
-        load_table(config.data, config.y_column)  # fail on bad data before anything is written
+    features = load_table(config.data, config.y_column)[0].shape[1] if config.data else FEATURES
+    check_models(features, config, config.data or "the synthetic targets")  # fail before anything is written
     out = Path(config.output or f"runs/regress-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     if (out / "results.json").exists() and not config.force:
         raise UsageError(f"{out} already holds a finished study; pass --force to overwrite it or choose another --output")

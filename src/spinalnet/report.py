@@ -13,16 +13,35 @@ SIGNIFICANCE = 0.05
 CPU_BUDGET_HOURS = 2.0
 
 
+RESULTS_KINDS = "the results.json of compare, regress or reproduce"
+
+
 def load_results(path: Path) -> dict[str, Any]:
+    """A results file as a dict; anything else (a single run's result.json, a list, bad JSON) is a UsageError."""
     file = path / "results.json" if path.is_dir() else path
     if not file.is_file():
         raise UsageError(f"{path}: no results.json (is this a compare, regress or reproduce output directory?)")
     try:
         data = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{file}: not a readable results file ({err})") from None
+        raise UsageError(f"{file}: not a readable results file ({err}); expected {RESULTS_KINDS}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{file}: holds a JSON {type(data).__name__}, not a results file; expected {RESULTS_KINDS}")
+    if "targets" not in data and not {"fc", "spinal"} <= data.keys():
+        single = " (it is a single run's result.json: pass the compare output directory)" if "test_acc" in data else ""
+        raise UsageError(f"{file}: not a results file{single}; expected {RESULTS_KINDS}, "
+                         "with 'fc' and 'spinal' (compare) or 'targets' (regress)")
     data["_path"] = str(file.parent)
     return data
+
+
+def _rows(results: dict[str, Any]) -> list[list[str]]:
+    """The table rows of one results file; a file missing a field is named, not a traceback."""
+    try:
+        return regress_rows(results) if "targets" in results else [compare_row(results)]
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as err:
+        raise UsageError(f"{results['_path']}/results.json: incomplete results file ({type(err).__name__}: {err}); "
+                         f"expected {RESULTS_KINDS}") from None
 
 
 def _fmt(mean: float, std: float, digits: int = 2) -> str:
@@ -50,6 +69,10 @@ def _where(results: dict[str, Any]) -> str:
     return f"{device}, `{commit}`"
 
 
+def _budget(cfg: dict[str, Any]) -> str:
+    return f" ({cfg['limit_batches']:g} of each epoch)" if cfg.get("limit_batches", 1) != 1 else ""
+
+
 def compare_row(results: dict[str, Any]) -> list[str]:
     exp = results.get("experiment") or {}
     fc, sp = results["fc"], results["spinal"]
@@ -59,7 +82,7 @@ def compare_row(results: dict[str, Any]) -> list[str]:
     return [name, _paper(exp.get("paper", {}), "fc"), _paper(exp.get("paper", {}), "spinal"),
             _fmt(fc["test_acc_mean"], fc["test_acc_std"]), _fmt(sp["test_acc_mean"], sp["test_acc_std"]),
             "-" if results.get("p_value") is None else f"{results['p_value']:.3g}",
-            f"{n} x {cfg['epochs']}" + (f" ({cfg['limit_batches']:g} of each epoch)" if cfg.get("limit_batches", 1) != 1 else ""),
+            f"{n} x {cfg['epochs']}" + _budget(cfg),
             _where(results), verdict(results.get("p_value"), sp["test_acc_mean"] > fc["test_acc_mean"], n)]
 
 
@@ -75,7 +98,7 @@ def regress_rows(results: dict[str, Any]) -> list[list[str]]:
         rows.append([f"{exp.get('name', 'regression')}: {target} (test MSE)",
                      f"paper's metric, ours: {paper_fc:.4f}", f"paper's metric, ours: {paper_sp:.4f}",
                      _fmt(fc["test_mse_mean"], fc["test_mse_std"], 4), _fmt(sp["test_mse_mean"], sp["test_mse_std"], 4),
-                     "-" if res.get("p_value") is None else f"{res['p_value']:.3g}", f"{n} x {cfg['epochs']}",
+                     "-" if res.get("p_value") is None else f"{res['p_value']:.3g}", f"{n} x {cfg['epochs']}" + _budget(cfg),
                      _where(results), verdict(res.get("p_value"), sp["test_mse_mean"] < fc["test_mse_mean"], n)])
     return rows
 
@@ -108,7 +131,7 @@ def render(paths: list[Path], include_missing: bool = False) -> str:
     for path in paths:
         results = load_results(path)
         seen.add((results.get("experiment") or {}).get("name", ""))
-        rows.extend(regress_rows(results) if "targets" in results else [compare_row(results)])
+        rows.extend(_rows(results))
     if include_missing:
         from spinalnet.reproduce import experiments
 

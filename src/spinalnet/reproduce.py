@@ -61,6 +61,10 @@ def format_list(items: dict[str, Experiment]) -> str:
     return "\n".join(lines)
 
 
+#: reproduce options that only experiments run through compare take.
+COMPARE_ONLY = ("data_dir", "download", "accelerator", "devices", "resume")
+
+
 def reproduce(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Run experiment ``name``; ``overrides`` (epochs, seeds, output, data_dir, ...) win over the config."""
     from datetime import datetime
@@ -70,6 +74,12 @@ def reproduce(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     options.setdefault("output", f"runs/paper/{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     if exp.kind == "regress":
         from spinalnet.regression import RegressConfig, regress
+
+        unused = [k for k in COMPARE_ONLY if overrides.get(k) is not None]
+        if unused:
+            raise UsageError(f"{name} runs spinalnet regress (synthetic data, CPU), which takes no "
+                             f"{', '.join('--' + k.replace('_', '-') for k in unused)}; it takes --epochs, --seeds, "
+                             "--limit-batches, --output and --force")
 
         return regress(RegressConfig.from_dict(options).validate(), experiment=exp.meta)
     from spinalnet.compare import compare

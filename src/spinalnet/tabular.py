@@ -56,7 +56,9 @@ def load_npz_table(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     if x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
         raise UsageError(f"{path}: x must be N x D and y of length N, got {x.shape} and {y.shape}")
     if not (np.issubdtype(x.dtype, np.number) and np.issubdtype(y.dtype, np.number)):
-        raise UsageError(f"{path}: x and y must be numeric")
+        raise UsageError(f"{path}: x and y must be numeric, got dtypes {x.dtype} and {y.dtype}")
+    if np.iscomplexobj(x) or np.iscomplexobj(y):
+        raise UsageError(f"{path}: x and y must be real numbers, got complex dtypes {x.dtype} and {y.dtype}")
     x, y = x.astype(np.float64), y.astype(np.float64)
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise UsageError(f"{path}: x or y contains NaN or inf")
