@@ -48,3 +48,34 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
 def test_unknown_option_exits_2():
     done = run("describe", "10", "3", "--no-such-option")
     assert done.returncode == 2 and "unrecognized arguments: --no-such-option" in done.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["describe", "1000000000", "10"], "this head would have 24,000,000,858 parameters (96.0 GB as float32), "
+                                       "more than describe's limit of 1,000,000,000"),
+    (["describe", "99999999999999999999", "2"], "this head would have 2,400,000,000,000,000,000,442 parameters"),
+    (["describe", "10", "10", "--num-layers", "100000"], "--num-layers 100,000 is more than describe prints"),
+    (["describe", "10", "3", "--num-splits", "99999999999999999999"], "in_features (10) must be >= num_splits"),
+    (["describe", "10", "-1"], "out_features must be an integer >= 1, got -1"),
+])
+def test_describe_refuses_impossible_sizes_before_allocating(capsys, monkeypatch, args, message):
+    import torch
+
+    real_empty = torch.empty
+
+    def no_real_allocation(*shape, **kw):  # describe builds on the meta device only
+        assert kw.get("device") is not None or torch.get_default_device().type == "meta", "allocated weights"
+        return real_empty(*shape, **kw)
+
+    monkeypatch.setattr(torch, "empty", no_real_allocation)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"spinalnet: error: {message}") and len(err.splitlines()) == 1, err
+
+
+def test_describe_matches_a_real_layer_without_allocating_it(capsys):
+    from spinalnet import SpinalLinear
+
+    assert main(["describe", "100", "7", "--layer-width", "5", "--num-layers", "4", "--num-splits", "3"]) == 0
+    real = SpinalLinear(100, 7, layer_width=5, num_layers=4, num_splits=3)
+    assert f"parameters: {sum(p.numel() for p in real.parameters()):,}" in capsys.readouterr().out

@@ -21,9 +21,27 @@ def add_describe(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_describe)
 
 
+#: describe prints one line per hidden layer, and describes heads that could be built in memory.
+DESCRIBE_MAX_LAYERS = 10_000
+DESCRIBE_MAX_PARAMS = 1_000_000_000  # 4 GB of float32 weights
+
+
 def run_describe(args: argparse.Namespace) -> None:
-    layer = SpinalLinear(args.in_features, args.out_features, layer_width=args.layer_width,
-                         num_layers=args.num_layers, num_splits=args.num_splits)
+    import torch
+
+    from spinalnet.errors import UsageError
+
+    if args.num_layers > DESCRIBE_MAX_LAYERS:
+        raise UsageError(f"--num-layers {args.num_layers:,} is more than describe prints "
+                         f"(at most {DESCRIBE_MAX_LAYERS:,}, one line per layer)")
+    sizes = dict(layer_width=args.layer_width, num_layers=args.num_layers, num_splits=args.num_splits)
+    if min(args.in_features, args.out_features, *sizes.values()) >= 1 and args.num_splits <= args.num_layers:
+        count = SpinalLinear.count_params(args.in_features, args.out_features, **sizes)  # by formula
+        if count > DESCRIBE_MAX_PARAMS:
+            raise UsageError(f"this head would have {count:,} parameters ({count * 4 / 1e9:,.1f} GB as float32), "
+                             f"more than describe's limit of {DESCRIBE_MAX_PARAMS:,}; use smaller sizes")
+    with torch.device("meta"):  # the constructor checks the sizes; no weights are allocated
+        layer = SpinalLinear(args.in_features, args.out_features, **sizes)
     print(layer.describe())
     hidden = args.layer_width * args.num_layers
     fc = args.in_features * hidden + hidden + hidden * args.out_features + args.out_features
