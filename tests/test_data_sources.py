@@ -145,3 +145,42 @@ def test_a_wrong_checksum_is_a_failed_download(tmp_path, loopback_server, monkey
     assert main(["train", "--dataset", "kmnist", "--data-dir", str(data), "--download"]) == 2
     _assert_one_line(capsys.readouterr().err, "dataset 'kmnist'", "checksum mismatch")
     assert not data.exists()
+
+
+def _labelled(labels: list[int], n: int = 40) -> dict[str, np.ndarray]:
+    x, _ = make_images(n)
+    return dict(x=x, y=np.resize(np.asarray(labels, np.int64), n))
+
+
+@pytest.mark.parametrize("arrays,message", [
+    (_labelled([0, 5, 9]), "labels must be 0..K-1 without gaps; found 3 distinct labels (0, 5, 9) with none for "
+                           "1, 2, 3, 4, 6, 7, ... (7 in all); renumber them"),
+    (_labelled([3]), "only 1 class found; a classifier needs at least two"),
+    (dict(_labelled([0, 1]), x=make_images(40)[0] * (1 + 1j)), "images must be real numbers, got complex"),
+    (dict(_labelled([0, 1]), x=np.where(make_images(40)[0] > 200, np.inf, 0.5)), "images contain NaN or inf"),
+    (dict(_labelled([0, 1]), y=np.resize([0.0, 1.5], 40)), "labels must be integers"),
+    (dict(_labelled([0, 1]), y=np.resize([0, -1], 40)), "labels must be >= 0"),
+    (dict(_labelled([0, 1]), y=np.zeros(39, np.int64)), "expected 40 labels"),
+    (dict(_labelled([0, 1]), x_test=make_images(4)[0], y_test=np.array([0, 1, 2, 1])),
+     "test label(s) 2 never appear in the training labels"),
+    (dict(x=np.zeros((0, 5, 5)), y=np.zeros(0, np.int64), x_test=np.zeros((2, 5, 5)), y_test=np.array([0, 1])),
+     "the training set has no samples"),
+])
+def test_silently_wrong_npz_labels_and_images_are_refused_through_the_cli(tmp_path, capsys, arrays, message):
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", f"npz:{path}", "--epochs", "1", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    _assert_one_line(err, str(path), message)
+    assert not out.exists()
+
+
+def test_a_folder_with_one_class_is_refused(image_folder, capsys, tmp_path):
+    import shutil
+
+    for split in ("train", "test"):
+        shutil.rmtree(image_folder / split / "bees")
+    assert main(["train", "--dataset", f"folder:{image_folder}", "--epochs", "1", "--output", str(tmp_path / "r")]) == 2
+    _assert_one_line(capsys.readouterr().err, "only 1 class found")
+    assert not (tmp_path / "r").exists()

@@ -49,6 +49,8 @@ def as_image_arrays(images: np.ndarray, labels: np.ndarray, source: str) -> Imag
     if images.dtype != np.uint8:
         if not np.issubdtype(images.dtype, np.number):
             raise UsageError(f"{source}: images must be numeric, got dtype {images.dtype}")
+        if np.iscomplexobj(images):
+            raise UsageError(f"{source}: images must be real numbers, got complex dtype {images.dtype}")
         images = images.astype(np.float32)
         if not np.isfinite(images).all():
             raise UsageError(f"{source}: images contain NaN or inf")

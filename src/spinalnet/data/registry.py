@@ -102,12 +102,43 @@ def _check_labels(train: ImageArrays, test: ImageArrays, num_classes: int, name:
             raise UsageError(f"{name}: {what} label {int(part.labels.max())} is out of range for {num_classes} classes")
 
 
+def _preview(values: list[int], limit: int = 6) -> str:
+    return ", ".join(map(str, values[:limit])) + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def check_class_count(name: str, num_classes: int) -> None:
+    if num_classes < 2:
+        raise UsageError(f"{name}: only {num_classes} class found; a classifier needs at least two "
+                         "(its accuracy would be 100% by construction)")
+
+
+def infer_classes(name: str, train: ImageArrays, test: ImageArrays) -> int:
+    """The class count of the user's labels, which must be exactly 0..K-1 (K >= 2), each seen in training.
+
+    Labels with gaps ({0, 5, 9}) would give a head with classes that never occur; they are refused
+    rather than renumbered, so that a checkpoint's class k is always the user's label k.
+    """
+    if not len(train) or not len(test):
+        raise UsageError(f"{name}: the {'training' if not len(train) else 'test'} set has no samples")
+    present = torch.unique(torch.cat([train.labels, test.labels])).tolist()
+    check_class_count(name, len(present))
+    if len(present) != present[-1] + 1:
+        missing = sorted(set(range(present[-1] + 1)) - set(present))
+        raise UsageError(f"{name}: labels must be 0..K-1 without gaps; found {len(present)} distinct labels "
+                         f"({_preview(present)}) with none for {_preview(missing)}; renumber them, e.g. "
+                         "y = numpy.unique(y, return_inverse=True)[1]")
+    unseen = sorted(set(test.labels.tolist()) - set(train.labels.tolist()))
+    if unseen:
+        raise UsageError(f"{name}: test label(s) {_preview(unseen)} never appear in the training labels")
+    return len(present)
+
+
 def _in_memory(name: str, train_pool: ImageArrays, test: ImageArrays, options: DataOptions, augment: str,
                num_classes: int | None = None, classes: list[str] | None = None) -> DataSplits:
     if train_pool.images.shape[1:] != test.images.shape[1:]:
         raise UsageError(f"{name}: training images are {tuple(train_pool.images.shape[1:])}, "
                          f"test images {tuple(test.images.shape[1:])}")
-    num_classes = num_classes or int(max(train_pool.labels.max(), test.labels.max())) + 1
+    num_classes = num_classes or infer_classes(name, train_pool, test)
     _check_labels(train_pool, test, num_classes, name)
     train_idx, val_idx = split_fraction(len(train_pool), options.val_fraction, options.split_seed)
     train = train_pool.subset(train_idx)
@@ -119,6 +150,7 @@ def _in_memory(name: str, train_pool: ImageArrays, test: ImageArrays, options: D
 
 def _per_sample(name: str, train_pool, test, num_classes: int, options: DataOptions, size: int,
                 classes: list[str] | None = None) -> DataSplits:
+    check_class_count(name, num_classes)
     train_idx, val_idx = split_fraction(len(train_pool), options.val_fraction, options.split_seed)
     val = train_pool.subset(val_idx, folders.image_transforms(size, False))
     return DataSplits(name, train_pool.subset(train_idx), val, test, num_classes, 3, (size, size),
