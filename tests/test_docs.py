@@ -34,3 +34,21 @@ def test_readme_python_example_runs():
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["y"].shape == (32, 10)
+
+
+def test_every_config_command_in_the_readme_and_makefile_is_accepted():
+    """`spinalnet CMD --config FILE` as the docs write it parses and validates (nothing is trained)."""
+    import re
+
+    from spinalnet.cli import build_parser
+    from spinalnet.regression import RegressConfig
+    from spinalnet.training.config import TrainConfig, config_from_args
+
+    root = Path(__file__).parent.parent
+    text = README + (root / "Makefile").read_text()
+    commands = set(re.findall(r"spinalnet (train|compare|regress) --config (configs/\S+\.yaml)", text))
+    assert ("train", "configs/train-example.yaml") in commands and ("compare", "configs/demo.yaml") in commands
+    classes = {"train": TrainConfig, "compare": CompareConfig, "regress": RegressConfig}
+    for command, path in sorted(commands):
+        args = build_parser().parse_args([command, "--config", str(root / path)])
+        config_from_args(args, classes[command])
