@@ -184,3 +184,14 @@ def test_a_folder_with_one_class_is_refused(image_folder, capsys, tmp_path):
     assert main(["train", "--dataset", f"folder:{image_folder}", "--epochs", "1", "--output", str(tmp_path / "r")]) == 2
     _assert_one_line(capsys.readouterr().err, "only 1 class found")
     assert not (tmp_path / "r").exists()
+
+
+def test_channels_last_images_and_path_like_categories_are_refused(tmp_path, quickdraw_dir, capsys):
+    path = tmp_path / "hwc.npz"
+    np.savez(path, x=np.zeros((20, 32, 32, 3), np.uint8), y=np.arange(20) % 2)
+    assert main(["train", "--dataset", f"npz:{path}", "--epochs", "1", "--output", str(tmp_path / "r")]) == 2
+    _assert_one_line(capsys.readouterr().err, "look channels-last (N x H x W x C)", "x.transpose(0, 3, 1, 2)")
+    assert main(["train", "--dataset", "quickdraw", "--data-dir", str(quickdraw_dir), "--categories", "cat,../dog",
+                 "--epochs", "1", "--output", str(tmp_path / "r")]) == 2
+    _assert_one_line(capsys.readouterr().err, "category names are file names without folders, got ['../dog']")
+    assert not (tmp_path / "r").exists()

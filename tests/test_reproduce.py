@@ -112,3 +112,17 @@ def test_reproduce_regression_takes_limit_batches_and_refuses_compare_only_optio
         err = capsys.readouterr().err
         assert err.startswith(f"spinalnet: error: {message}") and len(err.splitlines()) == 1, err
     assert not (tmp_path / "no").exists()
+
+
+def test_report_output_must_be_a_file_and_not_a_results_file(tmp_path, capsys):
+    from spinalnet.regression import RegressConfig, regress
+
+    out = tmp_path / "reg"
+    regress(RegressConfig(target="sum", epochs=1, seeds=1, samples=60, output=str(out)), log=lambda s: None)
+    before = (out / "results.json").read_bytes()
+    for target, message in ((tmp_path, "is a directory"), (out / "results.json", "is one of the results files")):
+        assert main(["report", str(out), "--output", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"spinalnet: error: --output {target}") and message in err and len(err.splitlines()) == 1
+    assert (out / "results.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reg"]

@@ -223,9 +223,16 @@ def add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> None:
+    from spinalnet.errors import UsageError
     from spinalnet.report import render
     from spinalnet.training.run_files import atomic_write_text
 
+    if args.output is not None:
+        if args.output.is_dir():
+            raise UsageError(f"--output {args.output} is a directory; give a file such as {args.output / 'RESULTS.md'}")
+        sources = {(run / "results.json" if run.is_dir() else run).resolve() for run in args.runs}
+        if args.output.resolve() in sources:
+            raise UsageError(f"--output {args.output} is one of the results files being read; choose another file")
     table = render(args.runs, include_missing=args.all)
     if args.output is None:
         print(table)

@@ -33,12 +33,19 @@ class ImageArrays:
         return ImageArrays(self.images[index], self.labels[index])
 
 
+#: Channel counts of grey, RGB and RGBA images, to recognise channels-last arrays.
+CHANNEL_COUNTS = (1, 3, 4)
+
+
 def as_image_arrays(images: np.ndarray, labels: np.ndarray, source: str) -> ImageArrays:
     """Validate and convert arrays: N x H x W or N x C x H x W images, N integer labels, no NaN/inf."""
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:
         raise UsageError(f"{source}: images must be N x H x W or N x C x H x W, got shape {images.shape}")
+    if images.shape[3] in CHANNEL_COUNTS and images.shape[1] not in CHANNEL_COUNTS:
+        raise UsageError(f"{source}: images of shape {images.shape} look channels-last (N x H x W x C); give "
+                         "N x C x H x W, e.g. x.transpose(0, 3, 1, 2)")
     if labels.ndim != 1 or len(labels) != len(images):
         raise UsageError(f"{source}: expected {len(images)} labels in a 1-D array, got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):

@@ -36,6 +36,9 @@ def load_quickdraw(options: DataOptions) -> tuple[ImageArrays, ImageArrays, list
     categories = list(options.categories or DEFAULT_CATEGORIES)
     if len(set(categories)) != len(categories) or len(categories) < 2:
         raise UsageError(f"Quick Draw needs at least two distinct categories, got {categories}")
+    bad = [c for c in categories if not c.strip() or "/" in c or "\\" in c or c.startswith(".")]
+    if bad:
+        raise UsageError(f"Quick Draw category names are file names without folders, got {bad}")
     images, labels = [], []
     for label, category in enumerate(categories):
         file = f"{category}.npy"
