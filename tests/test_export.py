@@ -109,11 +109,13 @@ def test_export_onto_a_directory_is_one_line_and_leaves_nothing(checkpoint, tmp_
     assert list(tmp_path.iterdir()) == [target] and list(target.iterdir()) == []
 
 
-@pytest.mark.parametrize("content", [b"just some text\n", b"", None])
+@pytest.mark.parametrize("content", [b"just some text\n", b"", "truncated", "state dict"])
 def test_eval_and_export_of_a_file_that_is_not_a_checkpoint(checkpoint, tmp_path, capsys, content):
     bad = tmp_path / "bad.ckpt"
-    if content is None:  # a plain state dict saved with torch.save
+    if content == "state dict":  # a plain state dict saved with torch.save
         torch.save(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"], bad)
+    elif content == "truncated":
+        bad.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
     else:
         bad.write_bytes(content)
     for argv in (["eval", str(bad)], ["export", str(bad), "--format", "onnx", "--output", str(tmp_path / "m.onnx")]):
@@ -134,3 +136,23 @@ def test_eval_of_a_directory_or_missing_file_names_it(tmp_path, capsys):
 def test_eval_batch_size_must_be_positive(checkpoint, capsys, size):
     assert main(["eval", str(checkpoint), "--batch-size", size]) == 2
     assert capsys.readouterr().err == f"spinalnet: error: --batch-size must be >= 1, got {size}\n"
+
+
+def test_eval_on_data_of_another_shape_is_one_line(idx_dir, tmp_path, capsys):
+    from conftest import make_images
+    from spinalnet.data.idx import write_idx
+
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "fashion-mnist", "--data-dir", str(idx_dir), "--epochs", "1",
+                 "--batch-size", "64", "--output", str(run), "--no-progress"]) == 0
+    other = tmp_path / "other" / "fashion-mnist"
+    other.mkdir(parents=True)
+    for prefix, n in (("train", 40), ("t10k", 20)):
+        x, y = make_images(n, size=32)
+        write_idx(other / f"{prefix}-images-idx3-ubyte", x)
+        write_idx(other / f"{prefix}-labels-idx1-ubyte", y)
+    capsys.readouterr()
+    assert main(["eval", str(run / "checkpoints" / "best.ckpt"), "--data-dir", str(other.parent)]) == 2
+    err = capsys.readouterr().err
+    assert "images of shape (1, 28, 28) (C, H, W); the data found now has (1, 32, 32)" in err
+    assert len(err.splitlines()) == 1

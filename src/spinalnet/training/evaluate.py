@@ -51,9 +51,14 @@ def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None =
     module = load_classifier(path)
     config = TrainConfig.from_dict({**module.hparams["config"], **(overrides or {})})
     splits = load_dataset(config.dataset, data_options(config))
-    if splits.num_classes != module.hparams["facts"]["num_classes"]:
-        raise UsageError(f"{path} was trained for {module.hparams['facts']['num_classes']} classes, "
+    facts = module.hparams["facts"]
+    if splits.num_classes != facts["num_classes"]:
+        raise UsageError(f"{path} was trained for {facts['num_classes']} classes, "
                          f"{config.dataset} has {splits.num_classes}")
+    trained, found = (facts["channels"], *facts["image_size"]), (splits.channels, *splits.image_size)
+    if tuple(trained) != tuple(found):
+        raise UsageError(f"{path} was trained on {config.dataset} images of shape {tuple(trained)} (C, H, W); the "
+                         f"data found now has {tuple(found)}")
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
     trainer = L.Trainer(accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
