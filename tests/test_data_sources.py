@@ -195,3 +195,13 @@ def test_channels_last_images_and_path_like_categories_are_refused(tmp_path, qui
                  "--epochs", "1", "--output", str(tmp_path / "r")]) == 2
     _assert_one_line(capsys.readouterr().err, "category names are file names without folders, got ['../dog']")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_partial_idx_copy_under_data_dir_is_named_not_skipped(tmp_path, capsys):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    _write_idx_set(raw, label=1)
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert main(["train", "--dataset", "fashion-mnist", "--data-dir", str(tmp_path), "--epochs", "1",
+                 "--output", str(tmp_path / "r")]) == 2
+    _assert_one_line(capsys.readouterr().err, f"{raw} holds", "but not t10k-labels-idx1-ubyte")
+    assert not (tmp_path / "r").exists()

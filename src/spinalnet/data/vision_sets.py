@@ -29,7 +29,16 @@ def _idx_layouts(name: str) -> tuple[str, ...]:
 
 
 def _find_idx_dir(name: str, options: DataOptions) -> Path | None:
-    complete = lambda d: d if all(_idx_path(d, f) for pair in IDX_FILES.values() for f in pair) else None  # noqa: E731
+    """The first directory with all four IDX files; a partial copy under --data-dir is an error, not skipped."""
+    stems = [f for pair in IDX_FILES.values() for f in pair]
+
+    def complete(d: Path) -> Path | None:
+        present = [f for f in stems if _idx_path(d, f)]
+        if present and len(present) < len(stems) and options.data_dir is not None and d.is_relative_to(options.data_dir):
+            raise UsageError(f"{d} holds {', '.join(present)} but not {', '.join(f for f in stems if f not in present)} "
+                             f"(plain or .gz); {name} needs all four IDX files")
+        return d if len(present) == len(stems) else None
+
     return search(name, options, complete, _idx_layouts(name))
 
 
