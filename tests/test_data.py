@@ -76,6 +76,18 @@ def test_unknown_dataset_suggests_the_closest():
         load_dataset("fasion-mnist", opts())
 
 
+def serve_idx_set(served: Path, train: int, test: int) -> list[tuple[str, str]]:
+    """Four gzipped IDX files in ``served``; returns torchvision's ``resources`` list (name, md5) for them."""
+    resources = []
+    for prefix, n in (("train", train), ("t10k", test)):
+        x, y = make_images(n)
+        for kind, arr in (("images-idx3", x), ("labels-idx1", y)):
+            name = f"{prefix}-{kind}-ubyte.gz"
+            write_idx(served / name, arr)
+            resources.append((name, hashlib.md5((served / name).read_bytes()).hexdigest()))
+    return resources
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
@@ -98,13 +110,7 @@ def test_download_through_torchvision_from_loopback_server(tmp_path, loopback_se
     import torchvision
 
     served, url = loopback_server
-    resources = []
-    for prefix, n in (("train", 80), ("t10k", 40)):
-        x, y = make_images(n)
-        for kind, arr in (("images-idx3", x), ("labels-idx1", y)):
-            name = f"{prefix}-{kind}-ubyte.gz"
-            write_idx(served / name, arr)
-            resources.append((name, hashlib.md5((served / name).read_bytes()).hexdigest()))
+    resources = serve_idx_set(served, train=80, test=40)
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "mirrors", [url])
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "resources", resources)
     options = opts(tmp_path / "dl", download=True)

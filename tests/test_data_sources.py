@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from spinalnet.cli import main
 from spinalnet.data import DataOptions, load_dataset
 from spinalnet.data.idx import write_idx
 from spinalnet.data.locate import SYSTEM_DATA_DIRS
-from test_data import loopback_server  # noqa: F401  (fixture)
+from test_data import loopback_server, serve_idx_set  # noqa: F401  (loopback_server is a fixture)
 
 CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "kmnist": "KMNIST"}
 
@@ -119,12 +118,7 @@ def test_failed_downloads_of_other_datasets_name_dataset_and_url(tmp_path, loopb
 
 def test_mnist_downloads_from_a_loopback_mirror_into_torchvisions_layout(tmp_path, loopback_server, monkeypatch):
     served, url = loopback_server
-    resources = []
-    for prefix, n in (("train", 60), ("t10k", 30)):
-        x, y = make_images(n)
-        for kind, arr in (("images-idx3", x), ("labels-idx1", y)):
-            write_idx(served / f"{prefix}-{kind}-ubyte.gz", arr)
-            resources.append((f"{prefix}-{kind}-ubyte.gz", hashlib.md5((served / f"{prefix}-{kind}-ubyte.gz").read_bytes()).hexdigest()))
+    resources = serve_idx_set(served, train=60, test=30)
     monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/", url])  # the first one fails
     monkeypatch.setattr(torchvision.datasets.MNIST, "resources", resources)
     data = tmp_path / "data"
