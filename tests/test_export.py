@@ -97,6 +97,9 @@ def test_onnx_too_big_for_one_file_writes_the_documented_data_file(checkpoint, t
         (out.parent / name).rename(moved / name)
     x = torch.rand(2, 1, 28, 28)
     torch.testing.assert_close(_run_onnx(moved / "model.onnx", x), _reference(checkpoint, x), atol=1e-5, rtol=1e-5)
+    monkeypatch.undo()  # a normal export over it with --force leaves one file again
+    assert main(["export", str(checkpoint), "--format", "onnx", "--output", str(moved / "model.onnx"), "--force"]) == 0
+    assert sorted(p.name for p in moved.iterdir()) == ["model.onnx"]
 
 
 @pytest.mark.parametrize("force", [[], ["--force"]])

@@ -92,7 +92,7 @@ def _save_onnx_with_external_data(program, output: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def export(checkpoint: Path, fmt: str, output: Path, force: bool = True) -> dict:
+def export(checkpoint: Path, fmt: str, output: Path, force: bool = False) -> dict:
     """Write ``checkpoint``'s inference model to ``output``; nothing is written when anything fails."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {FORMATS}, got {fmt!r}")
@@ -119,4 +119,6 @@ def export(checkpoint: Path, fmt: str, output: Path, force: bool = True) -> dict
                 write = lambda handle: handle.write(program.model_proto.SerializeToString())  # noqa: E731
         if write is not None:
             atomic_write(output, write)
+            if fmt == "onnx":  # the weights file of an earlier two-file export over --force
+                output.with_name(f"{output.name}.data").unlink(missing_ok=True)
     return {"checkpoint": str(checkpoint), "format": fmt, "output": str(output), "input_shape": ["N", *shape]}
