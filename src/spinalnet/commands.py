@@ -245,5 +245,11 @@ def run_report(args: argparse.Namespace) -> None:
     print(f"wrote {args.output}")
 
 
-COMMANDS = [add_train, add_compare, add_eval, add_export, add_regress, add_reproduce, add_report, add_list,
-            add_describe]
+def add_convert_weights(sub: argparse._SubParsersAction) -> None:
+    from spinalnet.pretrained import add_convert_weights as add
+
+    add(sub)
+
+
+COMMANDS = [add_train, add_compare, add_eval, add_export, add_convert_weights, add_regress, add_reproduce,
+            add_report, add_list, add_describe]

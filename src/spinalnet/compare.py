@@ -16,6 +16,7 @@ import torch
 import spinalnet
 from spinalnet.data import load_dataset
 from spinalnet.errors import UsageError
+from spinalnet.feature_cache import cache_plan, feature_splits
 from spinalnet.plots import plot_curves, plot_summary
 from spinalnet.stats import error_reduction_pct, mean_std, welch_p_value
 from spinalnet.training.config import CompareConfig, TrainConfig
@@ -138,6 +139,13 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
     for head in HEADS:  # impossible model options fail here, before anything is written
         Classifier({**base, "head": head}, data_facts(splits))
     out = _prepare_output(config)
+    cache_dir, no_cache = cache_plan(config)
+    feature_cache: dict[str, Any] = {"used": False, "hit": False, "extract_seconds": None, "images": None,
+                                     "key": None}
+    if no_cache and config.freeze_backbone:
+        log(no_cache)
+    if cache_dir is not None:  # every run below trains only its head, on the backbone's cached outputs
+        splits, feature_cache = feature_splits(config, splits, cache_dir, log)
     runs: list[dict[str, Any]] = []
     for seed in range(config.seed, config.seed + config.seeds):
         for head in HEADS:
@@ -158,7 +166,7 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
     results = {
         "dataset": config.dataset, "model": config.model,
         **{h: summary[h] for h in HEADS}, "error_reduction_pct": summary.get("error_reduction_pct"),
-        "p_value": summary.get("p_value"),
+        "p_value": summary.get("p_value"), "feature_cache": feature_cache,
         "config": config.to_dict(), "versions": versions(), "hardware": hardware(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
         "experiment": experiment,

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from spinalnet.data import DeviceTransform
 from spinalnet.errors import UsageError
-from spinalnet.training.module import model_input
+from spinalnet.training.module import model_input, model_normalisation
 from spinalnet.training.run_files import atomic_write
 
 FORMATS = ("onnx", "torchscript", "pt2")
@@ -50,7 +50,7 @@ def inference_model(checkpoint: Path) -> tuple[InferenceModel, tuple[int, int, i
     module = load_classifier(checkpoint)
     facts = module.hparams["facts"]
     channels, size = model_input(module.config, facts)
-    preprocess = DeviceTransform(tuple(facts["mean"]), tuple(facts["std"]), size=size, channels=channels)
+    preprocess = DeviceTransform(*model_normalisation(module.config, facts), size=size, channels=channels)
     model = module.model.to(memory_format=torch.contiguous_format)
     wrapper = InferenceModel(model, preprocess).eval()
     return wrapper, (facts["channels"], *facts["image_size"])

@@ -32,6 +32,29 @@ class ImageArrays:
     def subset(self, index: Tensor) -> "ImageArrays":
         return ImageArrays(self.images[index], self.labels[index])
 
+    def epoch_images(self, epoch: int) -> Tensor:
+        """The inputs served in ``epoch`` (always the same images here)."""
+        return self.images
+
+
+@dataclass
+class FeatureArrays(ImageArrays):
+    """A frozen backbone's outputs ``(N, ...)`` for a split, or ``views`` ``(K, N, ...)`` of an augmented
+    training split, served one view per epoch in turn."""
+
+    views: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels):
+            raise UsageError(f"{len(self.images)} feature rows but {len(self.labels)} labels")
+
+    def subset(self, index: Tensor) -> "FeatureArrays":
+        views = None if self.views is None else self.views[:, index]
+        return FeatureArrays(self.images[index], self.labels[index], views)
+
+    def epoch_images(self, epoch: int) -> Tensor:
+        return self.images if self.views is None else self.views[epoch % len(self.views)]
+
 
 #: Channel counts of grey, RGB and RGBA images, to recognise channels-last arrays.
 CHANNEL_COUNTS = (1, 3, 4)
@@ -105,6 +128,7 @@ class ArrayLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self._indices()
+        images = self.data.epoch_images(self.epoch)
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield self.data.images[idx], self.data.labels[idx]
+            yield images[idx], self.data.labels[idx]

@@ -116,3 +116,19 @@ class DeviceTransform(nn.Module):
         if self.channels is not None and x.shape[1] != self.channels:
             x = x.expand(-1, self.channels, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
         return x
+
+
+class Renormalize(nn.Module):
+    """Images normalised with one mean/std (a folder dataset's loader) -> normalised with another (the backbone's)."""
+
+    def __init__(self, old_mean: tuple[float, ...], old_std: tuple[float, ...], mean: tuple[float, ...],
+                 std: tuple[float, ...]) -> None:
+        super().__init__()
+        def column(values: tuple[float, ...]) -> Tensor:
+            return torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
+
+        self.register_buffer("scale", column(old_std) / column(std), persistent=False)
+        self.register_buffer("shift", (column(old_mean) - column(mean)) / column(std), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + self.shift

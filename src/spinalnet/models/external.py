@@ -4,26 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from spinalnet.errors import UsageError, unknown_name
 from spinalnet.heads import find_classifier, replace_classifier, spinalize
 from spinalnet.models.base import SpinalOptions
-
-
-def _load_weights_file(model: nn.Module, path: Path, name: str) -> None:
-    if not path.is_file():
-        raise UsageError(f"pretrained weights file {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a bad file
-        raise UsageError(f"{path}: not a readable PyTorch weights file ({type(err).__name__})") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise UsageError(f"{path} does not fit {name}: {str(err).splitlines()[0]}") from None
+from spinalnet.pretrained import ORIGINAL_WEIGHTS, load_torchvision_file, timm_with_file
 
 
 def _fc_head(model: nn.Module, num_classes: int) -> None:
@@ -47,14 +33,14 @@ def torchvision_model(name: str, num_classes: int, head: str, spinal_options: Sp
 
     if name not in torchvision.models.list_models():
         raise unknown_name("torchvision model", name, torchvision.models.list_models(torchvision.models))
-    weights = "DEFAULT" if pretrained == "imagenet" else None
+    weights = "DEFAULT" if pretrained == ORIGINAL_WEIGHTS else None
     try:
         model = torchvision.models.get_model(name, weights=weights)
     except (OSError, RuntimeError) as err:  # URLError is an OSError
         raise UsageError(f"cannot download pretrained weights for tv:{name} ({err}); "
                          "pass --pretrained PATH to a local weights file") from None
-    if pretrained not in (None, "imagenet"):
-        _load_weights_file(model, Path(pretrained), f"tv:{name}")
+    if pretrained not in (None, ORIGINAL_WEIGHTS):
+        load_torchvision_file(model, Path(pretrained), f"tv:{name}")
     head_path = _head_path(model)
     if head == "fc":
         _fc_head(model, num_classes)
@@ -72,14 +58,11 @@ def timm_model(name: str, num_classes: int, head: str, spinal_options: SpinalOpt
         raise UsageError("timm models need timm: pip install 'spinalnet[timm]'") from None
     if not timm.is_model(name):
         raise unknown_name("timm model", name, timm.list_models())
-    kwargs: dict = {"num_classes": num_classes}
-    if pretrained not in (None, "imagenet"):
-        path = Path(pretrained)
-        if not path.is_file():
-            raise UsageError(f"pretrained weights file {path} does not exist")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
     try:
-        model = timm.create_model(name, pretrained=pretrained is not None, **kwargs)
+        if pretrained not in (None, ORIGINAL_WEIGHTS):
+            model = timm_with_file(name, Path(pretrained), num_classes=num_classes)
+        else:
+            model = timm.create_model(name, pretrained=pretrained is not None, num_classes=num_classes)
     except (OSError, RuntimeError) as err:
         raise UsageError(f"cannot load pretrained weights for timm:{name} ({str(err).splitlines()[0]}); "
                          "pass --pretrained PATH to a local weights file") from None

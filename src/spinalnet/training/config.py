@@ -125,11 +125,19 @@ class TrainConfig(ConfigBase):
 @dataclass
 class CompareConfig(TrainConfig):
     seeds: int = option(3, "number of seeds per head (seeds are --seed, --seed + 1, ...)")
+    feature_cache: str | None = option(None, "with --freeze-backbone and pretrained weights: run the backbone once "
+                                             "per split and train the heads on its cached features, stored in "
+                                             "DIR (default: the user's cache directory, e.g. "
+                                             "~/.cache/spinalnet/features); off: run the backbone in every step")
+    feature_views: int = option(0, "cached features: 0 = the training images without augmentation; K >= 1 = "
+                                   "K augmented views of the training set, one per epoch in turn")
 
     def validate(self) -> "CompareConfig":
         super().validate()
         if self.seeds < 1:
             raise UsageError(f"--seeds must be >= 1, got {self.seeds}")
+        if self.feature_views < 0:
+            raise UsageError(f"--feature-views must be >= 0, got {self.feature_views}")
         return self
 
 

@@ -10,28 +10,66 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from spinalnet.data import DeviceTransform, augment_spec
+from spinalnet.data.arrays import FeatureArrays
+from spinalnet.data.augment import Renormalize
 from spinalnet.errors import TrainingError
 from spinalnet.models import SpinalOptions, create_model, external_input
+from spinalnet.pretrained import backbone_preprocessing
 from spinalnet.training.config import TrainConfig
 
 
 def data_facts(splits) -> dict[str, Any]:
-    """What the module needs to know about the data; stored in the checkpoint with the config."""
+    """What the module needs to know about the data; stored in the checkpoint with the config.
+
+    ``features`` is the shape of one cached backbone output when the splits hold features, not images.
+    """
+    features = list(splits.train.images.shape[1:]) if isinstance(splits.train, FeatureArrays) else None
     return {"num_classes": splits.num_classes, "channels": splits.channels, "image_size": list(splits.image_size),
             "mean": list(splits.mean), "std": list(splits.std), "augment": splits.augment,
-            "in_memory": splits.in_memory, "classes": splits.classes}
+            "in_memory": splits.in_memory, "classes": splits.classes, "features": features}
 
 
 def model_input(config: TrainConfig, facts: dict[str, Any]) -> tuple[int, tuple[int, int]]:
-    """Channels and size the model sees: tv:/timm: backbones get 3 channels and at least 32 pixels."""
+    """Channels and size the model sees: tv:/timm: backbones get 3 channels and at least 32 pixels;
+    a pretrained one gets its own input size unless --image-size says otherwise."""
     size = tuple(facts["image_size"])
+    backbone = backbone_preprocessing(config.model, config.pretrained)
     if config.image_size is not None:
         size = (config.image_size, config.image_size)
+    elif backbone is not None:
+        size = (backbone.input_size, backbone.input_size)
     channels = facts["channels"]
     if external_input(config.model):
         channels = 3
         size = (max(size[0], 32), max(size[1], 32))
     return channels, size
+
+
+def model_normalisation(config: TrainConfig, facts: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std the model's inputs are normalised with: a pretrained backbone's own (as in its
+    training), otherwise the training set's."""
+    backbone = backbone_preprocessing(config.model, config.pretrained)
+    if backbone is not None:
+        return backbone.mean, backbone.std
+    return tuple(facts["mean"]), tuple(facts["std"])
+
+
+class FeatureHead(torch.nn.Module):
+    """The head of a model with a frozen backbone, reading the backbone's cached outputs.
+
+    Built from the whole model, so the head's initialisation is the one a run through the backbone gets.
+    ``total_params`` still counts the backbone, so results report the same model size either way.
+    """
+
+    head_path = "head"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.head = model.get_submodule(model.head_path)
+        self.total_params = sum(p.numel() for p in model.parameters())
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.head(features)
 
 
 class Classifier(L.LightningModule):
@@ -46,13 +84,25 @@ class Classifier(L.LightningModule):
                                   freeze_backbone=cfg.freeze_backbone)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
-        self.transform = None
-        if facts["in_memory"]:
+        mean, std = model_normalisation(cfg, facts)
+        self.transform: torch.nn.Module | None = None
+        if facts.get("features"):  # cached backbone outputs: only the head is here, and it reads them as they are
+            self.model = FeatureHead(self.model)
+        elif facts["in_memory"]:
             augment = augment_spec(cfg.augment or facts["augment"])
-            self.transform = DeviceTransform(tuple(facts["mean"]), tuple(facts["std"]), augment,
-                                             size=size, channels=channels)
+            self.transform = DeviceTransform(mean, std, augment, size=size, channels=channels)
+        elif (mean, std) != (tuple(facts["mean"]), tuple(facts["std"])):
+            self.transform = Renormalize(tuple(facts["mean"]), tuple(facts["std"]), mean, std)
         self.generator: torch.Generator | None = None
         self._sums = torch.zeros(3)  # training loss sum, correct predictions, samples (this epoch)
+
+    def train(self, mode: bool = True) -> "Classifier":
+        """A frozen backbone stays in eval mode: its BatchNorm statistics and dropout do not change."""
+        super().train(mode)
+        if self.config.freeze_backbone:
+            self.model.eval()
+            self.model.get_submodule(self.model.head_path).train(mode)
+        return self
 
     # ------------------------------------------------------------------ steps
     def on_train_epoch_start(self) -> None:
@@ -69,8 +119,10 @@ class Classifier(L.LightningModule):
         self.generator.manual_seed(epoch_seed)
 
     def _inputs(self, x: Tensor, train: bool) -> Tensor:
-        if self.transform is not None:
+        if isinstance(self.transform, DeviceTransform):
             x = self.transform(x, self.generator if train else None)
+        elif self.transform is not None:
+            x = self.transform(x)
         return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
 
     def forward(self, x: Tensor) -> Tensor:

@@ -68,7 +68,8 @@ def default_run_dir(config: TrainConfig, root: str = "runs") -> Path:
 
 
 def count_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+    """Parameters of ``module``; a head on cached features counts its frozen backbone too."""
+    return getattr(module, "total_params", None) or sum(p.numel() for p in module.parameters())
 
 
 # What must agree between a checkpoint and the run that resumes from it.

@@ -1,0 +1,206 @@
+"""Pretrained weights in one place: converting foreign state dicts, loading ``--pretrained``, and the
+backbone's own preprocessing (normalisation and input size).
+
+A backbone trained on ImageNet expects its inputs normalised as in its training, at its own size:
+timm records that in the model's ``pretrained_cfg``, torchvision in the weights' ``transforms()``.
+Feeding it the dataset's own statistics (what a model trained from scratch gets) shifts every input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from spinalnet.errors import UsageError
+
+ORIGINAL_WEIGHTS = "imagenet"  # --pretrained imagenet: the library's own download
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a pretrained backbone expects: per-channel mean/std (in [0, 1] units) and a square input size."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "input_size": self.input_size}
+
+
+def backbone_preprocessing(model: str, pretrained: str | None) -> Preprocessing | None:
+    """The normalisation and input size of ``model``'s pretrained weights; None for a model trained from scratch."""
+    if pretrained is None or not model.startswith(("tv:", "timm:")):
+        return None
+    if model.startswith("timm:"):
+        from timm.data import resolve_data_config
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(model[5:])
+        data = resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg is not None else {})
+        return Preprocessing(tuple(data["mean"]), tuple(data["std"]), int(data["input_size"][-1]))
+    import torchvision
+
+    transform = torchvision.models.get_model_weights(model[3:]).DEFAULT.transforms()
+    return Preprocessing(tuple(transform.mean), tuple(transform.std), int(transform.crop_size[0]))
+
+
+# ---------------------------------------------------------------------------------------------- reading files
+def read_state_dict(path: Path) -> dict[str, Tensor]:
+    """A state dict from ``path`` (plain, or wrapped in ``{"state_dict": ...}``), or one clear UsageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"pretrained weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file
+        raise UsageError(f"{path}: not a readable PyTorch weights file ({type(err).__name__})") from None
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not state or not all(
+            isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        raise UsageError(f"{path}: not a state dict (expected a mapping of parameter names to tensors)")
+    return dict(state)
+
+
+def _first(names: list[str], limit: int = 3) -> str:
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def check_fits(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], source: str, target: str,
+               ignore: tuple[str, ...] = ()) -> None:
+    """Raise one UsageError naming the first missing, unexpected and wrongly shaped keys, if any."""
+    keep = [k for k in expected if not k.startswith(ignore)]
+    missing = [k for k in keep if k not in state]
+    unexpected = [k for k in state if k not in expected and not k.startswith(ignore)]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}" for k in keep
+              if k in state and state[k].shape != expected[k].shape]
+    problems = [f"{what}: {_first(names)}" for what, names in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes (file vs model)", shapes))
+                if names]
+    if problems:
+        hint = "; convert it first with spinalnet convert-weights" if missing and unexpected else ""
+        raise UsageError(f"{source} does not fit {target}: {'; '.join(problems)}{hint}")
+
+
+def weights_digest(model: nn.Module, skip_prefix: str | None = None) -> str:
+    """SHA-256 of a model's tensors (names, shapes, dtypes, values), optionally without one submodule."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        if skip_prefix and (name == skip_prefix or name.startswith(skip_prefix + ".")):
+            continue
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def load_torchvision_file(model: nn.Module, path: Path, name: str) -> None:
+    """torchvision: the file's state dict through ``load_state_dict`` (checked key by key first)."""
+    state = read_state_dict(path)
+    check_fits(state, model.state_dict(), str(path), name)
+    model.load_state_dict(state)
+
+
+def timm_with_file(name: str, path: Path, **kwargs: Any) -> nn.Module:
+    """timm: ``create_model`` with the file as the pretrained source (``pretrained_cfg_overlay``).
+
+    timm drops the classifier itself when the number of classes differs from the weights'; the check
+    before it therefore ignores the classifier's keys in that case.
+    """
+    import timm
+
+    state = read_state_dict(path)
+    reference = timm.create_model(name, pretrained=False)
+    classifier = reference.pretrained_cfg.get("classifier") or ()
+    classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    ignore = tuple(f"{c}." for c in classifier) if kwargs.get("num_classes", 1000) != reference.num_classes else ()
+    check_fits(state, reference.state_dict(), str(path), f"timm:{name}", ignore)
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- converting
+def reference_model(model: str) -> nn.Module:
+    """The architecture ``tv:NAME`` / ``timm:NAME`` with its original classifier and random weights."""
+    from spinalnet.models.registry import check_model_name
+
+    if not model.startswith(("tv:", "timm:")):
+        raise UsageError(f"convert-weights needs a tv:NAME or timm:NAME model, got {model!r}")
+    check_model_name(model)
+    if model.startswith("timm:"):
+        import timm
+
+        return timm.create_model(model[5:], pretrained=False)
+    import torchvision
+
+    return torchvision.models.get_model(model[3:], weights=None)
+
+
+def convert_state_dict(source: Mapping[str, Tensor], target: Mapping[str, Tensor], source_name: str,
+                       target_name: str) -> dict[str, Tensor]:
+    """Map ``source`` onto ``target``'s keys: by name where names match, the rest in order, shape for shape.
+
+    Every tensor must map one to one with an equal shape; otherwise one UsageError names the first mismatch.
+    """
+    common = [k for k in target if k in source]
+    rest_source = [k for k in source if k not in target]
+    rest_target = [k for k in target if k not in source]
+    if len(rest_source) != len(rest_target):
+        raise UsageError(f"{source_name} has {len(source)} tensors and {target_name} {len(target)}; "
+                         f"{len(rest_source)} of the file's and {len(rest_target)} of the model's have no "
+                         "name in common, so they cannot map one to one")
+    pairs = [(k, k) for k in common] + list(zip(rest_source, rest_target))
+    position = {k: i for i, k in enumerate(target)}
+    pairs.sort(key=lambda pair: position[pair[1]])
+    converted: dict[str, Tensor] = {}
+    for src_key, dst_key in pairs:
+        have, need = tuple(source[src_key].shape), tuple(target[dst_key].shape)
+        if have != need:
+            how = "same name" if src_key == dst_key else "in order"
+            raise UsageError(f"{source_name}: {src_key!r} {have} cannot become {target_name} {dst_key!r} {need} "
+                             f"(matched by {how}); first mismatch")
+        converted[dst_key] = source[src_key].detach().clone().to(target[dst_key].dtype)
+    return converted
+
+
+def convert_weights(src: Path, model: str, output: Path, force: bool = False) -> dict[str, Any]:
+    """Write ``src`` in the key layout of ``model`` to ``output`` (atomically); return what was done."""
+    from spinalnet.training.run_files import atomic_write
+
+    src, output = Path(src), Path(output)
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    state = read_state_dict(src)
+    target = reference_model(model).state_dict()
+    converted = convert_state_dict(state, target, str(src), model)
+    atomic_write(output, lambda handle: torch.save(converted, handle))
+    by_name = sum(1 for k in converted if k in state)
+    return {"output": str(output), "tensors": len(converted), "by_name": by_name,
+            "by_order": len(converted) - by_name}
+
+
+def add_convert_weights(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("convert-weights", help="turn another implementation's state dict into a tv:/timm: model's",
+                       description="Rename the tensors of a state dict written by another implementation to the "
+                       "key layout of a tv:NAME or timm:NAME model: by name where the names match, otherwise in "
+                       "order, shape for shape. Every tensor must map one to one. The output loads with "
+                       "--pretrained OUTPUT.")
+    p.add_argument("src", type=Path, help="the state dict to convert (.pth / .pt)")
+    p.add_argument("--model", required=True, help="target model, e.g. timm:tf_efficientnet_lite0 or tv:resnet18")
+    p.add_argument("--output", required=True, type=Path, help="file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(func=run_convert_weights)
+
+
+def run_convert_weights(args: argparse.Namespace) -> None:
+    done = convert_weights(args.src, args.model, args.output, args.force)
+    print(f"wrote {done['output']}: {done['tensors']} tensors for {args.model} "
+          f"({done['by_name']} matched by name, {done['by_order']} in order and shape)")
