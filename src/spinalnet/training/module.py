@@ -95,6 +95,7 @@ class Classifier(L.LightningModule):
             self.transform = Renormalize(tuple(facts["mean"]), tuple(facts["std"]), mean, std)
         self.generator: torch.Generator | None = None
         self._sums = torch.zeros(3)  # training loss sum, correct predictions, samples (this epoch)
+        self.train()  # Lightning does not call train() itself when fitting starts
 
     def train(self, mode: bool = True) -> "Classifier":
         """A frozen backbone stays in eval mode: its BatchNorm statistics and dropout do not change."""
@@ -106,6 +107,7 @@ class Classifier(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def on_train_epoch_start(self) -> None:
+        self.train()  # whatever mode a validation or a callback left, a frozen backbone trains in eval mode
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(self.current_epoch)

