@@ -110,21 +110,25 @@ def load_torchvision_file(model: nn.Module, path: Path, name: str) -> None:
     model.load_state_dict(state)
 
 
-def timm_with_file(name: str, path: Path, **kwargs: Any) -> nn.Module:
-    """timm: ``create_model`` with the file as the pretrained source (``pretrained_cfg_overlay``).
+def timm_with_file(name: str, path: Path, num_classes: int) -> nn.Module:
+    """timm: the model with the file as its pretrained source, loaded by timm's own ``load_pretrained``
+    (what ``create_model(pretrained_cfg_overlay=dict(file=PATH))`` does), checked key by key first.
 
     timm drops the classifier itself when the number of classes differs from the weights'; the check
-    before it therefore ignores the classifier's keys in that case.
+    ignores the classifier's keys in that case.
     """
     import timm
+    from timm.models import load_pretrained
 
     state = read_state_dict(path)
-    reference = timm.create_model(name, pretrained=False)
-    classifier = reference.pretrained_cfg.get("classifier") or ()
+    model = timm.create_model(name, pretrained=False, num_classes=num_classes)
+    cfg = {**model.pretrained_cfg, "file": str(path)}
+    classifier = cfg.get("classifier") or ()
     classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
-    ignore = tuple(f"{c}." for c in classifier) if kwargs.get("num_classes", 1000) != reference.num_classes else ()
-    check_fits(state, reference.state_dict(), str(path), f"timm:{name}", ignore)
-    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    ignore = tuple(f"{c}." for c in classifier) if num_classes != cfg.get("num_classes", 1000) else ()
+    check_fits(state, model.state_dict(), str(path), f"timm:{name}", ignore)
+    load_pretrained(model, pretrained_cfg=cfg, num_classes=num_classes)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------- converting

@@ -34,6 +34,9 @@ def load_classifier(path: Path) -> Classifier:
     if not isinstance(hparams, dict) or not {"config", "facts"} <= hparams.keys() or "state_dict" not in checkpoint:
         raise UsageError(f"{path}: not a spinalnet checkpoint (a {type(checkpoint).__name__} without the stored "
                          f"run config; a plain state dict cannot be evaluated); expected {expected}")
+    if hparams["facts"].get("features"):
+        raise UsageError(f"{path} holds only a head trained on cached backbone features, not a whole model; "
+                         "its result.json has its accuracy (use --feature-cache off for whole-model checkpoints)")
     try:
         module = Classifier(hparams["config"], hparams["facts"])
         module.load_state_dict(checkpoint["state_dict"])
