@@ -83,6 +83,10 @@ def test_cache_hit_gives_bitwise_identical_results_and_a_corrupt_entry_is_rebuil
     for run in runs_miss:
         assert all(torch.equal(runs_miss[run][k], runs_hit[run][k]) for k in runs_miss[run])
 
+    from spinalnet.cli import main
+
+    assert main(["eval", str(tmp_path / "miss" / "runs" / "fc-seed0" / "checkpoints" / "best.ckpt")]) == 2
+
     entry = tmp_path / "cache" / f"{miss['feature_cache']['key']}.pt"
     data = bytearray(entry.read_bytes())
     data[len(data) // 2] ^= 0xFF
