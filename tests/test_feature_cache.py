@@ -136,3 +136,16 @@ def test_feature_views_cache_distinct_augmented_views(npz_file, lite0, tmp_path)
     assert record["images"] == len(splits.train) * 3 + len(splits.val) + len(splits.test)
     with pytest.raises(ValueError, match="needs an augmentation"):
         feature_splits(_frozen(npz_file, lite0, tmp_path, "v", feature_views=2), splits, tmp_path / "c")
+
+
+def test_folder_data_is_cached_without_its_training_augmentation(image_folder, lite0, tmp_path):
+    from spinalnet.feature_cache import feature_splits
+
+    config = CompareConfig(dataset=f"folder:{image_folder}", model=LITE0, pretrained=str(lite0), freeze_backbone=True,
+                           image_size=32, num_workers=0, feature_cache=str(tmp_path / "cache"), progress=False)
+    splits = load_dataset(config.dataset, data_options(config))
+    first, _ = feature_splits(config, splits, tmp_path / "cache", log=lambda _: None)
+    again, record = feature_splits(config, splits, tmp_path / "other", log=lambda _: None)
+    assert not record["hit"] and first.train.images.shape == (len(splits.train), 1280)
+    assert torch.equal(first.train.images, again.train.images)  # no random crop or flip in the cached split
+    assert first.train.labels.tolist() == [int(v) for v in splits.train.labels]

@@ -52,7 +52,7 @@ def quiet_lightning() -> None:
     for pattern in (".*does not have many workers.*", ".*GPU available but not used.*",
                     ".*is an iterable.*", ".*LeafSpec.*", ".*`isinstance.*treespec.*",
                     ".*srun.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*", ".*Consider setting `persistent_workers=True`.*", ".*TPU available.*",
-                    ".*module\(s\) in eval mode at the start of training.*"):  # a frozen backbone, on purpose
+                    r".*module\(s\) in eval mode at the start of training.*"):  # a frozen backbone, on purpose
         warnings.filterwarnings("ignore", message=pattern)
 
 
