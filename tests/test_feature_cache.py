@@ -135,7 +135,8 @@ def test_feature_views_cache_distinct_augmented_views(npz_file, lite0, tmp_path)
     assert views.shape[:2] == (2, len(splits.train)) and not torch.equal(views[0], views[1])
     assert record["images"] == len(splits.train) * 3 + len(splits.val) + len(splits.test)
     with pytest.raises(ValueError, match="needs an augmentation"):
-        feature_splits(_frozen(npz_file, lite0, tmp_path, "v", feature_views=2), splits, tmp_path / "c")
+        compare(_frozen(npz_file, lite0, tmp_path, "v", feature_views=2))
+    assert not (tmp_path / "v").exists()  # refused before anything was written
 
 
 def test_folder_data_is_cached_without_its_training_augmentation(image_folder, lite0, tmp_path):

@@ -16,7 +16,7 @@ import torch
 import spinalnet
 from spinalnet.data import load_dataset
 from spinalnet.errors import UsageError
-from spinalnet.feature_cache import cache_plan, feature_splits
+from spinalnet.feature_cache import cache_plan, check_views, feature_splits
 from spinalnet.plots import plot_curves, plot_summary
 from spinalnet.stats import error_reduction_pct, mean_std, welch_p_value
 from spinalnet.training.config import CompareConfig, TrainConfig
@@ -138,8 +138,10 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
     base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
     for head in HEADS:  # impossible model options fail here, before anything is written
         Classifier({**base, "head": head}, data_facts(splits))
-    out = _prepare_output(config)
     cache_dir, no_cache = cache_plan(config)
+    if cache_dir is not None:
+        check_views(config, splits)
+    out = _prepare_output(config)
     feature_cache: dict[str, Any] = {"used": False, "hit": False, "extract_seconds": None, "images": None,
                                      "key": None}
     if no_cache and config.freeze_backbone:

@@ -64,6 +64,13 @@ def cache_plan(config: CompareConfig) -> tuple[Path | None, str | None]:
     return Path(config.feature_cache).expanduser() if config.feature_cache else default_cache_dir(), None
 
 
+def check_views(config: CompareConfig, splits: DataSplits) -> None:
+    """Augmented views need an augmentation: checked before anything is written."""
+    if config.feature_views and (config.augment or splits.augment) == "none":
+        raise UsageError("--feature-views needs an augmentation (--augment ...); "
+                         f"{config.dataset} has none by default")
+
+
 # ---------------------------------------------------------------------------------------------- the key
 def _data_fingerprint(splits: DataSplits) -> str:
     digest = hashlib.sha256()
@@ -211,9 +218,7 @@ def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path,
                    log: Callable[[str], None] = print) -> tuple[DataSplits, dict[str, Any]]:
     """``splits`` as the frozen backbone's features (from the cache, or computed and stored), and a record
     for results.json: used, hit, extract_seconds, images, key."""
-    if config.feature_views and (config.augment or splits.augment) == "none":
-        raise UsageError("--feature-views needs an augmentation (--augment ...); "
-                         f"{config.dataset} has none by default")
+    check_views(config, splits)
     base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
     module = Classifier({**base, "head": "fc"}, data_facts(splits))
     weights = weights_digest(module.model, module.model.head_path)
