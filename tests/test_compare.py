@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spinalnet.cli import main
@@ -75,6 +76,11 @@ def test_train_then_eval_checkpoint(npz_file, tmp_path, capsys):
     result = json.loads((out / "result.json").read_text())
     assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
     assert (out / "metrics.csv").is_file() and len(result["val_acc_curve"]) == 2
+    with np.load(out / "predictions.npz") as pred:
+        assert pred["logits"].dtype == np.float32 and pred["logits"].shape == (64, 4)
+        assert (pred["y_pred"] == pred["logits"].argmax(1)).all()
+        assert round(100.0 * float((pred["y_pred"] == pred["y_true"]).mean()), 4) == result["test_acc"]
+    assert not list(out.glob(".predictions.npz.*"))  # written atomically: no temporary file left
     capsys.readouterr()
     assert main(["eval", str(out / "checkpoints" / "best.ckpt"), "--json"]) == 0
     evaluated = json.loads(capsys.readouterr().out)

@@ -16,6 +16,7 @@ from spinalnet.errors import TrainingError
 from spinalnet.models import SpinalOptions, create_model, external_input
 from spinalnet.pretrained import backbone_preprocessing
 from spinalnet.training.config import TrainConfig
+from spinalnet.training.predictions import interleave_shards, predictions_from
 
 
 def data_facts(splits) -> dict[str, Any]:
@@ -95,6 +96,9 @@ class Classifier(L.LightningModule):
             self.transform = Renormalize(tuple(facts["mean"]), tuple(facts["std"]), mean, std)
         self.generator: torch.Generator | None = None
         self._sums = torch.zeros(3)  # training loss sum, correct predictions, samples (this epoch)
+        self._test_batches: list[tuple[Tensor, Tensor]] = []
+        #: y_true, y_pred and logits of the last test pass, whole test split, on every rank
+        self.test_predictions: dict[str, Any] | None = None
         self.train()  # Lightning does not call train() itself when fitting starts
 
     def train(self, mode: bool = True) -> "Classifier":
@@ -130,13 +134,14 @@ class Classifier(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(self._inputs(x, False))
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
         logits = self.model(self._inputs(x, False))
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean() * 100
         self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=stage != "test", batch_size=len(y), sync_dist=True)
         self.log(f"{stage}_acc", acc, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        return logits
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         # Training metrics are summed here and logged once per epoch: self.log on every step costs
@@ -163,8 +168,26 @@ class Classifier(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
+    def on_test_epoch_start(self) -> None:
+        self._test_batches = []
+
     def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+        logits = self._step(batch, "test")
+        self._test_batches.append((logits.detach().float(), batch[1]))
+
+    def on_test_epoch_end(self) -> None:
+        """Collect the whole test split's predictions; a sharded (DDP) test pass is gathered from every rank."""
+        logits = torch.cat([b[0] for b in self._test_batches])
+        labels = torch.cat([b[1] for b in self._test_batches])
+        self._test_batches = []
+        loaders = self.trainer.test_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        sampler = getattr(loader, "sampler", None)
+        if self.trainer.world_size > 1 and isinstance(sampler, torch.utils.data.DistributedSampler):
+            total = len(loader.dataset)
+            logits = interleave_shards(self.all_gather(logits), total)
+            labels = interleave_shards(self.all_gather(labels), total)
+        self.test_predictions = predictions_from(logits, labels)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):

@@ -23,26 +23,35 @@ from spinalnet.training.checkpoint_io import AtomicCheckpointIO
 from spinalnet.training.config import TrainConfig
 from spinalnet.training.datamodule import SplitsDataModule
 from spinalnet.training.module import Classifier, data_facts
+from spinalnet.training.predictions import PREDICTIONS_FILE, accuracy_pct, write_predictions
 from spinalnet.training.run_files import write_json
 
 RESULT_FILE = "result.json"
 
 
-class ValHistory(L.Callback):
-    """Validation accuracy per epoch; kept in checkpoints so a resumed run has its whole curve."""
+class EpochHistory(L.Callback):
+    """Validation accuracy and learning rate per epoch; kept in checkpoints so a resumed run has whole curves.
+
+    The learning rate is the one each training epoch starts with, so schedules (and random restarts,
+    which follow each run's own validation accuracy) can be compared between runs.
+    """
 
     def __init__(self) -> None:
         self.val_acc: list[float] = []
+        self.lr: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.lr.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
             self.val_acc.append(round(float(trainer.callback_metrics["val_acc"]), 4))
 
     def state_dict(self) -> dict:
-        return {"val_acc": self.val_acc}
+        return {"val_acc": self.val_acc, "lr": self.lr}
 
     def load_state_dict(self, state: dict) -> None:
-        self.val_acc = list(state["val_acc"])
+        self.val_acc, self.lr = list(state["val_acc"]), list(state.get("lr", []))
 
 
 def quiet_lightning() -> None:
@@ -105,8 +114,11 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, force: bool = False) -> 
 
 
 def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | None = None,
-          force: bool = False) -> dict[str, Any]:
-    """Fit ``config`` and return (and write to ``run_dir/result.json``) its metrics."""
+          force: bool = False, extra_callbacks: list[L.Callback] = ()) -> dict[str, Any]:
+    """Fit ``config``; write ``run_dir/result.json`` and ``predictions.npz`` (the test split) and return the metrics.
+
+    ``extra_callbacks`` watch the run (tests hash its batches with one); they must not change it.
+    """
     quiet_lightning()
     config.validate()
     splits = splits if splits is not None else load_dataset(config.dataset, data_options(config))
@@ -123,8 +135,8 @@ def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path |
     # the state after every epoch, so "last" is its own checkpoint, replaced each epoch.
     every_epoch = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, monitor=None,
                                   enable_version_counter=False)
-    throughput, history = Throughput(), ValHistory()
-    callbacks: list[L.Callback] = [checkpoint, every_epoch, throughput, history]
+    throughput, history = Throughput(), EpochHistory()
+    callbacks: list[L.Callback] = [checkpoint, every_epoch, throughput, history, *extra_callbacks]
     if config.schedule == "random-restart":
         callbacks.append(RandomRestartLR(config.lr, config.seed))
     limit = int(config.limit_batches) if config.limit_batches > 1 else config.limit_batches
@@ -141,20 +153,22 @@ def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path |
     started = time.perf_counter()
     trainer.fit(module, datamodule, ckpt_path=str(resume_from) if resume_from else None)
     train_seconds = time.perf_counter() - started
-    curve = list(history.val_acc)  # testing from a checkpoint restores (rewinds) callback state
+    curve, lr_curve = list(history.val_acc), list(history.lr)  # testing from a checkpoint rewinds callback state
     best_path = checkpoint.best_model_path or str(last)
     (test,) = trainer.test(module, datamodule, ckpt_path=best_path, verbose=False)
     model = module.model
+    predictions = module.test_predictions  # the test pass above; test_acc is computed from it exactly
     result = {
         "head": config.head, "seed": config.seed,
-        "test_acc": round(float(test["test_acc"]), 4), "test_loss": round(float(test["test_loss"]), 6),
+        "test_acc": accuracy_pct(predictions), "test_loss": round(float(test["test_loss"]), 6),
         "val_acc": round(float(checkpoint.best_model_score), 4) if checkpoint.best_model_score is not None else None,
-        "val_acc_curve": curve, "epochs": trainer.current_epoch,
+        "val_acc_curve": curve, "lr_curve": lr_curve, "epochs": trainer.current_epoch,
         "params": count_params(model), "head_params": count_params(model.get_submodule(model.head_path)),
         "train_seconds": round(train_seconds, 3), "images_per_second": round(throughput.images_per_second, 1),
         "best_checkpoint": str(Path(best_path).resolve()), "config": config.to_dict(),
         "data": {k: v for k, v in facts.items() if k != "classes"},
     }
     if trainer.is_global_zero:
+        write_predictions(run_dir / PREDICTIONS_FILE, predictions)
         write_json(run_dir / RESULT_FILE, result)
     return result
