@@ -1,4 +1,11 @@
-"""``spinalnet compare``: the fc head against the Spinal head, same data, order, augmentation and schedule."""
+"""``spinalnet compare``: the fc head against the Spinal head, same data, order, augmentation and schedule
+(except under random-restart, below).
+
+Runs with the same seed are paired (same split, order, augmentation, backbone initialisation); the
+statistics in ``results.json`` are those of :mod:`spinalnet.stats` on the per-seed differences.
+Under ``--schedule random-restart`` each run restarts its learning rate on its own validation
+accuracy, so the two heads' schedules differ by design; compare says so and records each ``lr_curve``.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +25,13 @@ from spinalnet.data import load_dataset
 from spinalnet.errors import UsageError
 from spinalnet.feature_cache import cache_plan, check_views, feature_splits
 from spinalnet.plots import plot_curves, plot_summary
-from spinalnet.stats import error_reduction_pct, mean_std, welch_p_value
+import numpy as np
+
+from spinalnet.stats import describe, error_reduction_pct, mean_std, paired_stats
 from spinalnet.training.config import CompareConfig, TrainConfig
 from spinalnet.training.run_files import atomic_write_text, read_json, write_json
 from spinalnet.training.module import Classifier, data_facts
+from spinalnet.training.predictions import PREDICTIONS_FILE, read_predictions
 from spinalnet.training.train import RESULT_FILE, data_options, default_run_dir, train
 
 HEADS = ("fc", "spinal")
@@ -65,8 +75,27 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per head: lists over seeds and their mean +- std; overall: error reduction and p-value."""
+SCHEDULES_DIFFER = ("random-restart restarts each run's learning rate when its own validation accuracy stalls, "
+                    "so the fc and Spinal schedules differ by design (lr_curve in each run's result.json)")
+
+
+def example_scores(predictions: dict[tuple[str, int], dict | None], seeds: list[int]) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Per seed, 100 * (prediction correct) per test example for (fc, spinal); None if any run lacks them
+    or the two heads' test examples differ."""
+    out = []
+    for seed in seeds:
+        fc, sp = predictions.get(("fc", seed)), predictions.get(("spinal", seed))
+        if fc is None or sp is None or not np.array_equal(fc["y_true"], sp["y_true"]):
+            return None
+        out.append(tuple(100.0 * (p["y_pred"] == p["y_true"]) for p in (fc, sp)))
+    return out
+
+
+def summarize(runs: list[dict[str, Any]], predictions: dict[tuple[str, int], dict | None] | None = None) -> dict[str, Any]:
+    """Per head: lists over seeds and their mean +- std; overall: paired statistics of spinal - fc.
+
+    ``predictions`` maps (head, seed) to that run's ``predictions.npz`` arrays (None where missing).
+    """
     summary: dict[str, Any] = {}
     for head in HEADS:
         mine = sorted((r for r in runs if r["head"] == head), key=lambda r: r["seed"])
@@ -82,14 +111,26 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "images_per_second": round(sum(r["images_per_second"] for r in mine) / len(mine), 1),
         }
     if all(h in summary for h in HEADS):
-        red = error_reduction_pct(summary["fc"]["test_acc"], summary["spinal"]["test_acc"])
-        p = welch_p_value(summary["fc"]["test_acc"], summary["spinal"]["test_acc"])
-        summary["error_reduction_pct"] = None if red is None else round(red, 3)
-        summary["p_value"] = None if p is None else round(p, 6)
+        summary.update(paired_summary(summary["fc"], summary["spinal"], predictions or {}))
     return summary
 
 
-def format_table(summary: dict[str, Any], title: str) -> str:
+def paired_summary(fc: dict[str, Any], spinal: dict[str, Any],
+                   predictions: dict[tuple[str, int], dict | None]) -> dict[str, Any]:
+    """The paired statistics of a comparison from its per-head lists (seeds present for both heads)."""
+    seeds = [seed for seed in fc["seeds"] if seed in spinal["seeds"]]
+    a = [fc["test_acc"][fc["seeds"].index(seed)] for seed in seeds]
+    b = [spinal["test_acc"][spinal["seeds"].index(seed)] for seed in seeds]
+    red = error_reduction_pct(a, b)
+    return {**paired_stats(a, b, example_scores=example_scores(predictions, seeds)).as_dict(),
+            "error_reduction_pct": None if red is None else round(red, 3)}
+
+
+def load_run_predictions(out: Path, heads_seeds: list[tuple[str, int]]) -> dict[tuple[str, int], dict | None]:
+    return {(h, s): read_predictions(out / "runs" / f"{h}-seed{s}" / PREDICTIONS_FILE) for h, s in heads_seeds}
+
+
+def format_table(summary: dict[str, Any], title: str, schedule: str | None = None) -> str:
     lines = [title, f"{'head':<8}{'test acc (%)':>18}{'val acc (%)':>14}{'params':>12}{'head params':>13}"
                     f"{'train s':>10}{'img/s':>10}"]
     for head in HEADS:
@@ -101,12 +142,18 @@ def format_table(summary: dict[str, Any], title: str) -> str:
         lines.append(f"{head:<8}{s['test_acc_mean']:>11.2f} +- {s['test_acc_std']:<4.2f}{val_text:>13}"
                      f"{s['params']:>12,}{s['head_params']:>13,}{sum(s['train_seconds']) / len(s['train_seconds']):>10.1f}"
                      f"{s['images_per_second']:>10,.0f}")
-    if "error_reduction_pct" in summary:
-        red, p = summary["error_reduction_pct"], summary["p_value"]
-        n = len(summary["fc"]["test_acc"])
-        red_text = "n/a" if red is None else f"{red:+.2f}%"
-        p_text = "n/a (needs >= 2 seeds)" if p is None else f"{p:.4f}"
-        lines.append(f"error reduction, spinal vs fc: {red_text}   Welch t-test p = {p_text}   ({n} seed(s) per head)")
+    if "difference_mean" in summary:
+        red = summary["error_reduction_pct"]
+        lines.append(describe(summary, "points") + " (paired by seed)")
+        wilcoxon = summary["p_value_wilcoxon"]
+        power = summary["seeds_for_power"]
+        lines.append(f"error reduction, spinal vs fc: {'n/a' if red is None else f'{red:+.2f}%'}; "
+                     f"Wilcoxon signed-rank p = {'n/a' if wilcoxon is None else f'{wilcoxon:.2g}'}; "
+                     f"seeds for 80% power: {'n/a' if power is None else power}")
+        if summary["ci_level"] == "seeds":
+            lines.append("the interval resamples seeds only: some runs have no predictions.npz")
+    if schedule == "random-restart":
+        lines.append("note: " + SCHEDULES_DIFFER)
     return "\n".join(lines)
 
 
@@ -163,12 +210,12 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
             log(f"[{head} seed {seed}] test accuracy {result['test_acc']:.2f}% "
                 f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
             runs.append(result)
-    summary = summarize(runs)
+    summary = summarize(runs, load_run_predictions(out, [(r["head"], r["seed"]) for r in runs]))
     title = f"{config.dataset} / {config.model}: {config.seeds} seed(s) x {config.epochs} epoch(s)"
     results = {
-        "dataset": config.dataset, "model": config.model,
-        **{h: summary[h] for h in HEADS}, "error_reduction_pct": summary.get("error_reduction_pct"),
-        "p_value": summary.get("p_value"), "feature_cache": feature_cache,
+        "dataset": config.dataset, "model": config.model, **summary,
+        "feature_cache": feature_cache,
+        "schedules_differ": SCHEDULES_DIFFER if config.schedule == "random-restart" else None,
         "config": config.to_dict(), "versions": versions(), "hardware": hardware(),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
         "experiment": experiment,
@@ -178,6 +225,6 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
     plot_curves(runs, out / "curves.png", title)
     plot_summary(summary, out / "summary.png", title)
     log("")
-    log(format_table(summary, title))
+    log(format_table(summary, title, config.schedule))
     log(f"wrote {out}/results.json, results.csv, curves.png, summary.png")
     return results

@@ -22,9 +22,10 @@ from torch import nn
 
 from spinalnet.errors import UsageError, unknown_name
 from spinalnet.mlp import mlp, spinal_mlp
-from spinalnet.stats import mean_std, welch_p_value
+from spinalnet.stats import describe, mean_std, paired_stats
 from spinalnet.tabular import load_table
 from spinalnet.training.config import ConfigBase, option
+from spinalnet.training.predictions import PREDICTIONS_FILE, write_predictions
 from spinalnet.training.run_files import atomic_write_text, write_json
 
 TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -150,8 +151,7 @@ def fit(model: nn.Module, data: dict[str, torch.Tensor], config: RegressConfig, 
     model.eval()
     with torch.no_grad():
         pred = model(data["x_test"]).squeeze(1)
-    test_mse = nn.functional.mse_loss(pred, data["y_test"]).item() * y_scale**2
-    return {"test_mse": test_mse, "val_mse": best_val * y_scale**2, "min_train_batch_mse": min_batch * y_scale**2,
+    return {"val_mse": best_val * y_scale**2, "min_train_batch_mse": min_batch * y_scale**2,
             "train_curve": train_curve, "val_curve": val_curve, "pred": pred, "params": sum(p.numel() for p in model.parameters())}
 
 
@@ -170,6 +170,12 @@ def prepare(x: np.ndarray, y: np.ndarray, config: RegressConfig, seed: int, stan
 class TargetResult:
     runs: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {m: [] for m in MODELS})
     example: dict[str, Any] = field(default_factory=dict)  # first seed: true y, predictions, curves
+    y_true: list[np.ndarray] = field(default_factory=list)  # per seed, the test targets
+    y_pred: dict[str, list[np.ndarray]] = field(default_factory=lambda: {m: [] for m in MODELS})
+
+    def squared_errors(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per seed, (fc, spinal) squared error per test example: their means are the test MSEs."""
+        return [tuple((self.y_pred[m][i] - y) ** 2 for m in MODELS) for i, y in enumerate(self.y_true)]
 
 
 def run_target(name: str, config: RegressConfig, log: Callable[[str], None]) -> TargetResult:
@@ -178,15 +184,21 @@ def run_target(name: str, config: RegressConfig, log: Callable[[str], None]) -> 
     standardize = config.standardize if config.standardize is not None else table is not None
     for seed in range(config.seed, config.seed + config.seeds):
         x, y = (table[0], table[1]) if table else make_targets(name, config.samples, config.noise, seed)
-        data, y_std, y_mean, y_true = prepare(x, y, config, seed, standardize)
+        data, y_std, y_mean, _ = prepare(x, y, config, seed, standardize)
+        # in the data's own units, from the same float32 values the models saw: test MSE = mean((pred - true)^2)
+        y_true = data["y_test"].double().numpy() * y_std + y_mean
+        result.y_true.append(y_true)
         torch.manual_seed(seed)
         models = build_models(x.shape[1], config)
         for model_name in MODELS:
             torch.manual_seed(seed)
             out = fit(models[model_name], data, config, seed, y_std)
-            result.runs[model_name].append({k: v for k, v in out.items() if k not in ("pred",)} | {"seed": seed})
+            y_pred = out.pop("pred").double().numpy() * y_std + y_mean
+            result.y_pred[model_name].append(y_pred)
+            out["test_mse"] = float(np.mean((y_pred - y_true) ** 2))
+            result.runs[model_name].append(out | {"seed": seed})
             if seed == config.seed:
-                result.example[model_name] = {"pred": (out["pred"].numpy() * y_std + y_mean), "true": y_true,
+                result.example[model_name] = {"pred": y_pred, "true": y_true,
                                               "train_curve": out["train_curve"], "val_curve": out["val_curve"]}
         log(f"[{name} seed {seed}] test MSE fc {result.runs['fc'][-1]['test_mse']:.4f}, "
             f"spinal {result.runs['spinal'][-1]['test_mse']:.4f}")
@@ -204,12 +216,12 @@ def summarize_target(result: TargetResult) -> dict[str, Any]:
                       "val_mse": [round(r["val_mse"], 6) for r in runs], "params": runs[0]["params"],
                       "paper_metric_min_train_batch_mse": [round(v, 6) for v in paper],
                       "seeds": [r["seed"] for r in runs]}
-    p = welch_p_value(out["fc"]["test_mse"], out["spinal"]["test_mse"])
-    out["p_value"] = None if p is None else round(p, 6)
+    out.update(paired_stats(out["fc"]["test_mse"], out["spinal"]["test_mse"], higher_is_better=False,
+                            example_scores=result.squared_errors()).as_dict())
     return out
 
 
-def format_table(summary: dict[str, dict[str, Any]], seeds: int) -> str:
+def format_table(summary: dict[str, dict[str, Any]]) -> str:
     lines = [f"{'target':<10}{'model':<8}{'params':>8}   {'test MSE, mean +- std':<26}"
              f"{'paper metric: min train minibatch MSE':>38}"]
     for target, res in summary.items():
@@ -218,9 +230,19 @@ def format_table(summary: dict[str, dict[str, Any]], seeds: int) -> str:
             paper = sum(r["paper_metric_min_train_batch_mse"]) / len(r["paper_metric_min_train_batch_mse"])
             lines.append(f"{target if i == 0 else '':<10}{model:<8}{r['params']:>8,}   "
                          f"{r['test_mse_mean']:<10.4f} +- {r['test_mse_std']:<12.4f}{paper:>38.4f}")
-        p = res["p_value"]
-        lines.append(f"{'':<10}Welch t-test on test MSE: p = {'n/a' if p is None else f'{p:.4f}'} ({seeds} seed(s))")
+        lines.append(f"{'':<10}" + describe(res, "test MSE", better_word="better (lower MSE)", digits=4))
     return "\n".join(lines)
+
+
+def prediction_arrays(results: dict[str, TargetResult]) -> dict[str, np.ndarray]:
+    """``predictions.npz`` of a study: per target, ``<target>.y_true`` and ``<target>.<model>.y_pred``,
+    one row per seed (the order of ``seeds`` in results.json)."""
+    arrays: dict[str, np.ndarray] = {}
+    for target, res in results.items():
+        arrays[f"{target}.y_true"] = np.stack(res.y_true)
+        for model in MODELS:
+            arrays[f"{target}.{model}.y_pred"] = np.stack(res.y_pred[model])
+    return arrays
 
 
 def plot_study(results: dict[str, TargetResult], path: Path) -> None:
@@ -260,7 +282,7 @@ def plot_study(results: dict[str, TargetResult], path: Path) -> None:
 
 def regress(config: RegressConfig, log: Callable[[str], None] = print,
             experiment: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run the study; write results.json, results.csv and regression.png; return the summary."""
+    """Run the study; write results.json, results.csv, predictions.npz and regression.png; return the summary."""
     from datetime import datetime
 
     from spinalnet.compare import hardware, versions
@@ -289,8 +311,9 @@ def regress(config: RegressConfig, log: Callable[[str], None] = print,
                 writer.writerow([t, model, r["seed"], r["params"], f"{r['test_mse']:.6g}", f"{r['val_mse']:.6g}",
                                  f"{r['min_train_batch_mse']:.6g}"])
     atomic_write_text(out / "results.csv", buffer.getvalue())
+    write_predictions(out / PREDICTIONS_FILE, prediction_arrays(results))
     plot_study(results, out / "regression.png")
     log("")
-    log(format_table(summary, config.seeds))
-    log(f"wrote {out}/results.json, results.csv, regression.png")
+    log(format_table(summary))
+    log(f"wrote {out}/results.json, results.csv, predictions.npz, regression.png")
     return summary

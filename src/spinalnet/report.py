@@ -35,7 +35,7 @@ def load_results(path: Path) -> dict[str, Any]:
     return data
 
 
-def _rows(results: dict[str, Any]) -> list[list[str]]:
+def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The table rows of one results file; a file missing a field is named, not a traceback."""
     try:
         return regress_rows(results) if "targets" in results else [compare_row(results)]
@@ -53,12 +53,21 @@ def _paper(paper: dict[str, Any], key: str) -> str:
     return "-" if value is None else str(value)
 
 
-def verdict(p: float | None, spinal_better: bool, n: int) -> str:
-    if p is None:
-        return f"inconclusive ({n} seed{'s' if n != 1 else ''}, no test)"
-    if p < SIGNIFICANCE:
-        return f"**yes**, Spinal better (p = {p:.3g})" if spinal_better else f"**no**, fc better (p = {p:.3g})"
-    return f"no significant difference (p = {p:.2g})"
+def verdict(stats: dict[str, Any], p_holm: float | None, spinal_better: bool) -> str:
+    """Yes or no only when the Holm-corrected p and the 95% interval agree; otherwise say what is missing."""
+    n = stats["seeds"]
+    seeds_only = " (interval over seeds only: no per-example predictions)" if stats.get("ci_level") == "seeds" else ""
+    if p_holm is None:
+        why = f"{n} seed{'s' if n != 1 else ''}" if n < 2 else "the differences have no spread"
+        return f"inconclusive ({why}, no test)"
+    ci = stats.get("difference_ci95")
+    excludes_zero = ci is not None and (ci[0] > 0 or ci[1] < 0)
+    if p_holm < SIGNIFICANCE and excludes_zero:
+        answer = "**yes**, Spinal better" if spinal_better else "**no**, fc better"
+        return f"{answer} (p (Holm) = {p_holm:.2g}){seeds_only}"
+    if p_holm < SIGNIFICANCE:
+        return f"unclear: p (Holm) = {p_holm:.2g} but the 95% interval includes 0{seeds_only}"
+    return f"no significant difference (p (Holm) = {p_holm:.2g}){seeds_only}"
 
 
 def _where(results: dict[str, Any]) -> str:
@@ -69,42 +78,73 @@ def _where(results: dict[str, Any]) -> str:
     return f"{device}, `{commit}`"
 
 
+def paper_numbers(exp: dict[str, Any]) -> dict[str, Any]:
+    """The paper's numbers from the experiment's current config (results files keep the copy of their day)."""
+    from spinalnet.reproduce import experiments
+
+    known = experiments()
+    return known[exp["name"]].paper if exp.get("name") in known else exp.get("paper") or {}
+
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def _difference(stats: dict[str, Any], digits: int) -> str:
+    ci = stats.get("difference_ci95")
+    interval = "" if ci is None else f" ({ci[0]:+.{digits}f} to {ci[1]:+.{digits}f})"
+    return f"{stats['difference_mean']:+.{digits}f}{interval}"
+
+
 def _budget(cfg: dict[str, Any]) -> str:
     return f" ({cfg['limit_batches']:g} of each epoch)" if cfg.get("limit_batches", 1) != 1 else ""
 
 
-def compare_row(results: dict[str, Any]) -> list[str]:
+def compare_row(results: dict[str, Any]) -> dict[str, Any]:
+    from spinalnet.compare import load_run_predictions, paired_summary
+
     exp = results.get("experiment") or {}
     fc, sp = results["fc"], results["spinal"]
     cfg = results["config"]
+    stats = results
+    if "difference_mean" not in results:  # a results file from before the paired statistics
+        runs = [(h, s) for h in ("fc", "spinal") for s in results[h]["seeds"]]
+        stats = paired_summary(fc, sp, load_run_predictions(Path(results["_path"]), runs))
     n = len(sp["test_acc"])
     name = exp.get("name") or f"{results['dataset']} / {results['model']}"
-    return [name, _paper(exp.get("paper", {}), "fc"), _paper(exp.get("paper", {}), "spinal"),
-            _fmt(fc["test_acc_mean"], fc["test_acc_std"]), _fmt(sp["test_acc_mean"], sp["test_acc_std"]),
-            "-" if results.get("p_value") is None else f"{results['p_value']:.3g}",
-            f"{n} x {cfg['epochs']}" + _budget(cfg),
-            _where(results), verdict(results.get("p_value"), sp["test_acc_mean"] > fc["test_acc_mean"], n)]
+    paper = paper_numbers(exp)
+    budget = f"{n} x {cfg['epochs']}" + _budget(cfg)
+    return {"cells": [name, _paper(paper, "fc"), _paper(paper, "spinal"),
+                      _fmt(fc["test_acc_mean"], fc["test_acc_std"]), _fmt(sp["test_acc_mean"], sp["test_acc_std"]),
+                      _difference(stats, 2), _p(stats["p_value"]), None, budget, _where(results)],
+            "stats": stats, "spinal_better": stats["difference_mean"] > 0}
 
 
-def regress_rows(results: dict[str, Any]) -> list[list[str]]:
+def regress_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    from spinalnet.stats import paired_stats
+
     exp = results.get("experiment") or {}
     cfg = results["config"]
     rows = []
     for target, res in results["targets"].items():
         fc, sp = res["fc"], res["spinal"]
+        stats = res if "difference_mean" in res else \
+            paired_stats(fc["test_mse"], sp["test_mse"], higher_is_better=False).as_dict()
         n = len(sp["test_mse"])
         paper_fc = sum(fc["paper_metric_min_train_batch_mse"]) / n
         paper_sp = sum(sp["paper_metric_min_train_batch_mse"]) / n
-        rows.append([f"{exp.get('name', 'regression')}: {target} (test MSE)",
-                     f"paper's metric, ours: {paper_fc:.4f}", f"paper's metric, ours: {paper_sp:.4f}",
-                     _fmt(fc["test_mse_mean"], fc["test_mse_std"], 4), _fmt(sp["test_mse_mean"], sp["test_mse_std"], 4),
-                     "-" if res.get("p_value") is None else f"{res['p_value']:.3g}", f"{n} x {cfg['epochs']}" + _budget(cfg),
-                     _where(results), verdict(res.get("p_value"), sp["test_mse_mean"] < fc["test_mse_mean"], n)])
+        rows.append({"cells": [f"{exp.get('name', 'regression')}: {target} (test MSE)",
+                               f"paper's metric, ours: {paper_fc:.4f}", f"paper's metric, ours: {paper_sp:.4f}",
+                               _fmt(fc["test_mse_mean"], fc["test_mse_std"], 4), _fmt(sp["test_mse_mean"], sp["test_mse_std"], 4),
+                               _difference(stats, 4), _p(stats["p_value"]), None, f"{n} x {cfg['epochs']}" + _budget(cfg),
+                               _where(results)],
+                     "stats": stats, "spinal_better": stats["difference_mean"] < 0})
     return rows
 
 
-HEADER = ["experiment", "paper: fc", "paper: Spinal", "measured: fc", "measured: Spinal", "p", "seeds x epochs",
-          "hardware, commit", "does the Spinal head help?"]
+HEADER = ["experiment", "paper: fc", "paper: Spinal", "measured: fc", "measured: Spinal",
+          "Spinal − fc (95% CI)", "p", "p (Holm)", "seeds x epochs", "hardware, commit", "does the Spinal head help?"]
+HOLM_COLUMN = HEADER.index("p (Holm)")
 
 
 def not_run_reason(exp) -> str:
@@ -126,20 +166,26 @@ def not_run_reason(exp) -> str:
 
 
 def render(paths: list[Path], include_missing: bool = False) -> str:
-    rows: list[list[str]] = []
+    """One row per comparison (per target for regression); p-values are Holm-corrected across all rows."""
+    from spinalnet.stats import holm
+
+    rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for path in paths:
         results = load_results(path)
         seen.add((results.get("experiment") or {}).get("name", ""))
         rows.extend(_rows(results))
+    for row, p_holm in zip(rows, holm([row["stats"]["p_value"] for row in rows])):
+        row["cells"][HOLM_COLUMN] = _p(p_holm)
+        row["cells"].append(verdict(row["stats"], p_holm, row["spinal_better"]))
+    table = [row["cells"] for row in rows]
     if include_missing:
         from spinalnet.reproduce import experiments
 
         for name, exp in experiments().items():
             if name not in seen:
                 paper = exp.paper
-                rows.append([name, _paper(paper, "fc"), _paper(paper, "spinal"), "-", "-", "-", "-", "-",
-                             not_run_reason(exp)])
+                table.append([name, _paper(paper, "fc"), _paper(paper, "spinal"), *["-"] * 7, not_run_reason(exp)])
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += ["| " + " | ".join(r) + " |" for r in table]
     return "\n".join(lines)

@@ -1,17 +1,44 @@
-"""Summary statistics for a comparison: mean +- std, relative error reduction, Welch's t-test."""
+"""Paired statistics for a comparison of two heads (or two regressors) trained with the same seeds.
+
+A fc run and a Spinal run with the same seed share the data split, order, augmentation and backbone
+initialisation, so the comparison is paired by seed: every statistic here works on the per-seed
+differences ``d = spinal - fc`` (test-accuracy points, or test MSE for regression).
+
+Behaviour at the edges (also in docs/RESULTS.md):
+
+- one seed: no test, no interval, no power estimate (all ``None``): one pair says nothing about
+  seed-to-seed spread. ``prob_improvement`` is still 0, 0.5 or 1.
+- all differences equal (no spread): the t-test and the power estimate are undefined (``None``);
+  the Wilcoxon test is ``None`` when every difference is 0 and exact otherwise.
+- per-example scores (from ``predictions.npz``) missing for any seed: the bootstrap resamples seeds
+  only (``ci_level == "seeds"``), which ignores the test-set noise within each run.
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+#: Bootstrap resamples, and the fixed seed that makes every interval reproducible.
+BOOTSTRAP_RESAMPLES = 4000
+BOOTSTRAP_SEED = 20200707
+POWER = 0.8
+ALPHA = 0.05
+#: Above this many seeds the power search stops and reports None ("not reachable in practice").
+MAX_SEEDS_FOR_POWER = 100_000
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def error_reduction_pct(baseline_acc: list[float], candidate_acc: list[float]) -> float | None:
+def error_reduction_pct(baseline_acc: Sequence[float], candidate_acc: Sequence[float]) -> float | None:
     """Relative reduction of the mean test error (100 - accuracy), candidate vs baseline, in %."""
     base_err = 100.0 - statistics.fmean(baseline_acc)
     if base_err <= 0:
@@ -19,15 +46,188 @@ def error_reduction_pct(baseline_acc: list[float], candidate_acc: list[float]) -
     return 100.0 * (base_err - (100.0 - statistics.fmean(candidate_acc))) / base_err
 
 
-def welch_p_value(a: list[float], b: list[float]) -> float | None:
-    """Two-sided Welch t-test p-value; None with fewer than two values per side or no variance."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    import warnings
+@dataclass
+class PairedStats:
+    """What ``results.json`` stores for one comparison; every field but the interval is a function of the
+    per-seed lists alone, and the interval also of the per-example scores."""
 
+    difference_mean: float
+    difference_ci95: list[float] | None
+    ci_level: str                 # "seeds and test examples" or "seeds" (no per-example scores)
+    p_value: float | None         # paired t-test, two-sided
+    p_value_wilcoxon: float | None  # exact signed-rank test, two-sided
+    prob_improvement: float       # share of seeds where the candidate is better, ties count half
+    better_in: int                # seeds where the candidate is strictly better
+    seeds: int
+    seeds_for_power: int | None
+
+    def as_dict(self, digits: int = 6) -> dict:
+        out = asdict(self)
+        for key in ("difference_mean", "p_value", "p_value_wilcoxon", "prob_improvement"):
+            if out[key] is not None:
+                out[key] = round(out[key], digits)
+        if out["difference_ci95"] is not None:
+            out["difference_ci95"] = [round(v, digits) for v in out["difference_ci95"]]
+        return out
+
+
+def paired_t_p_value(diffs: np.ndarray) -> float | None:
+    """Two-sided paired t-test (a one-sample t-test of the differences against 0)."""
+    if len(diffs) < 2 or np.ptp(diffs) == 0:
+        return None
     from scipy import stats
 
-    with warnings.catch_warnings():  # identical samples: scipy warns and returns nan
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return None if math.isnan(p) else p
+    return float(stats.ttest_1samp(diffs, 0.0).pvalue)
+
+
+def wilcoxon_p_value(diffs: np.ndarray) -> float | None:
+    """Exact two-sided signed-rank test; zero differences are dropped (Wilcoxon's convention)."""
+    if len(diffs) < 2 or not np.any(diffs != 0):
+        return None
+    from scipy import stats
+
+    with warnings.catch_warnings():  # ties among |d|: scipy warns that the exact distribution assumes none
+        warnings.simplefilter("ignore")
+        return float(stats.wilcoxon(diffs, zero_method="wilcox", method="exact").pvalue)
+
+
+def paired_power(n: int | np.ndarray, effect: float, alpha: float = ALPHA) -> np.ndarray:
+    """Power of the two-sided paired t-test with ``n`` pairs when mean(d) / sd(d) = ``effect``."""
+    from scipy import stats
+
+    n = np.asarray(n, dtype=float)
+    df = n - 1
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    nc = effect * np.sqrt(n)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exact = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+    # scipy's noncentral t can return nan far in the tail; the normal approximation is exact enough there
+    normal = stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc)
+    return np.where(np.isnan(exact), normal, exact)
+
+
+def seeds_for_power(diffs: np.ndarray, power: float = POWER, alpha: float = ALPHA) -> int | None:
+    """Smallest number of seeds whose paired t-test reaches ``power`` for the observed mean and spread."""
+    if len(diffs) < 2:
+        return None
+    sd = float(np.std(diffs, ddof=1))
+    if sd == 0 or float(np.mean(diffs)) == 0:
+        return None
+    effect = abs(float(np.mean(diffs))) / sd
+    if paired_power(MAX_SEEDS_FOR_POWER, effect, alpha) < power:
+        return None
+    lo, hi = 2, MAX_SEEDS_FOR_POWER  # power grows with n: bisect for the first n that reaches it
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if paired_power(mid, effect, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+#: Runs with at most this many distinct per-example differences are resampled through their counts.
+FEW_VALUES = 16
+
+
+def _example_level_means(scores: list[np.ndarray], rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """For each seed j: ``shape`` bootstrap means of its per-example differences (resampled with replacement).
+
+    The counts of a run's distinct values in a resample are multinomial, drawn as a chain of vectorised
+    binomials: a classification run of 10,000 examples has at most 3 distinct differences
+    (-100, 0, +100), so a draw costs 2 binomials instead of 10,000 indices. Runs with many distinct
+    values (regression) resample indices directly.
+    """
+    out = np.empty((len(scores), *shape))
+    for j, d in enumerate(scores):
+        values, counts = np.unique(d, return_counts=True)
+        n = len(d)
+        if len(values) > FEW_VALUES:
+            out[j] = d[rng.integers(0, n, size=(*shape, n))].mean(-1)
+            continue
+        left, remaining, total = np.full(shape, n), n, np.zeros(shape)
+        for value, count in zip(values[:-1], counts[:-1]):
+            drawn = rng.binomial(left, count / remaining)
+            total += drawn * value
+            left, remaining = left - drawn, remaining - count
+        out[j] = (total + left * values[-1]) / n
+    return out
+
+
+def bootstrap_ci(diffs: np.ndarray, example_diffs: list[np.ndarray] | None = None,
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> list[float] | None:
+    """95% percentile interval of the mean difference, resampling seeds and, given per-example
+    differences (one array per seed, the same order as ``diffs``), the test examples within each run."""
+    if len(diffs) < 2:
+        return None
+    from scipy import stats
+
+    rng = np.random.default_rng(seed)
+    n = len(diffs)
+
+    def statistic(index: np.ndarray, axis: int = -1) -> np.ndarray:
+        index = np.moveaxis(np.asarray(index, dtype=int), axis, -1)
+        if example_diffs is None:
+            return diffs[index].mean(-1)
+        within = _example_level_means(example_diffs, rng, index.shape)  # (seed, *index.shape)
+        picked = np.take_along_axis(within, index[None], axis=0)[0]
+        return picked.mean(-1)
+
+    with warnings.catch_warnings():  # equal differences: scipy warns about a degenerate distribution
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((np.arange(n),), statistic, n_resamples=resamples, vectorized=True,
+                              method="percentile", confidence_level=0.95, rng=rng)
+    low, high = res.confidence_interval
+    return [float(low), float(high)]
+
+
+def paired_stats(baseline: Sequence[float], candidate: Sequence[float], higher_is_better: bool = True,
+                 example_scores: list[tuple[np.ndarray, np.ndarray]] | None = None) -> PairedStats:
+    """Paired statistics of ``candidate - baseline`` over seeds (lists in the same seed order).
+
+    ``example_scores``: per seed, the per-example scores of (baseline, candidate) on the same test
+    examples, whose means are the per-seed values (100 * correct for accuracy, squared error for MSE);
+    None when any run lacks them.
+    """
+    if len(baseline) != len(candidate) or not baseline:
+        raise ValueError(f"paired statistics need the same seeds for both: {len(baseline)} vs {len(candidate)} values")
+    diffs = np.asarray(candidate, dtype=float) - np.asarray(baseline, dtype=float)
+    better = diffs > 0 if higher_is_better else diffs < 0
+    ties = diffs == 0
+    example_diffs = None if example_scores is None else [np.asarray(c, float) - np.asarray(b, float)
+                                                         for b, c in example_scores]
+    return PairedStats(
+        difference_mean=float(diffs.mean()),
+        difference_ci95=bootstrap_ci(diffs, example_diffs),
+        ci_level="seeds and test examples" if example_diffs is not None else "seeds",
+        p_value=paired_t_p_value(diffs), p_value_wilcoxon=wilcoxon_p_value(diffs),
+        prob_improvement=float((better.sum() + 0.5 * ties.sum()) / len(diffs)),
+        better_in=int(better.sum()), seeds=len(diffs), seeds_for_power=seeds_for_power(diffs))
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1); None entries are not tests."""
+    tested = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    m = len(tested)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def describe(stats: dict, unit: str, candidate: str = "Spinal", better_word: str = "better",
+             digits: int = 2) -> str:
+    """The comparison in plain words, e.g. 'Spinal +1.20 points (95% CI +0.40 to +2.00), paired p = 0.01,
+    better in 5 of 5 seeds'."""
+    text = f"{candidate} {stats['difference_mean']:+.{digits}f} {unit}"
+    ci = stats.get("difference_ci95")
+    if ci is not None:
+        scope = "" if stats.get("ci_level") != "seeds" else ", seeds only"
+        text += f" (95% CI {ci[0]:+.{digits}f} to {ci[1]:+.{digits}f}{scope})"
+    p = stats.get("p_value")
+    text += ", paired p = " + (f"{p:.2g}" if p is not None else "n/a" + (" (1 seed)" if stats["seeds"] < 2 else
+                                                                         " (no spread)"))
+    return text + f", {better_word} in {stats['better_in']} of {stats['seeds']} seed{'s' if stats['seeds'] != 1 else ''}"
