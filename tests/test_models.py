@@ -45,11 +45,34 @@ def test_paper_head_settings():
     assert (head.in_features, head.layer_width, head.num_layers, head.dropout, head.batch_norm) == (256, 128, 4, 0.5, True)
     head = create_model("cifar-cnn", 10, in_channels=3, image_size=(32, 32), head="spinal").head
     assert (head.in_features, head.split_sizes[0], head.layer_width) == (4096, 2048, 128)
-    head = create_model("resnet18-cifar", 10, in_channels=3, image_size=(32, 32), head="spinal").head[1]
+    head = create_model("resnet18-cifar", 10, in_channels=3, image_size=(32, 32), head="spinal").head
     assert (head.in_features, head.num_splits, head.layer_width) == (2048, 4, 256)
     arch2 = create_model("arch2", 10, head="spinal", spinal_options=SpinalOptions(layer_width=300)).head
     assert [b.in_features for b in arch2.branches] == [320, 1440, 784]
     assert [b.num_layers for b in arch2.branches] == [8, 8, 10] and arch2.branches[0].layer_width == 300
+
+
+@pytest.mark.parametrize("model", ["resnet18-cifar", "resnet34-cifar"])
+def test_resnet_heads_read_the_same_pooled_features(model):
+    """The authors' scripts max-pool for both heads (fc: whole map, Spinal: 2x2); neither head may see other
+    features. With the same seed, the two models' backbones are identical and end with the shared pooling."""
+    torch.manual_seed(0)
+    fc = create_model(model, 10, in_channels=3, image_size=(32, 32), head="fc")
+    torch.manual_seed(0)
+    sp = create_model(model, 10, in_channels=3, image_size=(32, 32), head="spinal")
+    x = torch.randn(3, 3, 32, 32)
+    fc.eval(), sp.eval()
+    with torch.no_grad():
+        feats = fc.forward_features(x)
+        assert torch.equal(feats, sp.forward_features(x)) and feats.shape == (3, 4 * 512)
+        fmap = fc.features[0](x)  # the last residual stage, before any pooling
+        pooled = torch.nn.functional.max_pool2d(fmap, 2)  # the authors' MaxPool2d(2, 2) on the 4x4 map
+        positions = [pooled[:, :, 0, 0], pooled[:, :, 0, 1], pooled[:, :, 1, 0], pooled[:, :, 1, 1]]
+        assert torch.equal(feats, torch.cat(positions, 1))
+        linear = fc.head[-1]  # fc: the global max-pool (MaxPool2d(4) on a 4x4 map) into Linear(512, C)
+        global_max = torch.nn.functional.max_pool2d(fmap, fmap.shape[-1]).flatten(1)
+        torch.testing.assert_close(fc(x), linear(global_max))
+        torch.testing.assert_close(sp(x), sp.head(torch.cat(positions, 1)))
 
 
 def test_user_options_override_model_defaults():

@@ -76,6 +76,8 @@ class TrainConfig(ConfigBase):
                                  "(the paper's random LR resets, driven by validation accuracy)", choices=SCHEDULES)
     step_size: int = option(7, "epochs between LR drops for --schedule step")
     gamma: float = option(0.1, "LR factor for --schedule step")
+    restart_exponent: float = option(3.0, "--schedule random-restart sets LR = lr * U(0,1)^this when validation "
+                                          "accuracy stalls (the paper's scripts: 3; its ResNet scripts: 5)")
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss")
     # machine
     seed: int = option(0, "seed of initialisation, data order and augmentation")

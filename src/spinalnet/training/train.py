@@ -138,7 +138,7 @@ def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path |
     throughput, history = Throughput(), EpochHistory()
     callbacks: list[L.Callback] = [checkpoint, every_epoch, throughput, history, *extra_callbacks]
     if config.schedule == "random-restart":
-        callbacks.append(RandomRestartLR(config.lr, config.seed))
+        callbacks.append(RandomRestartLR(config.lr, config.seed, config.restart_exponent))
     limit = int(config.limit_batches) if config.limit_batches > 1 else config.limit_batches
     trainer = L.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator,
