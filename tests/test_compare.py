@@ -177,23 +177,14 @@ def test_unknown_yaml_key_suggests(tmp_path, capsys):
     assert "unknown option 'epoch' (did you mean 'epochs'?)" in capsys.readouterr().err
 
 
-def test_ddp_on_two_cpu_processes(npz_file, tmp_path):
-    out = tmp_path / "ddp"
-    done = subprocess.run([sys.executable, "-m", "spinalnet", "train", "--dataset", f"npz:{npz_file}",
-                           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--output", str(out),
-                           "--epochs", "1", "--batch-size", "16", "--no-progress"],
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads((out / "result.json").read_text())
-    assert 0 <= result["test_acc"] <= 100 and result["epochs"] == 1
-
-
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
-@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").is_file(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
 def test_compare_on_real_fashion_mnist(tmp_path):
+    if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
+        if os.environ.get("CI") == "true":  # CI installs the Debian package: its absence is a failure there
+            pytest.fail(f"{FASHION} is missing: the Debian package dataset-fashion-mnist was not installed")
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
     config = CompareConfig(dataset="fashion-mnist", model="default-cnn", seeds=1, epochs=1, limit_batches=0.25,
                            progress=False, output=str(tmp_path / "fm"))
     results = compare(config, log=lambda s: None)

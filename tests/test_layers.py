@@ -186,3 +186,35 @@ def test_load_per_layer_parameters_checks_shapes():
         layer.load_per_layer_parameters([])
     with pytest.raises(ValueError, match=r"hidden layer 0: expected weight of shape \(4, 5\)"):
         layer.load_per_layer_parameters([(torch.zeros(4, 6), torch.zeros(4)), (torch.zeros(4, 9), torch.zeros(4))])
+
+
+def test_dropout_branch_equals_the_reference_under_every_shared_mask():
+    """Training-mode outputs are exactly those of the authors' Dropout -> Linear -> ReLU head under one
+    realised mask, with kept values scaled by 1/(1-p) at every dropout (hidden inputs, the chain, the output).
+
+    Only the public forward is used: every parameter is 0.5, the input is all ones, so the reference
+    value of each of the 2^9 masks is a short sum; p = 0.3 makes wrong scalings land off that set.
+    """
+    import itertools
+
+    p, s = 0.3, 1 / 0.7
+    layer = SpinalLinear(3, 1, layer_width=1, num_layers=2, num_splits=1, dropout=p, bias=False).double()
+    with torch.no_grad():
+        for prm in layer.parameters():
+            prm.fill_(0.5)
+    x = torch.ones(1, 3, dtype=torch.double)
+    layer.eval()
+    assert layer(x).item() == pytest.approx(0.5 * (1.5 + 0.5 * (3 + 1.5)))  # no mask, no scaling
+    reference = set()
+    for m in itertools.product((0, 1), repeat=9):  # layer 1: 3 inputs; layer 2: 3 inputs + chain; output: 2
+        h1 = 0.5 * s * sum(m[0:3])
+        h2 = 0.5 * s * (sum(m[3:6]) + m[6] * h1)
+        reference.add(round(0.5 * s * (m[7] * h1 + m[8] * h2), 9))
+    layer.train()
+    seen = set()
+    for seed in range(300):
+        torch.manual_seed(seed)
+        value = round(layer(x).item(), 9)
+        assert value in reference, f"seed {seed}: {value} is not the reference output of any mask"
+        seen.add(value)
+    assert len(seen) > 20  # masks vary, and many of them were checked
