@@ -17,7 +17,7 @@ class Experiment:
     title: str
     kind: str                     # "compare" or "regress"
     paper: dict[str, Any]
-    changes: str
+    changes: list[str]            # each way the config differs from the authors' script
     cpu_hours: float | None       # estimate for the full config on 2 CPU cores
     options: dict[str, Any]
 
@@ -35,8 +35,9 @@ def load_experiment(path: Path) -> Experiment:
     meta = data.pop("experiment", None)
     if not isinstance(meta, dict):
         raise UsageError(f"{path}: missing the experiment: block")
+    changes = meta.get("changes") or []
     return Experiment(path.stem, meta.get("title", path.stem), meta.get("kind", "compare"), meta.get("paper") or {},
-                      meta.get("changes", ""), meta.get("cpu_hours"), data)
+                      [changes] if isinstance(changes, str) else list(changes), meta.get("cpu_hours"), data)
 
 
 def experiments() -> dict[str, Experiment]:
