@@ -210,8 +210,15 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
             log(f"[{head} seed {seed}] test accuracy {result['test_acc']:.2f}% "
                 f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
             runs.append(result)
+    return write_comparison(out, runs, config, log, experiment)
+
+
+def write_comparison(out: Path, runs: list[dict[str, Any]], config: CompareConfig, log: Callable[[str], None],
+                     experiment: dict[str, Any] | None) -> dict[str, Any]:
+    """Summarise finished runs into results.json, results.csv, curves.png and summary.png, and print the table."""
     summary = summarize(runs, load_run_predictions(out, [(r["head"], r["seed"]) for r in runs]))
-    title = f"{config.dataset} / {config.model}: {config.seeds} seed(s) x {config.epochs} epoch(s)"
+    seeds = len(summary.get("spinal", {}).get("seeds", []))
+    title = f"{config.dataset} / {config.model}: {seeds} seed(s) x {config.epochs} epoch(s)"
     results = {
         "dataset": config.dataset, "model": config.model, **summary,
         "feature_cache": feature_cache,
@@ -228,3 +235,25 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
     log(format_table(summary, title, config.schedule))
     log(f"wrote {out}/results.json, results.csv, curves.png, summary.png")
     return results
+
+
+def resummarize(out: Path, experiment: dict[str, Any] | None = None,
+                log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Rewrite a comparison's summary from the seeds it has finished for both heads (any seeds, in any order),
+    e.g. after an interrupted run, or when runs of one comparison were trained by several processes.
+
+    The options are the runs' own; ``experiment`` defaults to the one in an earlier results.json.
+    """
+    out = Path(out)
+    finished = {(r["head"], r["seed"]): r for r in (read_json(f) for f in sorted(out.glob(f"runs/*/{RESULT_FILE}")))}
+    seeds = sorted(s for h, s in finished if h == "spinal" and ("fc", s) in finished)
+    if not seeds:
+        raise UsageError(f"{out}: no seed has finished runs of both heads under runs/")
+    earlier = out / "results.json"
+    if experiment is None and earlier.is_file():
+        experiment = read_json(earlier).get("experiment")
+    run_config = finished[("spinal", seeds[0])]["config"]
+    options = {k: v for k, v in run_config.items() if k in CompareConfig.__dataclass_fields__ and k != "head"}
+    config = CompareConfig.from_dict({**options, "seed": seeds[0], "seeds": len(seeds), "output": str(out)})
+    runs = [finished[(h, s)] for s in seeds for h in HEADS]
+    return write_comparison(out, runs, config, log, experiment)
