@@ -126,3 +126,50 @@ def test_report_output_must_be_a_file_and_not_a_results_file(tmp_path, capsys):
         assert err.startswith(f"spinalnet: error: --output {target}") and message in err and len(err.splitlines()) == 1
     assert (out / "results.json").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reg"]
+
+
+def _fake_comparison(path, fc, spinal, name):
+    """A compare results.json from before the paired statistics: per-seed lists only."""
+    import statistics
+
+    path.mkdir()
+    heads = {h: {"seeds": list(range(len(v))), "test_acc": v, "test_acc_mean": statistics.fmean(v),
+                 "test_acc_std": statistics.stdev(v)} for h, v in (("fc", fc), ("spinal", spinal))}
+    (path / "results.json").write_text(json.dumps({
+        "dataset": "d", "model": "m", **heads, "config": {"epochs": 2},
+        "experiment": {"name": name}, "hardware": {"cpu_count": 2}, "versions": {}}))
+
+
+def test_report_holm_corrects_across_rows_and_the_verdict_needs_p_and_interval(tmp_path, capsys):
+    from scipy import stats as sps
+
+    from spinalnet.stats import holm
+
+    clear = ([80.0, 81.0, 80.5, 80.2, 80.9], [82.1, 83.0, 82.4, 82.5, 82.8])  # Spinal better in every seed
+    noise = ([80.0, 81.0, 80.5, 80.2, 80.9], [80.3, 80.7, 80.9, 80.1, 80.6])
+    _fake_comparison(tmp_path / "a", *clear, "exp-a")
+    _fake_comparison(tmp_path / "b", *noise, "exp-b")
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[5:8] == ["Spinal − fc (95% CI)", "p", "p (Holm)"]
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    raw = [sps.ttest_rel(s, f).pvalue for f, s in (clear, noise)]
+    adjusted = holm(raw)
+    for name, p, p_holm in zip(("exp-a", "exp-b"), raw, adjusted):
+        assert rows[name][6] == f"{p:.2g}" and rows[name][7] == f"{p_holm:.2g}"
+    assert adjusted[0] > raw[0]  # the correction bites
+    assert rows["exp-a"][-1].startswith("**yes**, Spinal better (p (Holm) = ")
+    assert "interval over seeds only" in rows["exp-a"][-1]
+    assert rows["exp-b"][-1].startswith("no significant difference")
+
+
+def test_verdict_rules():
+    from spinalnet.report import verdict
+
+    stats = {"seeds": 5, "difference_ci95": [0.5, 1.5], "ci_level": "seeds and test examples"}
+    assert verdict(stats, 0.01, True) == "**yes**, Spinal better (p (Holm) = 0.01)"
+    assert verdict({**stats, "difference_ci95": [-1.5, -0.5]}, 0.01, False) == "**no**, fc better (p (Holm) = 0.01)"
+    assert verdict({**stats, "difference_ci95": [-0.1, 1.5]}, 0.01, True).startswith("unclear")
+    assert verdict(stats, 0.2, True) == "no significant difference (p (Holm) = 0.2)"
+    assert verdict({**stats, "seeds": 1}, None, True) == "inconclusive (1 seed, no test)"
