@@ -63,9 +63,11 @@ class PairedStats:
 
     def as_dict(self, digits: int = 6) -> dict:
         out = asdict(self)
-        for key in ("difference_mean", "p_value", "p_value_wilcoxon", "prob_improvement"):
+        for key in ("difference_mean", "prob_improvement"):
+            out[key] = round(out[key], digits)
+        for key in ("p_value", "p_value_wilcoxon"):  # significant digits: a tiny p must not print as 0
             if out[key] is not None:
-                out[key] = round(out[key], digits)
+                out[key] = float(f"{out[key]:.{digits}g}")
         if out["difference_ci95"] is not None:
             out["difference_ci95"] = [round(v, digits) for v in out["difference_ci95"]]
         return out
