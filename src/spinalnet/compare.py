@@ -210,11 +210,11 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
             log(f"[{head} seed {seed}] test accuracy {result['test_acc']:.2f}% "
                 f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
             runs.append(result)
-    return write_comparison(out, runs, config, log, experiment)
+    return write_comparison(out, runs, config, log, experiment, feature_cache)
 
 
 def write_comparison(out: Path, runs: list[dict[str, Any]], config: CompareConfig, log: Callable[[str], None],
-                     experiment: dict[str, Any] | None) -> dict[str, Any]:
+                     experiment: dict[str, Any] | None, feature_cache: dict[str, Any] | None) -> dict[str, Any]:
     """Summarise finished runs into results.json, results.csv, curves.png and summary.png, and print the table."""
     summary = summarize(runs, load_run_predictions(out, [(r["head"], r["seed"]) for r in runs]))
     seeds = len(summary.get("spinal", {}).get("seeds", []))
@@ -250,10 +250,10 @@ def resummarize(out: Path, experiment: dict[str, Any] | None = None,
     if not seeds:
         raise UsageError(f"{out}: no seed has finished runs of both heads under runs/")
     earlier = out / "results.json"
-    if experiment is None and earlier.is_file():
-        experiment = read_json(earlier).get("experiment")
+    before = read_json(earlier) if earlier.is_file() else {}
+    experiment = experiment if experiment is not None else before.get("experiment")
     run_config = finished[("spinal", seeds[0])]["config"]
     options = {k: v for k, v in run_config.items() if k in CompareConfig.__dataclass_fields__ and k != "head"}
     config = CompareConfig.from_dict({**options, "seed": seeds[0], "seeds": len(seeds), "output": str(out)})
     runs = [finished[(h, s)] for s in seeds for h in HEADS]
-    return write_comparison(out, runs, config, log, experiment)
+    return write_comparison(out, runs, config, log, experiment, before.get("feature_cache"))
