@@ -64,38 +64,32 @@ class RegressConfig(ConfigBase):
     target: str = option("all", "sum, sin_sum, prod, sin_prod or all (ignored with --data)")
     data: str | None = option(None, "your tabular data instead: csv:PATH (with --y-column) or npz:PATH (x, y)")
     y_column: str | None = option(None, "the CSV column to predict")
-    samples: int = option(1000, "samples per synthetic target")
-    noise: float = option(0.2, "scale of the U(0, 1) noise added to synthetic targets")
-    epochs: int = option(200, "training epochs")
-    seeds: int = option(5, "seeds (each draws its own data, split and initialisation)")
-    seed: int = option(0, "first seed")
-    batch_size: int = option(64, "batch size")
-    lr: float = option(0.01, "Adam learning rate")
-    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick runs")
-    val_fraction: float = option(0.15, "validation fraction (picks each model's epoch)")
-    test_fraction: float = option(0.15, "test fraction (used once, for the report)")
+    samples: int = option(1000, "samples per synthetic target", ge=1)
+    noise: float = option(0.2, "scale of the U(0, 1) noise added to synthetic targets", ge=0)
+    epochs: int = option(200, "training epochs", ge=1)
+    seeds: int = option(5, "seeds (each draws its own data, split and initialisation)", ge=1)
+    seed: int = option(0, "first seed", ge=0, le=2**32 - 1)
+    batch_size: int = option(64, "batch size", ge=1)
+    lr: float = option(0.01, "Adam learning rate", gt=0)
+    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick runs",
+                                  gt=0)
+    val_fraction: float = option(0.15, "validation fraction (picks each model's epoch)", gt=0, lt=1)
+    test_fraction: float = option(0.15, "test fraction (used once, for the report)", gt=0, lt=1)
     standardize: bool | None = option(None, "standardise inputs and target with training statistics "
                                             "(default: on for --data, off for synthetic targets)")
-    fc_hidden: list[int] = option([200, 100], "hidden sizes of the ordinary MLP")
-    layer_width: int = option(50, "width of the Spinal hidden layers")
-    num_layers: int = option(6, "number of Spinal hidden layers")
-    num_splits: int = option(2, "input splits of the Spinal layers (1 to the number of input features)")
+    fc_hidden: list[int] = option([200, 100], "hidden sizes of the ordinary MLP", ge=1)
+    layer_width: int = option(50, "width of the Spinal hidden layers", ge=1)
+    num_layers: int = option(6, "number of Spinal hidden layers", ge=1)
+    num_splits: int = option(2, "input splits of the Spinal layers (1 to the number of input features)",
+                          ge=1)
     activation: str = option("leaky_relu", "activation of both models")
     output: str | None = option(None, "output directory (default: runs/regress-<time>)")
     force: bool = option(False, "overwrite a finished study in --output")
 
     def validate(self) -> "RegressConfig":
-        for name in ("samples", "epochs", "seeds", "batch_size", "layer_width", "num_layers", "num_splits"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.noise < 0:
-            raise UsageError("--lr must be > 0 and --noise >= 0")
-        if self.limit_batches <= 0:
-            raise UsageError(f"--limit-batches must be > 0, got {self.limit_batches}")
+        self.check_ranges()
         if self.data is None and self.target != "all" and self.target not in TARGETS:
             raise unknown_name("target", self.target, [*TARGETS, "all"])
-        if any(h < 1 for h in self.fc_hidden):
-            raise UsageError(f"--fc-hidden sizes must be >= 1, got {self.fc_hidden}")
         return self
 
 
