@@ -65,7 +65,7 @@ def test_finished_comparison_is_not_overwritten(npz_file, tmp_path, capsys):
     assert main(args) == 0
     before = (out / "results.json").read_bytes()
     assert main(args) == 2
-    assert "already holds a finished comparison; pass --force" in capsys.readouterr().err
+    assert "already holds a finished compare run; pass --resume to continue it, --force" in capsys.readouterr().err
     assert (out / "results.json").read_bytes() == before
 
 

@@ -76,7 +76,7 @@ def test_same_seed_same_numbers_and_finished_runs_are_kept(small_npz, tmp_path, 
     before = (a / "result.json").read_bytes()
     capsys.readouterr()
     assert main(_train_args(small_npz, a, epochs=2)) == 2
-    assert "already holds a finished run; pass --resume" in capsys.readouterr().err
+    assert "already holds a finished train run; pass --resume" in capsys.readouterr().err
     assert (a / "result.json").read_bytes() == before
     assert main([*_train_args(small_npz, a, epochs=1), "--force"]) == 0
     assert json.loads((a / "result.json").read_text())["epochs"] == 1

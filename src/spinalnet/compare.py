@@ -4,65 +4,25 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import platform
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-import spinalnet
 from spinalnet.data import load_dataset
-from spinalnet.errors import UsageError
 from spinalnet.feature_cache import cache_plan, check_views, feature_splits
 from spinalnet.plots import plot_curves, plot_summary
+from spinalnet.rundir import atomic_write_text, hardware, open_run_dir, read_json, timestamped, versions, write_json
 from spinalnet.stats import error_reduction_pct, mean_std, welch_p_value
 from spinalnet.training.config import CompareConfig, TrainConfig
-from spinalnet.training.run_files import atomic_write_text, read_json, write_json
 from spinalnet.training.module import Classifier, data_facts
-from spinalnet.training.train import RESULT_FILE, data_options, default_run_dir, train
+from spinalnet.training.train import RESULT_FILE, check_same_run, data_options, rank_zero_print, train
 
 HEADS = ("fc", "spinal")
 CSV_COLUMNS = ("head", "seed", "test_acc", "val_acc", "params", "head_params", "epochs", "train_seconds",
                "images_per_second")
-
-
-def versions() -> dict[str, str]:
-    import lightning
-    import numpy
-    import torchvision
-
-    return {"spinalnet": spinalnet.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "lightning": lightning.__version__, "numpy": numpy.__version__,
-            "git_commit": git_commit()}
-
-
-def git_commit() -> str | None:
-    """The commit of the checkout this package runs from, ``-dirty`` if the package source differs from it."""
-    import subprocess
-
-    package = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=package, capture_output=True, text=True, timeout=10)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--", str(package))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (commit + ("-dirty" if dirty else "")) or None
-
-
-def hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -119,29 +79,20 @@ def write_csv(runs: list[dict[str, Any]], path: Path) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def _prepare_output(config: CompareConfig) -> Path:
-    out = Path(config.output) if config.output else default_run_dir(config)
-    if (out / "results.json").exists() and not (config.force or config.resume):
-        raise UsageError(f"{out} already holds a finished comparison; pass --force to overwrite it "
-                         "or choose another --output")
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise UsageError(f"output directory {out} is not writable")
-    return out
-
-
-def compare(config: CompareConfig, log: Callable[[str], None] = print,
+def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
             experiment: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train both heads for every seed; write results.json, results.csv, curves.png and summary.png."""
     config.validate()
     splits = load_dataset(config.dataset, data_options(config))  # loaded once, shared by every run
     base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
+    run = open_run_dir(config.output, "compare", lambda: timestamped("runs", Path(config.dataset).name, config.model),
+                       resume=config.resume, force=config.force)
     for head in HEADS:  # impossible model options fail here, before anything is written
         Classifier({**base, "head": head}, data_facts(splits))
     cache_dir, no_cache = cache_plan(config)
     if cache_dir is not None:
         check_views(config, splits)
-    out = _prepare_output(config)
+    out = run.create()
     feature_cache: dict[str, Any] = {"used": False, "hit": False, "extract_seconds": None, "images": None,
                                      "key": None}
     if no_cache and config.freeze_backbone:
@@ -152,14 +103,21 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
     for seed in range(config.seed, config.seed + config.seeds):
         for head in HEADS:
             run_dir = out / "runs" / f"{head}-seed{seed}"
-            done = run_dir / RESULT_FILE
-            if config.resume and done.is_file() and not config.force:
-                log(f"[{head} seed {seed}] finished earlier, kept: {run_dir}")
-                runs.append(read_json(done))
-                continue
-            log(f"[{head} seed {seed}] training {config.model} on {config.dataset} for {config.epochs} epoch(s)")
             run_config = TrainConfig.from_dict({**base, "head": head, "seed": seed, "output": str(run_dir)})
-            result = train(run_config, splits, run_dir, force=config.force)
+            done = run_dir / RESULT_FILE
+            if run.resume and done.is_file():
+                stored = read_json(done)
+                check_same_run(stored["config"], run_config, done)
+                if stored["epochs"] >= config.epochs:
+                    log(f"[{head} seed {seed}] finished earlier, kept: {run_dir}")
+                    runs.append(stored)
+                    continue
+            # a (head, seed) run killed before its first checkpoint starts over; a later one continues
+            started = (run_dir / "checkpoints" / "last.ckpt").is_file()
+            run_config.resume = run.resume and started
+            run_config.force = run.force or (run.resume and not started and run_dir.exists())
+            log(f"[{head} seed {seed}] training {config.model} on {config.dataset} for {config.epochs} epoch(s)")
+            result = train(run_config, splits)
             log(f"[{head} seed {seed}] test accuracy {result['test_acc']:.2f}% "
                 f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
             runs.append(result)
@@ -173,10 +131,11 @@ def compare(config: CompareConfig, log: Callable[[str], None] = print,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
         "experiment": experiment,
     }
-    write_json(out / "results.json", results)
-    write_csv(runs, out / "results.csv")
-    plot_curves(runs, out / "curves.png", title)
-    plot_summary(summary, out / "summary.png", title)
+    if rank_zero_only.rank == 0:  # with DDP every process runs this loop; one writes the summary
+        write_json(out / "results.json", results)
+        write_csv(runs, out / "results.csv")
+        plot_curves(runs, out / "curves.png", title)
+        plot_summary(summary, out / "summary.png", title)
     log("")
     log(format_table(summary, title))
     log(f"wrote {out}/results.json, results.csv, curves.png, summary.png")

@@ -25,7 +25,7 @@ from spinalnet.mlp import mlp, spinal_mlp
 from spinalnet.stats import mean_std, welch_p_value
 from spinalnet.tabular import load_table
 from spinalnet.training.config import ConfigBase, option
-from spinalnet.training.run_files import atomic_write_text, write_json
+from spinalnet.rundir import atomic_write_text, hardware, open_run_dir, timestamped, versions, write_json
 
 TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sum": lambda x: x.sum(1),
@@ -223,7 +223,7 @@ def plot_study(results: dict[str, TargetResult], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from spinalnet.plots import COLORS
+    from spinalnet.plots import COLORS, save_figure
 
     fig, axes = plt.subplots(len(results), 3, figsize=(12, 3.4 * len(results)), squeeze=False)
     for row, (target, res) in enumerate(results.items()):
@@ -246,29 +246,21 @@ def plot_study(results: dict[str, TargetResult], path: Path) -> None:
         ax.set_title(f"{target}: loss curves (first seed)")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=100)
 
 
 def regress(config: RegressConfig, log: Callable[[str], None] = print,
             experiment: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the study; write results.json, results.csv and regression.png; return the summary."""
-    from datetime import datetime
-
-    from spinalnet.compare import hardware, versions
-
     config.validate()
     features = load_table(config.data, config.y_column)[0].shape[1] if config.data else FEATURES
     check_models(features, config, config.data or "the synthetic targets")  # fail before anything is written
-    out = Path(config.output or f"runs/regress-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    if (out / "results.json").exists() and not config.force:
-        raise UsageError(f"{out} already holds a finished study; pass --force to overwrite it or choose another --output")
+    run = open_run_dir(config.output, "regress", lambda: timestamped("runs", "regress"), force=config.force,
+                       resumable=False)
+    out = run.create()  # an unwritable --output fails now, not after training
     targets = [Path(config.data[4:]).name] if config.data else (list(TARGETS) if config.target == "all" else [config.target])
     results = {t: run_target(t, config, log) for t in targets}
     summary = {t: summarize_target(r) for t, r in results.items()}
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", {"targets": summary, "config": config.to_dict(), "versions": versions(),
                                       "hardware": hardware(), "command": " ".join(sys.argv),
                                       "experiment": experiment,

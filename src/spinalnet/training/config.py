@@ -216,6 +216,17 @@ class CompareConfig(TrainConfig):
                                    "K augmented views of the training set, one per epoch in turn", ge=0)
 
 
+# Options that cannot change a run's numbers (where files go, how they are shown, which machine runs
+# it), and epochs (a resumed run may be extended). Every other option must match to resume a run.
+NOT_RESULT_OPTIONS = frozenset({"output", "resume", "force", "progress", "num_workers", "data_dir", "download",
+                                "accelerator", "devices", "strategy", "epochs", "seeds"})
+
+
+def result_options(cls: type) -> tuple[str, ...]:
+    """The options of ``cls`` that change a run's result: all but :data:`NOT_RESULT_OPTIONS`."""
+    return tuple(f.name for f in fields(cls) if f.name not in NOT_RESULT_OPTIONS)
+
+
 COMPARE_ONLY = tuple(f.name for f in fields(CompareConfig) if f.name not in TrainConfig.__dataclass_fields__)
 
 

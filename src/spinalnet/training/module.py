@@ -146,13 +146,18 @@ class Classifier(L.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         if not torch.isfinite(loss):
             raise TrainingError(f"the training loss became {loss.item()} at epoch {self.current_epoch}, "
-                                f"batch {batch_idx}; the last good checkpoint is kept; try a lower --lr")
+                                f"batch {batch_idx}; try a lower --lr")
         with torch.no_grad():
             self._sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
                                        torch.tensor(float(len(y)), device=loss.device)])
         if batch_idx % 25 == 0 and self.trainer.progress_bar_callback is not None:
             self.log("loss", self._sums[0] / self._sums[2], prog_bar=True, logger=False)
         return loss
+
+    def epoch_train_loss(self) -> float | None:
+        """Mean training loss of the epoch so far on this process (None before its first step)."""
+        total, _, count = self._sums.tolist()
+        return total / count if count else None
 
     def on_train_epoch_end(self) -> None:
         total, correct, count = self._sums.tolist()
