@@ -1,9 +1,19 @@
-"""SpinalNet: deep neural networks with gradual input."""
+"""SpinalNet: deep neural networks with gradual input.
 
-from spinalnet.heads import find_classifier, replace_classifier, spinalize
-from spinalnet.layers import SpinalLinear, split_sizes
-from spinalnet.mlp import mlp, spinal_mlp
+The names below are imported on first use, so ``import spinalnet`` (and the ``spinalnet`` command's
+start-up, ``--version``, ``--help``) does not import torch.
+"""
+
+from importlib import import_module
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["SpinalLinear", "find_classifier", "mlp", "replace_classifier", "spinal_mlp", "spinalize", "split_sizes",
-           "__version__"]
+_WHERE = {"SpinalLinear": "layers", "split_sizes": "layers", "find_classifier": "heads",
+          "replace_classifier": "heads", "spinalize": "heads", "mlp": "mlp", "spinal_mlp": "mlp"}
+__all__ = [*sorted(_WHERE), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"spinalnet.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'spinalnet' has no attribute {name!r}")

@@ -140,7 +140,7 @@ def run_eval(args: argparse.Namespace) -> None:
 
 
 def add_regress(sub: argparse._SubParsersAction) -> None:
-    from spinalnet.regression import RegressConfig
+    from spinalnet.training.config import RegressConfig
 
     _add_config_command(
         sub, "regress", RegressConfig, run_regress,

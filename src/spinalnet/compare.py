@@ -15,6 +15,7 @@ from spinalnet.data import load_dataset
 from spinalnet.feature_cache import cache_plan, check_views, feature_splits
 from spinalnet.plots import plot_curves, plot_summary
 from spinalnet.rundir import atomic_write_text, hardware, open_run_dir, read_json, timestamped, versions, write_json
+from spinalnet.tables import align
 from spinalnet.stats import error_reduction_pct, mean_std, welch_p_value
 from spinalnet.training.config import CompareConfig, TrainConfig
 from spinalnet.training.module import Classifier, data_facts
@@ -50,17 +51,16 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def format_table(summary: dict[str, Any], title: str) -> str:
-    lines = [title, f"{'head':<8}{'test acc (%)':>18}{'val acc (%)':>14}{'params':>12}{'head params':>13}"
-                    f"{'train s':>10}{'img/s':>10}"]
+    rows = [["head", "test acc (%)", "+- std", "val acc (%)", "params", "head params", "train s", "img/s"]]
     for head in HEADS:
         if head not in summary:
             continue
         s = summary[head]
         val = [v for v in s["val_acc"] if v is not None]
-        val_text = f"{sum(val) / len(val):.2f}" if val else "-"
-        lines.append(f"{head:<8}{s['test_acc_mean']:>11.2f} +- {s['test_acc_std']:<4.2f}{val_text:>13}"
-                     f"{s['params']:>12,}{s['head_params']:>13,}{sum(s['train_seconds']) / len(s['train_seconds']):>10.1f}"
-                     f"{s['images_per_second']:>10,.0f}")
+        rows.append([head, f"{s['test_acc_mean']:.2f}", f"{s['test_acc_std']:.2f}",
+                     f"{sum(val) / len(val):.2f}" if val else "-", f"{s['params']:,}", f"{s['head_params']:,}",
+                     f"{sum(s['train_seconds']) / len(s['train_seconds']):.1f}", f"{s['images_per_second']:,.0f}"])
+    lines = [title, *align(rows)]
     if "error_reduction_pct" in summary:
         red, p = summary["error_reduction_pct"], summary["p_value"]
         n = len(summary["fc"]["test_acc"])

@@ -23,8 +23,9 @@ from torch import nn
 from spinalnet.errors import UsageError, unknown_name
 from spinalnet.mlp import mlp, spinal_mlp
 from spinalnet.stats import mean_std, welch_p_value
+from spinalnet.tables import align
 from spinalnet.tabular import load_table
-from spinalnet.training.config import ConfigBase, option
+from spinalnet.training.config import RegressConfig
 from spinalnet.rundir import atomic_write_text, hardware, open_run_dir, timestamped, versions, write_json
 
 TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -57,40 +58,6 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
                          f"{test_fraction} test with at least one sample each")
     perm = np.random.default_rng(seed).permutation(n)
     return perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]
-
-
-@dataclass
-class RegressConfig(ConfigBase):
-    target: str = option("all", "sum, sin_sum, prod, sin_prod or all (ignored with --data)")
-    data: str | None = option(None, "your tabular data instead: csv:PATH (with --y-column) or npz:PATH (x, y)")
-    y_column: str | None = option(None, "the CSV column to predict")
-    samples: int = option(1000, "samples per synthetic target", ge=1)
-    noise: float = option(0.2, "scale of the U(0, 1) noise added to synthetic targets", ge=0)
-    epochs: int = option(200, "training epochs", ge=1)
-    seeds: int = option(5, "seeds (each draws its own data, split and initialisation)", ge=1)
-    seed: int = option(0, "first seed", ge=0, le=2**32 - 1)
-    batch_size: int = option(64, "batch size", ge=1)
-    lr: float = option(0.01, "Adam learning rate", gt=0)
-    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick runs",
-                                  gt=0)
-    val_fraction: float = option(0.15, "validation fraction (picks each model's epoch)", gt=0, lt=1)
-    test_fraction: float = option(0.15, "test fraction (used once, for the report)", gt=0, lt=1)
-    standardize: bool | None = option(None, "standardise inputs and target with training statistics "
-                                            "(default: on for --data, off for synthetic targets)")
-    fc_hidden: list[int] = option([200, 100], "hidden sizes of the ordinary MLP", ge=1)
-    layer_width: int = option(50, "width of the Spinal hidden layers", ge=1)
-    num_layers: int = option(6, "number of Spinal hidden layers", ge=1)
-    num_splits: int = option(2, "input splits of the Spinal layers (1 to the number of input features)",
-                          ge=1)
-    activation: str = option("leaky_relu", "activation of both models")
-    output: str | None = option(None, "output directory (default: runs/regress-<time>)")
-    force: bool = option(False, "overwrite a finished study in --output")
-
-    def validate(self) -> "RegressConfig":
-        self.check_ranges()
-        if self.data is None and self.target != "all" and self.target not in TARGETS:
-            raise unknown_name("target", self.target, [*TARGETS, "all"])
-        return self
 
 
 def build_models(in_features: int, config: RegressConfig) -> dict[str, nn.Module]:
@@ -204,16 +171,20 @@ def summarize_target(result: TargetResult) -> dict[str, Any]:
 
 
 def format_table(summary: dict[str, dict[str, Any]], seeds: int) -> str:
-    lines = [f"{'target':<10}{'model':<8}{'params':>8}   {'test MSE, mean +- std':<26}"
-             f"{'paper metric: min train minibatch MSE':>38}"]
+    rows = [["target", "model", "params", "test MSE, mean", "+- std", "paper metric: min train minibatch MSE"]]
+    notes = {}
     for target, res in summary.items():
         for i, model in enumerate(MODELS):
             r = res[model]
             paper = sum(r["paper_metric_min_train_batch_mse"]) / len(r["paper_metric_min_train_batch_mse"])
-            lines.append(f"{target if i == 0 else '':<10}{model:<8}{r['params']:>8,}   "
-                         f"{r['test_mse_mean']:<10.4f} +- {r['test_mse_std']:<12.4f}{paper:>38.4f}")
+            rows.append([target if i == 0 else "", model, f"{r['params']:,}",
+                         f"{r['test_mse_mean']:.4f}", f"{r['test_mse_std']:.4f}", f"{paper:.4f}"])
         p = res["p_value"]
-        lines.append(f"{'':<10}Welch t-test on test MSE: p = {'n/a' if p is None else f'{p:.4f}'} ({seeds} seed(s))")
+        notes[len(rows)] = f"Welch t-test on test MSE: p = {'n/a' if p is None else f'{p:.4f}'} ({seeds} seed(s))"
+    lines = align(rows, left=2)
+    indent = " " * (max(len(row[0]) for row in rows) + 2)
+    for at in sorted(notes, reverse=True):
+        lines.insert(at, indent + notes[at])
     return "\n".join(lines)
 
 

@@ -74,7 +74,8 @@ def reproduce(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     if not options.get("resume"):
         options.setdefault("output", str(timestamped("runs/paper", name)))
     if exp.kind == "regress":
-        from spinalnet.regression import RegressConfig, regress
+        from spinalnet.regression import regress
+        from spinalnet.training.config import RegressConfig
 
         unused = [k for k in COMPARE_ONLY if overrides.get(k) is not None]
         if unused:

@@ -216,6 +216,40 @@ class CompareConfig(TrainConfig):
                                    "K augmented views of the training set, one per epoch in turn", ge=0)
 
 
+@dataclass
+class RegressConfig(ConfigBase):
+    """Options of ``spinalnet regress`` (the paper's regression study)."""
+
+    target: Literal["all", "sum", "sin_sum", "prod", "sin_prod"] = option("all", "synthetic target, or all of them "
+                                                                          "(ignored with --data)")
+    data: str | None = option(None, "your tabular data instead: csv:PATH (with --y-column) or npz:PATH (x, y)")
+    y_column: str | None = option(None, "the CSV column to predict")
+    samples: int = option(1000, "samples per synthetic target", ge=1)
+    noise: float = option(0.2, "scale of the U(0, 1) noise added to synthetic targets", ge=0)
+    epochs: int = option(200, "training epochs", ge=1)
+    seeds: int = option(5, "seeds (each draws its own data, split and initialisation)", ge=1)
+    seed: int = option(0, "first seed", ge=0, le=2**32 - 1)
+    batch_size: int = option(64, "batch size", ge=1)
+    lr: float = option(0.01, "Adam learning rate", gt=0)
+    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick runs",
+                                  gt=0)
+    val_fraction: float = option(0.15, "validation fraction (picks each model's epoch)", gt=0, lt=1)
+    test_fraction: float = option(0.15, "test fraction (used once, for the report)", gt=0, lt=1)
+    standardize: bool | None = option(None, "standardise inputs and target with training statistics "
+                                            "(default: on for --data, off for synthetic targets)")
+    fc_hidden: list[int] = option([200, 100], "hidden sizes of the ordinary MLP", ge=1)
+    layer_width: int = option(50, "width of the Spinal hidden layers", ge=1)
+    num_layers: int = option(6, "number of Spinal hidden layers", ge=1)
+    num_splits: int = option(2, "input splits of the Spinal layers (1 to the number of input features)", ge=1)
+    activation: str = option("leaky_relu", "activation of both models")
+    output: str | None = option(None, "output directory (default: runs/regress-<time>)")
+    force: bool = option(False, "overwrite a finished study in --output")
+
+    def validate(self) -> "RegressConfig":
+        self.check_ranges()
+        return self
+
+
 # Options that cannot change a run's numbers (where files go, how they are shown, which machine runs
 # it), and epochs (a resumed run may be extended). Every other option must match to resume a run.
 NOT_RESULT_OPTIONS = frozenset({"output", "resume", "force", "progress", "num_workers", "data_dir", "download",
@@ -244,7 +278,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = f.metadata.get("help", "")
-        if "default" not in help_text:
+        if "default" not in help_text and default is not None:
             help_text += f" (default: {','.join(map(str, default)) if isinstance(default, list) else default})"
         literal = next((t for t in _non_none(tp) if get_origin(t) is Literal), None)
         if bool in _non_none(tp):
