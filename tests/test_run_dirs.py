@@ -58,14 +58,17 @@ def test_results_are_readable_under_umask_022_and_replaced_files_keep_their_mode
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
-def test_report_output_keeps_its_permissions(tmp_path, umask_022):
+def test_regress_and_report_files_follow_the_umask(tmp_path, umask_022, capsys):
     run = tmp_path / "run"
-    write_json(run / "results.json", {"targets": {}})
+    assert main(["regress", "--target", "sum", "--samples", "60", "--epochs", "2", "--seeds", "1",
+                 "--output", str(run)]) == 0
+    assert {p.name: p.stat().st_mode & 0o777 for p in run.iterdir()} == \
+        dict.fromkeys(["results.json", "results.csv", "regression.png", MARKER], 0o644)
     out = tmp_path / "RESULTS.md"
     out.write_text("# head\n")
-    os.chmod(out, 0o644)
-    main(["report", str(run), "--output", str(out)])
-    assert out.stat().st_mode & 0o777 == 0o644
+    os.chmod(out, 0o664)  # group-writable on purpose: report keeps it so
+    assert main(["report", str(run), "--output", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o664 and out.read_text().startswith("# head\n")
 
 
 def test_train_resume_rules(npz_file, tmp_path, capsys, umask_022):

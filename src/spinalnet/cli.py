@@ -7,6 +7,7 @@ gets the same one line and exit code 130 as one during training.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn, Sequence
 
@@ -44,11 +45,18 @@ def interrupted_message(argv: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return _run(argv)
     except KeyboardInterrupt:
         print(interrupted_message(argv), file=sys.stderr)
+        if as_program:
+            # An import cut short (torch, Lightning) can make the interpreter's own shutdown die of the
+            # same SIGINT (exit -2 instead of 130): leave now, with the streams flushed.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
         return 130
 
 
