@@ -147,6 +147,7 @@ def test_ddp_on_two_cpu_processes(npz_file, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((out / "result.json").read_text())
     assert 0 <= result["test_acc"] <= 100 and result["epochs"] == 1
+    assert done.stdout.count("epoch 1/1: train loss") == 1 and done.stdout.count("head: test accuracy") == 1
 
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

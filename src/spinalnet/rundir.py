@@ -130,14 +130,35 @@ class RunDir:
         return self.path
 
 
+def process_rank() -> int:
+    """This process's rank when launched for DDP (Lightning's workers, torchrun, SLURM), else 0."""
+    for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 0
+
+
 def open_run_dir(path: str | Path | None, kind: str, default: Callable[[], Path], *, resume: bool = False,
                  force: bool = False, can_resume: Callable[[Path], bool] | None = None,
                  resumable: bool = True) -> RunDir:
     """Decide, writing nothing, whether this ``kind`` of run may use ``path`` (``default()`` if None).
 
     ``can_resume(path)`` says whether a same-kind directory holds something to continue (default: yes);
-    a kind that is not ``resumable`` starts an unfinished directory over.
+    a kind that is not ``resumable`` starts an unfinished directory over. With DDP every process runs
+    the command: rank zero decides (and names a default directory, passed on in the environment);
+    the other ranks follow it.
     """
+    chosen = f"SPINALNET_{kind.upper()}_DIR"
+    if process_rank() != 0:
+        return RunDir(Path(path or os.environ.get(chosen) or default()).expanduser(), kind, resume, False)
+    run = _decide(path, kind, default, resume, force, can_resume, resumable)
+    os.environ[chosen] = str(run.path)
+    return run
+
+
+def _decide(path: str | Path | None, kind: str, default: Callable[[], Path], resume: bool, force: bool,
+            can_resume: Callable[[Path], bool] | None, resumable: bool) -> RunDir:
     if resume and force:
         raise UsageError("--resume and --force contradict each other: choose one")
     if path is None:
