@@ -8,8 +8,10 @@ from importlib import import_module
 from typing import Any
 
 __version__ = "0.1.0"
+# The MLP builders live in ``spinalnet.mlps``: a submodule named ``mlp`` would, once imported,
+# replace the function ``spinalnet.mlp`` on the package.
 _WHERE = {"SpinalLinear": "layers", "split_sizes": "layers", "find_classifier": "heads",
-          "replace_classifier": "heads", "spinalize": "heads", "mlp": "mlp", "spinal_mlp": "mlp"}
+          "replace_classifier": "heads", "spinalize": "heads", "mlp": "mlps", "spinal_mlp": "mlps"}
 __all__ = [*sorted(_WHERE), "__version__"]
 
 

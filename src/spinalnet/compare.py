@@ -83,10 +83,18 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
             experiment: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train both heads for every seed; write results.json, results.csv, curves.png and summary.png."""
     config.validate()
-    splits = load_dataset(config.dataset, data_options(config))  # loaded once, shared by every run
-    base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
     run = open_run_dir(config.output, "compare", lambda: timestamped("runs", Path(config.dataset).name, config.model),
                        resume=config.resume, force=config.force)
+    title = f"{config.dataset} / {config.model}: {config.seeds} seed(s) x {config.epochs} epoch(s)"
+    if run.resume and run.finished:  # report it; more seeds or epochs continue it
+        stored = read_json(run.path / "results.json")
+        check_same_run(stored["config"], config, run.path / "results.json")
+        if (stored["config"]["seeds"], stored["config"]["epochs"]) == (config.seeds, config.epochs):
+            log(f"finished earlier, stored result: {run.path / 'results.json'}")
+            log(format_table(stored, title))
+            return stored
+    splits = load_dataset(config.dataset, data_options(config))  # loaded once, shared by every run
+    base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
     for head in HEADS:  # impossible model options fail here, before anything is written
         Classifier({**base, "head": head}, data_facts(splits))
     cache_dir, no_cache = cache_plan(config)
@@ -122,7 +130,6 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
                 f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
             runs.append(result)
     summary = summarize(runs)
-    title = f"{config.dataset} / {config.model}: {config.seeds} seed(s) x {config.epochs} epoch(s)"
     results = {
         "dataset": config.dataset, "model": config.model,
         **{h: summary[h] for h in HEADS}, "error_reduction_pct": summary.get("error_reduction_pct"),

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from spinalnet.errors import UsageError, unknown_name
-from spinalnet.mlp import mlp, spinal_mlp
+from spinalnet.mlps import mlp, spinal_mlp
 from spinalnet.stats import mean_std, welch_p_value
 from spinalnet.tables import align
 from spinalnet.tabular import load_table
