@@ -199,8 +199,6 @@ class TrainConfig(ConfigBase):
         check_model_name(self.model)
         if self.augment is not None:
             augment_spec(self.augment)
-        if self.resume and self.force:
-            raise UsageError("--resume and --force contradict each other: choose one")
         check_machine(self.accelerator, self.devices, self.strategy)
         return self
 
