@@ -189,17 +189,18 @@ class TrainConfig(ConfigBase):
 
     def validate(self) -> "TrainConfig":
         """Checks that need more than one field or another module; machine options against this machine."""
-        from spinalnet.data import augment_spec
-        from spinalnet.data.registry import check_dataset_name
-        from spinalnet.models.registry import check_model_name
         from spinalnet.training.machine import check_machine
 
         self.check_ranges()
+        check_machine(self.accelerator, self.devices, self.strategy)  # before the imports below: fast refusals
+        from spinalnet.data import augment_spec
+        from spinalnet.data.registry import check_dataset_name
+        from spinalnet.models.registry import check_model_name
+
         check_dataset_name(self.dataset)
         check_model_name(self.model)
         if self.augment is not None:
             augment_spec(self.augment)
-        check_machine(self.accelerator, self.devices, self.strategy)
         return self
 
 
