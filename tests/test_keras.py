@@ -30,15 +30,19 @@ def _np(x) -> np.ndarray:
 def test_weights_transfer_both_ways_with_identical_outputs(kwargs):
     torch.manual_seed(0)
     layer = SpinalLinear(11, 3, **kwargs).eval()
-    for post in layer.post:
-        if isinstance(post[0], torch.nn.BatchNorm1d):
-            post[0].running_mean.uniform_(-1, 1), post[0].running_var.uniform_(0.5, 2)
+    for hidden in layer.layers:
+        if hidden.norm is not None:
+            hidden.norm.running_mean.uniform_(-1, 1), hidden.norm.running_var.uniform_(0.5, 2)
     dense = from_torch(layer)
     x = np.random.default_rng(0).standard_normal((6, 11)).astype("float32")
     expected = layer(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(_np(dense(x, training=False)), expected, atol=1e-5)
     back = to_torch(dense).eval()
     np.testing.assert_allclose(back(torch.from_numpy(x)).detach().numpy(), expected, atol=1e-5)
+    original = layer.state_dict()
+    for name, value in back.state_dict().items():  # every tensor, BatchNorm and output included
+        if not name.endswith("num_batches_tracked"):
+            torch.testing.assert_close(value, original[name], msg=name)
 
 
 def test_split_rule_matches_spinal_linear():

@@ -132,16 +132,19 @@ def from_torch(layer: SpinalLinear) -> SpinalDense:
     dense = SpinalDense(layer.out_features, layer.layer_width, layer.num_layers, layer.num_splits,
                         layer.activation, layer.dropout, layer.batch_norm, layer.has_bias)
     dense.build((None, layer.in_features))
-    for i, (weight, bias) in enumerate(layer.per_layer_parameters()):
-        dense.kernels[i].assign(weight.detach().cpu().numpy().T)
-        if bias is not None:
-            dense.biases[i].assign(bias.detach().cpu().numpy())
-    for norm, post in zip(dense.norms, layer.post):
-        bn = post[0]
-        norm.set_weights([t.detach().cpu().numpy() for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var)])
-    dense.out_kernel.assign(layer.output.weight.detach().cpu().numpy().T)
+    state = {k: v.detach().cpu().numpy() for k, v in layer.state_dict().items()}
+    for i in range(layer.num_layers):
+        kernel = state[f"layers.{i}.input.weight"]
+        if i:
+            kernel = np.concatenate([kernel, state[f"layers.{i}.chain.weight"]], axis=1)
+        dense.kernels[i].assign(kernel.T)
+        if dense.use_bias:
+            dense.biases[i].assign(state[f"layers.{i}.input.bias"])
+        if dense.batch_norm:
+            dense.norms[i].set_weights([state[f"layers.{i}.norm.{n}"] for n in ("weight", "bias", "running_mean", "running_var")])
+    dense.out_kernel.assign(state["output.weight"].T)
     if dense.out_bias is not None:
-        dense.out_bias.assign(layer.output.bias.detach().cpu().numpy())
+        dense.out_bias.assign(state["output.bias"])
     return dense
 
 
@@ -155,16 +158,21 @@ def to_torch(dense: SpinalDense) -> SpinalLinear:
                          num_splits=dense.num_splits, activation=dense.activation, dropout=dense.dropout,
                          batch_norm=dense.batch_norm, bias=dense.use_bias)
     t = lambda v: torch.from_numpy(np.array(ops.convert_to_numpy(v), dtype=np.float32))  # noqa: E731
-    layer.load_per_layer_parameters([(t(k).T, t(dense.biases[i]) if dense.use_bias else None)
-                                     for i, k in enumerate(dense.kernels)])
-    with torch.no_grad():
-        for norm, post in zip(dense.norms, layer.post):
-            gamma, beta, mean, var = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in norm.get_weights())
-            bn = post[0]
-            bn.weight.copy_(gamma), bn.bias.copy_(beta), bn.running_mean.copy_(mean), bn.running_var.copy_(var)
-        layer.output.weight.copy_(t(dense.out_kernel).T)
+    state = layer.state_dict()  # num_batches_tracked has no Keras counterpart and stays
+    for i, kernel in enumerate(dense.kernels):
+        weight, size = t(kernel).T, layer.split_sizes[i % layer.num_splits]
+        state[f"layers.{i}.input.weight"] = weight[:, :size]
+        if i:
+            state[f"layers.{i}.chain.weight"] = weight[:, size:]
         if dense.use_bias:
-            layer.output.bias.copy_(t(dense.out_bias))
+            state[f"layers.{i}.input.bias"] = t(dense.biases[i])
+        if dense.batch_norm:
+            for name, value in zip(("weight", "bias", "running_mean", "running_var"), dense.norms[i].get_weights()):
+                state[f"layers.{i}.norm.{name}"] = torch.from_numpy(np.asarray(value, dtype=np.float32))
+    state["output.weight"] = t(dense.out_kernel).T
+    if dense.use_bias:
+        state["output.bias"] = t(dense.out_bias)
+    layer.load_state_dict(state)
     return layer
 
 
