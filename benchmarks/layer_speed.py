@@ -98,7 +98,7 @@ def main() -> None:
             torch.manual_seed(0)
             fast = SpinalLinear(in_f, out_f, layer_width=width, num_layers=layers, dropout=drop,
                                 batch_norm=bn).to(device).train()
-            ref = ReferenceSpinal(fast).to(device).train()
+            ref = ReferenceSpinal.like(fast).to(device).train()
             x = torch.randn(batch, in_f, device=device)
             t_ref, t_fast = compare_times(ref, fast, x, device, repeats, inner)
             mem = saved_bytes(fast, x) / max(saved_bytes(ref, x), 1)
@@ -118,7 +118,7 @@ def main() -> None:
         torch.manual_seed(0)
         fast = SpinalLinear(in_f, out_f, layer_width=width, num_layers=layers, dropout=drop,
                             batch_norm=bn).to(device).train()
-        ref = ReferenceSpinal(fast).to(device).train()
+        ref = ReferenceSpinal.like(fast).to(device).train()
         x = torch.randn(max(batches), in_f, device=device)
         t_ref, t_fast = compare_times(torch.compile(ref), torch.compile(fast), x, device, repeats, inner)
         compiled.append(t_ref / t_fast)

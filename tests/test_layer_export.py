@@ -60,8 +60,8 @@ def test_torch_compile_forward_and_backward_match_eager():
     grads = [p.grad.clone() for p in layer.parameters()]
     layer.zero_grad()
     # Running statistics moved once already; reset so both passes see the same state.
-    for post in layer.post:
-        post[0].reset_running_stats()
+    for hidden in layer.layers:
+        hidden.norm.reset_running_stats()
     y_compiled = compiled(x)
     y_compiled.sum().backward()
     torch.testing.assert_close(y_compiled, y_eager, atol=1e-5, rtol=1e-5)

@@ -9,15 +9,15 @@ Reference math (what the block computes, per sample ``x`` of width ``in_features
 
 Why it is fast: the input half of every ``W[i]`` does not depend on the chain, so the
 projections of all layers that read the same chunk are one matrix multiply. Only the narrow
-``layer_width x layer_width`` chain is sequential. The parameters are stored in that grouped
-layout; :meth:`SpinalLinear.per_layer_parameters` gives the per-layer view ``W[i] = [A | B]``
-(``A`` reads the chunk, ``B`` reads ``h[i-1]``) used by the paper's scripts.
+``layer_width x layer_width`` chain is sequential. The parameters are stored per layer
+(``W[i] = [input | chain]``: ``layers.{i}.input`` reads the chunk, ``layers.{i}.chain`` reads
+``h[i-1]``); each forward concatenates the input weights of the layers sharing a chunk.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,62 @@ def _check_positive_int(name: str, value: object) -> int:
     return value
 
 
+def check_sizes(in_features: int, out_features: int, layer_width: int, num_layers: int, num_splits: int) -> None:
+    """Refuse sizes no SpinalLinear can have; shared by the constructor and :meth:`SpinalLinear.count_params`."""
+    for name, value in (("in_features", in_features), ("out_features", out_features), ("layer_width", layer_width),
+                        ("num_layers", num_layers), ("num_splits", num_splits)):
+        _check_positive_int(name, value)
+    if in_features < num_splits:
+        raise ValueError(
+            f"in_features ({in_features}) must be >= num_splits ({num_splits}): "
+            "every split needs at least one feature"
+        )
+    if num_layers < num_splits:
+        raise ValueError(
+            f"num_layers ({num_layers}) must be >= num_splits ({num_splits}): "
+            "otherwise some input features would never be read"
+        )
+
+
+class SpinalHiddenLayer(nn.Module):
+    """Hidden layer ``i`` of a :class:`SpinalLinear`: ``act(norm(input(chunk) + chain(h[i-1])))``.
+
+    ``input`` (with the bias) reads the layer's input chunk and ``chain`` (no bias; ``None`` in layer 0)
+    reads the previous hidden output: together they are the paper's one Linear over
+    ``cat(chunk, h[i-1])``, split so that all input halves can be computed in one grouped matmul.
+    """
+
+    def __init__(self, chunk_size: int, width: int, *, chained: bool, batch_norm: bool, bias: bool,
+                 activation: str | type[nn.Module], dropout: float) -> None:
+        super().__init__()
+        self.input = nn.Linear(chunk_size, width, bias=bias)
+        self.chain = nn.Linear(width, width, bias=False) if chained else None
+        self.norm = nn.BatchNorm1d(width) if batch_norm else None
+        self.act = create_activation(activation)
+        self.dropout = dropout
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """As one ``nn.Linear`` over ``cat(chunk, h[i-1])`` would: uniform, bound ``1/sqrt(fan_in)``."""
+        fan_in = self.input.in_features + (self.chain.in_features if self.chain is not None else 0)
+        bound = 1.0 / math.sqrt(fan_in)
+        with torch.no_grad():
+            for param in (self.input.weight, self.input.bias, self.chain.weight if self.chain is not None else None):
+                if param is not None:
+                    param.uniform_(-bound, bound)
+        if self.norm is not None:
+            self.norm.reset_parameters()
+
+    def forward(self, projected: Tensor, prev: Tensor) -> Tensor:
+        """Finish the layer from ``projected = input(drop(chunk))``; ``prev`` is ``h[i-1]`` (unused in layer 0)."""
+        z = projected
+        if self.chain is not None:
+            z = torch.addmm(z, _dropout(prev, self.dropout, self.training), self.chain.weight.t())
+        if self.norm is not None:
+            z = self.norm(z)
+        return self.act(z)
+
+
 class SpinalLinear(nn.Module):
     """A SpinalNet block: ``num_layers`` narrow hidden layers with gradual input, one output Linear.
 
@@ -55,6 +111,10 @@ class SpinalLinear(nn.Module):
     output of layer ``i - 1``; the output Linear reads all hidden outputs. Per hidden layer:
     Dropout -> Linear -> BatchNorm1d (if ``batch_norm``) -> activation; output: Dropout -> Linear.
     ``num_layers`` must be at least ``num_splits`` so that every input feature is read.
+
+    State dict: hidden layer ``i`` is ``layers.{i}`` with ``input.weight`` ``(w, chunk size)``,
+    ``input.bias`` ``(w,)``, ``chain.weight`` ``(w, w)`` for ``i >= 1`` and ``norm.*`` with batch norm;
+    the output Linear is ``output.*``. :meth:`from_paper` loads the authors' own heads.
 
     Args:
         in_features: width of the input (last dimension).
@@ -84,24 +144,10 @@ class SpinalLinear(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        in_features = _check_positive_int("in_features", in_features)
-        out_features = _check_positive_int("out_features", out_features)
-        layer_width = _check_positive_int("layer_width", layer_width)
-        num_layers = _check_positive_int("num_layers", num_layers)
-        num_splits = _check_positive_int("num_splits", num_splits)
-        if in_features < num_splits:
-            raise ValueError(
-                f"in_features ({in_features}) must be >= num_splits ({num_splits}): "
-                "every split needs at least one feature"
-            )
-        if num_layers < num_splits:
-            raise ValueError(
-                f"num_layers ({num_layers}) must be >= num_splits ({num_splits}): "
-                "otherwise some input features would never be read"
-            )
+        check_sizes(in_features, out_features, layer_width, num_layers, num_splits)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-        acts = [create_activation(activation) for _ in range(num_layers)]
+        create_activation(activation)  # validates before anything is built
 
         self.in_features = in_features
         self.out_features = out_features
@@ -110,78 +156,75 @@ class SpinalLinear(nn.Module):
         self.num_splits = num_splits
         self.dropout = float(dropout)
         self.batch_norm = bool(batch_norm)
+        self.has_bias = bool(bias)
         self.activation = activation_name(activation)
+        self._activation = activation  # what the caller passed, to build a like-configured head
         self.split_sizes = split_sizes(in_features, num_splits)
         self.split_offsets = [sum(self.split_sizes[:s]) for s in range(num_splits)]
-
-        # Layers s, s + S, s + 2S, ... read chunk s: their input weights are stacked.
-        self.input_weights = nn.ParameterList(
-            nn.Parameter(torch.empty(len(range(s, num_layers, num_splits)), layer_width, size))
-            for s, size in enumerate(self.split_sizes)
-        )
-        # chain_weights[i - 1] reads h[i-1] in layer i: one parameter each, so backward needs no stack.
-        self.chain_weights = nn.ParameterList(
-            nn.Parameter(torch.empty(layer_width, layer_width)) for _ in range(num_layers - 1)
-        )
-        # Biases are grouped like the input weights: input_biases[s][k] belongs to layer s + k * S.
-        self.input_biases = nn.ParameterList(
-            nn.Parameter(torch.empty(w.shape[0], layer_width)) for w in self.input_weights
-        ) if bias else nn.ParameterList()
-        self.has_bias = bool(bias)
-        self.post = nn.ModuleList(
-            nn.Sequential(nn.BatchNorm1d(layer_width), act) if batch_norm else nn.Sequential(act)
-            for act in acts
+        self.layers = nn.ModuleList(
+            SpinalHiddenLayer(self.split_sizes[i % num_splits], layer_width, chained=i > 0, batch_norm=batch_norm,
+                              bias=bias, activation=activation, dropout=self.dropout)
+            for i in range(num_layers)
         )
         self.output = nn.Linear(num_layers * layer_width, out_features, bias=bias)
-        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Initialise each hidden layer as ``nn.Linear`` would (uniform, bound 1/sqrt(fan_in))."""
-        with torch.no_grad():
-            for i in range(self.num_layers):
-                s, k = i % self.num_splits, i // self.num_splits
-                fan_in = self.split_sizes[s] + (self.layer_width if i else 0)
-                bound = 1.0 / math.sqrt(fan_in)
-                self.input_weights[s][k].uniform_(-bound, bound)
-                if i:
-                    self.chain_weights[i - 1].uniform_(-bound, bound)
-                if self.has_bias:
-                    self.input_biases[s][k].uniform_(-bound, bound)
-        for post in self.post:
-            for module in post:
-                if isinstance(module, nn.BatchNorm1d):
-                    module.reset_parameters()
+        for layer in self.layers:
+            layer.reset_parameters()
         self.output.reset_parameters()
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments that build a head like this one (any ``out_features``)."""
+        return dict(layer_width=self.layer_width, num_layers=self.num_layers, num_splits=self.num_splits,
+                    activation=self._activation, dropout=self.dropout, batch_norm=self.batch_norm,
+                    bias=self.has_bias)
 
     # ------------------------------------------------------------------ forward
     def _input_projections(self, x: Tensor) -> list[Tensor]:
-        """Input half of every hidden Linear (bias included), one grouped matmul per chunk."""
-        n, w, S = x.shape[0], self.layer_width, self.num_splits
-        proj: list[Tensor] = [x] * self.num_layers
+        """``input(drop(chunk))`` of every hidden layer: one grouped matmul per chunk.
+
+        The operands are ``torch.cat`` (or ``stack``) of whole per-layer parameters, whose backward
+        is a cheap split into each parameter's gradient.
+        """
+        n, w, S, L = x.shape[0], self.layer_width, self.num_splits, self.num_layers
+        weights: list[Tensor] = []
+        biases: list[Tensor] = []
+        for layer in self.layers:
+            weights.append(layer.input.weight)
+            layer_bias = layer.input.bias
+            if layer_bias is not None:
+                biases.append(layer_bias)
         drop = self.training and self.dropout > 0.0
-        biases: list[Tensor] = list(self.input_biases) if self.has_bias else []
-        for s, weight in enumerate(self.input_weights):
-            count, size = weight.shape[0], weight.shape[2]
+        proj: list[Tensor] = [x] * L
+        for s in range(S):
+            members = [i for i in range(s, L, S)]
+            count, size = len(members), self.split_sizes[s]
             chunk = x[:, self.split_offsets[s] : self.split_offsets[s] + size]
-            bias: Tensor | None = biases[s] if self.has_bias else None
             if drop:
                 # Each layer drops its own copy of the chunk, as separate Dropout modules would.
                 copies = _dropout(chunk.unsqueeze(0).expand(count, n, size), self.dropout, True)
-                out = torch.bmm(copies, weight.transpose(1, 2))
-                if bias is not None:
-                    out = out + bias.unsqueeze(1)
+                stacked = torch.stack([weights[i] for i in members]).transpose(1, 2)
+                if self.has_bias:
+                    out = torch.baddbmm(torch.stack([biases[i] for i in members]).unsqueeze(1), copies, stacked)
+                else:
+                    out = torch.bmm(copies, stacked)
                 parts = out.unbind(0)
             else:
-                flat = weight.reshape(count * w, size).t()
-                out = torch.mm(chunk, flat) if bias is None else torch.addmm(bias.reshape(-1), chunk, flat)
+                flat = (weights[s] if count == 1 else torch.cat([weights[i] for i in members])).t()
+                if self.has_bias:
+                    bias = biases[s] if count == 1 else torch.cat([biases[i] for i in members])
+                    out = torch.addmm(bias, chunk, flat)
+                else:
+                    out = torch.mm(chunk, flat)
                 # unbind, not slicing: its backward is one stack, not a zero-filled tensor per layer
                 parts = out.view(n, count, w).unbind(1)
-            for k, part in enumerate(parts):
-                proj[s + k * S] = part
+            for k, i in enumerate(members):
+                proj[i] = parts[k]
         return proj
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"SpinalLinear expected input of shape (*, {self.in_features}), got {list(x.shape)}"
             )
@@ -189,53 +232,28 @@ class SpinalLinear(nn.Module):
         shape[-1] = self.out_features
         x = x.reshape(-1, self.in_features)
         proj = self._input_projections(x)
-        # chain[i] reads h[i-1] in layer i; chain[0] is a placeholder (layer 0 has no previous layer)
-        chain: list[Tensor] = [x] + [weight for weight in self.chain_weights]
         hidden: list[Tensor] = []
-        h = x
-        for i, post in enumerate(self.post):
-            z = proj[i]
-            if i:
-                prev = _dropout(h, self.dropout, self.training)
-                z = torch.addmm(z, prev, chain[i].t())
-            h = post(z)
+        h = x  # layer 0 has no previous output and ignores it
+        for i, layer in enumerate(self.layers):
+            h = layer(proj[i], h)
             hidden.append(h)
-        feats = torch.cat(hidden, dim=1)
-        feats = _dropout(feats, self.dropout, self.training)
+        feats = _dropout(torch.cat(hidden, dim=1), self.dropout, self.training)
         return self.output(feats).reshape(shape)
 
-    # ------------------------------------------------------------------ views
-    def per_layer_parameters(self) -> list[tuple[Tensor, Tensor | None]]:
-        """``(weight, bias)`` of every hidden Linear in the per-layer layout ``[chunk | previous]``.
+    # ------------------------------------------------------------------ the authors' heads
+    @classmethod
+    def from_paper(cls, state_dict: Mapping[str, Tensor], *, activation: str | type[nn.Module] = "relu",
+                   dropout: float | None = None, in_features: int | None = None, prefix: str = "") -> SpinalLinear:
+        """Build a SpinalLinear equal (in eval mode) to a head saved by the authors' scripts.
 
-        The tensors are differentiable functions of this module's parameters.
+        See :func:`spinalnet.paper_heads.from_paper_state_dict` for the accepted namings and rules.
         """
-        layers = []
-        for i in range(self.num_layers):
-            a = self.input_weights[i % self.num_splits][i // self.num_splits]
-            weight = torch.cat([a, self.chain_weights[i - 1]], dim=1) if i else a
-            bias = self.input_biases[i % self.num_splits][i // self.num_splits] if self.has_bias else None
-            layers.append((weight, bias))
-        return layers
+        from spinalnet.paper_heads import from_paper_state_dict
 
-    @torch.no_grad()
-    def load_per_layer_parameters(self, layers: Sequence[tuple[Tensor, Tensor | None]]) -> None:
-        """Copy hidden-layer weights given in the per-layer layout (see :meth:`per_layer_parameters`)."""
-        if len(layers) != self.num_layers:
-            raise ValueError(f"expected {self.num_layers} (weight, bias) pairs, got {len(layers)}")
-        for i, (weight, bias) in enumerate(layers):
-            size = self.split_sizes[i % self.num_splits]
-            expected = (self.layer_width, size + (self.layer_width if i else 0))
-            if tuple(weight.shape) != expected:
-                raise ValueError(f"hidden layer {i}: expected weight of shape {expected}, got {tuple(weight.shape)}")
-            self.input_weights[i % self.num_splits][i // self.num_splits].copy_(weight[:, :size])
-            if i:
-                self.chain_weights[i - 1].copy_(weight[:, size:])
-            if self.has_bias:
-                if bias is None:
-                    raise ValueError(f"hidden layer {i}: this layer has biases, got None")
-                self.input_biases[i % self.num_splits][i // self.num_splits].copy_(bias)
+        return from_paper_state_dict(state_dict, activation=activation, dropout=dropout,
+                                     in_features=in_features, prefix=prefix)
 
+    # ------------------------------------------------------------------ views
     def layer_inputs(self) -> list[tuple[int, int, bool]]:
         """For every hidden layer: ``(start, stop, reads_previous)`` of the input features it reads."""
         return [
@@ -283,6 +301,7 @@ class SpinalLinear(nn.Module):
 
         For equal chunks ``m`` this is the paper's ``m*w + (L-1)*(m+w)*w + L*w*C`` plus biases.
         """
+        check_sizes(in_features, out_features, layer_width, num_layers, num_splits)
         sizes = split_sizes(in_features, num_splits)
         w, L = layer_width, num_layers
         total = sum(sizes[i % num_splits] * w for i in range(L)) + (L - 1) * w * w + L * w * out_features
