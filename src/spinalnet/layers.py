@@ -98,7 +98,7 @@ class SpinalHiddenLayer(nn.Module):
         """Finish the layer from ``projected = input(drop(chunk))``; ``prev`` is ``h[i-1]`` (unused in layer 0)."""
         z = projected
         if self.chain is not None:
-            z = torch.addmm(z, _dropout(prev, self.dropout, self.training), self.chain.weight.t())
+            z = F.linear(_dropout(prev, self.dropout, self.training), self.chain.weight, z)
         if self.norm is not None:
             z = self.norm(z)
         return self.act(z)
