@@ -163,7 +163,7 @@ class TrainConfig(ConfigBase):
     optimizer: Optimizer = option("sgd", "optimiser")
     lr: float = option(0.01, "learning rate", gt=0)
     momentum: float = option(0.9, "SGD momentum", ge=0)
-    weight_decay: float = option(0.0, "weight decay", ge=0)
+    weight_decay: float = option(0.0, "weight decay, on weights only (not biases or norm parameters)", ge=0)
     schedule: Schedule = option("none", "LR schedule (random-restart: the paper's random LR resets, driven by "
                                       "validation accuracy)")
     step_size: int = option(7, "epochs between LR drops for --schedule step", ge=1)

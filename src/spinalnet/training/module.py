@@ -72,6 +72,18 @@ class FeatureHead(torch.nn.Module):
         return self.head(features)
 
 
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters in two groups: weights (2+ dimensions) decay, biases and norm parameters do not.
+
+    The rule of timm's ``param_groups_weight_decay`` and of nanoGPT: only weight matrices and kernels
+    are regularised. Empty groups are left out.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
 class Classifier(L.LightningModule):
     def __init__(self, config: dict[str, Any], facts: dict[str, Any]) -> None:
         super().__init__()
@@ -174,7 +186,7 @@ class Classifier(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         cfg = self.config
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = weight_decay_groups(self.model, cfg.weight_decay)
         if cfg.optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         elif cfg.optimizer == "adam":
