@@ -84,7 +84,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", default="64,512", help="comma-separated batch sizes (default: 64,512)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurements")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's); 1 is steadier on a loaded machine")
+    parser.add_argument("--shapes", help="comma-separated shape names to run (default: all), e.g. mnist-cnn,vgg5-head")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shapes = [s for s in SHAPES if not args.shapes or s[0].split()[0] in args.shapes.split(",")]
     device = torch.device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
     repeats, inner = (5, 3) if args.quick else (15, 5)
@@ -93,7 +98,7 @@ def main() -> None:
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"{'shape':<30}{'batch':>6}{'per-layer ms':>14}{'spinal ms':>11}{'speedup':>9}{'mem ratio':>11}")
     speedups, at_512 = [], []
-    for name, in_f, width, layers, out_f, drop, bn in SHAPES:
+    for name, in_f, width, layers, out_f, drop, bn in shapes:
         for batch in batches:
             torch.manual_seed(0)
             fast = SpinalLinear(in_f, out_f, layer_width=width, num_layers=layers, dropout=drop,
@@ -114,7 +119,7 @@ def main() -> None:
     print(f"\n# under torch.compile (both compiled), batch {max(batches)}")
     print(f"{'shape':<30}{'per-layer ms':>14}{'spinal ms':>11}{'speedup':>9}")
     compiled = []
-    for name, in_f, width, layers, out_f, drop, bn in SHAPES:
+    for name, in_f, width, layers, out_f, drop, bn in shapes:
         torch.manual_seed(0)
         fast = SpinalLinear(in_f, out_f, layer_width=width, num_layers=layers, dropout=drop,
                             batch_norm=bn).to(device).train()

@@ -222,3 +222,19 @@ def test_count_params_refuses_what_the_constructor_refuses(kwargs, match):
         SpinalLinear.count_params(in_f, out_f, **args)
     with pytest.raises(ValueError, match=match):
         SpinalLinear(in_f, out_f, **args)
+
+
+def test_inference_reuses_operands_until_a_parameter_changes():
+    torch.manual_seed(0)
+    layer = SpinalLinear(12, 3, layer_width=4, num_layers=4).eval()
+    x = torch.randn(5, 12)
+    with torch.no_grad():
+        first = layer(x)
+        torch.testing.assert_close(layer(x), first)
+        layer.layers[2].input.weight.add_(1.0)  # an in-place update, as an optimizer step does
+        changed = layer(x)
+    assert not torch.allclose(changed, first)
+    torch.testing.assert_close(changed, layer(x))  # the autograd path agrees with the cached one
+    layer.load_state_dict(SpinalLinear(12, 3, layer_width=4, num_layers=4).state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), ReferenceSpinal.like(layer).eval()(x))

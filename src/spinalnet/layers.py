@@ -17,7 +17,7 @@ projections of all layers that read the same chunk are one matrix multiply. Only
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -70,17 +70,17 @@ class SpinalHiddenLayer(nn.Module):
 
     ``input`` (with the bias) reads the layer's input chunk and ``chain`` (no bias; ``None`` in layer 0)
     reads the previous hidden output: together they are the paper's one Linear over
-    ``cat(chunk, h[i-1])``, split so that all input halves can be computed in one grouped matmul.
+    ``cat(chunk, h[i-1])``, split so that the input halves of all layers sharing a chunk are one
+    grouped matmul. A parameter container: :meth:`SpinalLinear.forward` computes it.
     """
 
     def __init__(self, chunk_size: int, width: int, *, chained: bool, batch_norm: bool, bias: bool,
-                 activation: str | type[nn.Module], dropout: float) -> None:
+                 activation: str | type[nn.Module]) -> None:
         super().__init__()
         self.input = nn.Linear(chunk_size, width, bias=bias)
         self.chain = nn.Linear(width, width, bias=False) if chained else None
         self.norm = nn.BatchNorm1d(width) if batch_norm else None
         self.act = create_activation(activation)
-        self.dropout = dropout
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -93,15 +93,6 @@ class SpinalHiddenLayer(nn.Module):
                     param.uniform_(-bound, bound)
         if self.norm is not None:
             self.norm.reset_parameters()
-
-    def forward(self, projected: Tensor, prev: Tensor) -> Tensor:
-        """Finish the layer from ``projected = input(drop(chunk))``; ``prev`` is ``h[i-1]`` (unused in layer 0)."""
-        z = projected
-        if self.chain is not None:
-            z = F.linear(_dropout(prev, self.dropout, self.training), self.chain.weight, z)
-        if self.norm is not None:
-            z = self.norm(z)
-        return self.act(z)
 
 
 class SpinalLinear(nn.Module):
@@ -163,7 +154,7 @@ class SpinalLinear(nn.Module):
         self.split_offsets = [sum(self.split_sizes[:s]) for s in range(num_splits)]
         self.layers = nn.ModuleList(
             SpinalHiddenLayer(self.split_sizes[i % num_splits], layer_width, chained=i > 0, batch_norm=batch_norm,
-                              bias=bias, activation=activation, dropout=self.dropout)
+                              bias=bias, activation=activation)
             for i in range(num_layers)
         )
         self.output = nn.Linear(num_layers * layer_width, out_features, bias=bias)
@@ -181,20 +172,50 @@ class SpinalLinear(nn.Module):
                     bias=self.has_bias)
 
     # ------------------------------------------------------------------ forward
-    def _input_projections(self, x: Tensor) -> list[Tensor]:
-        """``input(drop(chunk))`` of every hidden layer: one grouped matmul per chunk.
+    def _group_operands(self, members: list[int]) -> tuple[Tensor, Optional[Tensor]]:
+        """Weight ``(count * w, chunk size)`` and bias of the layers in ``members``, concatenated.
 
-        The operands are ``torch.cat`` (or ``stack``) of whole per-layer parameters, whose backward
-        is a cheap split into each parameter's gradient.
+        ``torch.cat`` of whole per-layer parameters: its backward is a cheap split into each
+        parameter's gradient. Without autograd (inference) the result is cached until a parameter
+        changes, so an eval forward does not copy the weights again.
         """
-        n, w, S, L = x.shape[0], self.layer_width, self.num_splits, self.num_layers
+        if not torch.jit.is_scripting() and not torch.is_grad_enabled():
+            if not torch.compiler.is_compiling():
+                return self._cached_operands(members)
+        return self._concat_operands(members)
+
+    def _input_parameters(self, members: list[int]) -> tuple[list[Tensor], list[Tensor]]:
+        """``input.weight`` and ``input.bias`` (empty without biases) of the layers in ``members``."""
         weights: list[Tensor] = []
         biases: list[Tensor] = []
-        for layer in self.layers:
-            weights.append(layer.input.weight)
-            layer_bias = layer.input.bias
-            if layer_bias is not None:
-                biases.append(layer_bias)
+        for i, layer in enumerate(self.layers):
+            if i in members:
+                weights.append(layer.input.weight)
+                layer_bias = layer.input.bias
+                if layer_bias is not None:
+                    biases.append(layer_bias)
+        return weights, biases
+
+    def _concat_operands(self, members: list[int]) -> tuple[Tensor, Optional[Tensor]]:
+        weights, biases = self._input_parameters(members)
+        weight = weights[0] if len(weights) == 1 else torch.cat(weights)
+        if len(biases) == 0:
+            return weight, None
+        return weight, biases[0] if len(biases) == 1 else torch.cat(biases)
+
+    @torch.jit.unused
+    def _cached_operands(self, members: list[int]) -> tuple[Tensor, Optional[Tensor]]:
+        params = [p for i in members for p in self.layers[i].input.parameters()]
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        cache: dict = self.__dict__.setdefault("_operand_cache", {})
+        hit = cache.get(tuple(members))
+        if hit is None or hit[0] != key:
+            hit = cache[tuple(members)] = (key, self._concat_operands(members))
+        return hit[1]
+
+    def _input_projections(self, x: Tensor) -> list[Tensor]:
+        """``input(drop(chunk))`` of every hidden layer: one grouped matmul per chunk."""
+        n, w, S, L = x.shape[0], self.layer_width, self.num_splits, self.num_layers
         drop = self.training and self.dropout > 0.0
         proj: list[Tensor] = [x] * L
         for s in range(S):
@@ -204,21 +225,17 @@ class SpinalLinear(nn.Module):
             if drop:
                 # Each layer drops its own copy of the chunk, as separate Dropout modules would.
                 copies = _dropout(chunk.unsqueeze(0).expand(count, n, size), self.dropout, True)
-                stacked = torch.stack([weights[i] for i in members]).transpose(1, 2)
-                if self.has_bias:
-                    out = torch.baddbmm(torch.stack([biases[i] for i in members]).unsqueeze(1), copies, stacked)
+                weights, biases = self._input_parameters(members)
+                stacked = torch.stack(weights).transpose(1, 2)
+                if len(biases) > 0:
+                    out = torch.baddbmm(torch.stack(biases).unsqueeze(1), copies, stacked)
                 else:
                     out = torch.bmm(copies, stacked)
                 parts = out.unbind(0)
             else:
-                flat = (weights[s] if count == 1 else torch.cat([weights[i] for i in members])).t()
-                if self.has_bias:
-                    bias = biases[s] if count == 1 else torch.cat([biases[i] for i in members])
-                    out = torch.addmm(bias, chunk, flat)
-                else:
-                    out = torch.mm(chunk, flat)
-                # unbind, not slicing: its backward is one stack, not a zero-filled tensor per layer
-                parts = out.view(n, count, w).unbind(1)
+                weight, bias = self._group_operands(members)
+                # split, not slicing: its backward is one cat, not a zero-filled tensor per layer
+                parts = F.linear(chunk, weight, bias).split(w, dim=1)
             for k, i in enumerate(members):
                 proj[i] = parts[k]
         return proj
@@ -233,9 +250,14 @@ class SpinalLinear(nn.Module):
         x = x.reshape(-1, self.in_features)
         proj = self._input_projections(x)
         hidden: list[Tensor] = []
-        h = x  # layer 0 has no previous output and ignores it
-        for i, layer in enumerate(self.layers):
-            h = layer(proj[i], h)
+        h = x
+        for i, layer in enumerate(self.layers):  # the sequential part: chain, norm, activation
+            z = proj[i]
+            if layer.chain is not None:
+                z = F.linear(_dropout(h, self.dropout, self.training), layer.chain.weight, z)
+            if layer.norm is not None:
+                z = layer.norm(z)
+            h = layer.act(z)
             hidden.append(h)
         feats = _dropout(torch.cat(hidden, dim=1), self.dropout, self.training)
         return self.output(feats).reshape(shape)
