@@ -40,14 +40,17 @@ def step(module: torch.nn.Module, x: torch.Tensor) -> None:
     module(x).sum().backward()
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time, CPU seconds of this process (steadier under load)
+
+
 def timed(fn, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def compare_times(a, b, x, device, repeats: int, inner: int) -> tuple[float, float]:
@@ -86,7 +89,13 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurements")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's); 1 is steadier on a loaded machine")
     parser.add_argument("--shapes", help="comma-separated shape names to run (default: all), e.g. mnist-cnn,vgg5-head")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time (default) or this process's CPU time, steadier on a shared machine; use cpu "
+                        "with --threads 1 (idle worker threads spin and would count)")
     args = parser.parse_args()
+    if args.clock == "cpu":
+        global CLOCK
+        CLOCK = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     shapes = [s for s in SHAPES if not args.shapes or s[0].split()[0] in args.shapes.split(",")]
@@ -95,7 +104,7 @@ def main() -> None:
     repeats, inner = (5, 3) if args.quick else (15, 5)
     print(f"# SpinalLinear vs per-layer, forward+backward, {device.type}: "
           f"{torch.cuda.get_device_name(0) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+          f"{torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}")
     print(f"{'shape':<30}{'batch':>6}{'per-layer ms':>14}{'spinal ms':>11}{'speedup':>9}{'mem ratio':>11}")
     speedups, at_512 = [], []
     for name, in_f, width, layers, out_f, drop, bn in shapes:

@@ -65,6 +65,13 @@ def check_sizes(in_features: int, out_features: int, layer_width: int, num_layer
         )
 
 
+def _concat_operands(weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+    weight = weights[0] if len(weights) == 1 else torch.cat(weights)
+    if len(biases) == 0:
+        return weight, None
+    return weight, biases[0] if len(biases) == 1 else torch.cat(biases)
+
+
 class SpinalHiddenLayer(nn.Module):
     """Hidden layer ``i`` of a :class:`SpinalLinear`: ``act(norm(input(chunk) + chain(h[i-1])))``.
 
@@ -172,8 +179,20 @@ class SpinalLinear(nn.Module):
                     bias=self.has_bias)
 
     # ------------------------------------------------------------------ forward
-    def _group_operands(self, members: list[int]) -> tuple[Tensor, Optional[Tensor]]:
-        """Weight ``(count * w, chunk size)`` and bias of the layers in ``members``, concatenated.
+    def _input_parameters(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Every layer's ``input.weight`` and ``input.bias`` (no biases: empty), in one pass."""
+        weights: list[Tensor] = []
+        biases: list[Tensor] = []
+        for layer in self.layers:
+            linear = layer.input
+            weights.append(linear.weight)
+            layer_bias = linear.bias
+            if layer_bias is not None:
+                biases.append(layer_bias)
+        return weights, biases
+
+    def _group_operands(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        """Weight ``(count * w, chunk size)`` and bias of one group of layers, concatenated.
 
         ``torch.cat`` of whole per-layer parameters: its backward is a cheap split into each
         parameter's gradient. Without autograd (inference) the result is cached until a parameter
@@ -181,51 +200,34 @@ class SpinalLinear(nn.Module):
         """
         if not torch.jit.is_scripting() and not torch.is_grad_enabled():
             if not torch.compiler.is_compiling():
-                return self._cached_operands(members)
-        return self._concat_operands(members)
-
-    def _input_parameters(self, members: list[int]) -> tuple[list[Tensor], list[Tensor]]:
-        """``input.weight`` and ``input.bias`` (empty without biases) of the layers in ``members``."""
-        weights: list[Tensor] = []
-        biases: list[Tensor] = []
-        for i, layer in enumerate(self.layers):
-            if i in members:
-                weights.append(layer.input.weight)
-                layer_bias = layer.input.bias
-                if layer_bias is not None:
-                    biases.append(layer_bias)
-        return weights, biases
-
-    def _concat_operands(self, members: list[int]) -> tuple[Tensor, Optional[Tensor]]:
-        weights, biases = self._input_parameters(members)
-        weight = weights[0] if len(weights) == 1 else torch.cat(weights)
-        if len(biases) == 0:
-            return weight, None
-        return weight, biases[0] if len(biases) == 1 else torch.cat(biases)
+                return self._cached_operands(weights, biases)
+        return _concat_operands(weights, biases)
 
     @torch.jit.unused
-    def _cached_operands(self, members: list[int]) -> tuple[Tensor, Optional[Tensor]]:
-        params = [p for i in members for p in self.layers[i].input.parameters()]
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+    def _cached_operands(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in weights + biases)
         cache: dict = self.__dict__.setdefault("_operand_cache", {})
-        hit = cache.get(tuple(members))
+        group = id(weights[0])  # one entry per group of layers, replaced when a parameter changes
+        hit = cache.get(group)
         if hit is None or hit[0] != key:
-            hit = cache[tuple(members)] = (key, self._concat_operands(members))
+            hit = cache[group] = (key, _concat_operands(weights, biases))
         return hit[1]
 
     def _input_projections(self, x: Tensor) -> list[Tensor]:
         """``input(drop(chunk))`` of every hidden layer: one grouped matmul per chunk."""
         n, w, S, L = x.shape[0], self.layer_width, self.num_splits, self.num_layers
         drop = self.training and self.dropout > 0.0
+        all_weights, all_biases = self._input_parameters()
         proj: list[Tensor] = [x] * L
         for s in range(S):
             members = [i for i in range(s, L, S)]
             count, size = len(members), self.split_sizes[s]
+            weights = [all_weights[i] for i in members]
+            biases = [all_biases[i] for i in members] if self.has_bias else all_biases
             chunk = x[:, self.split_offsets[s] : self.split_offsets[s] + size]
             if drop:
                 # Each layer drops its own copy of the chunk, as separate Dropout modules would.
                 copies = _dropout(chunk.unsqueeze(0).expand(count, n, size), self.dropout, True)
-                weights, biases = self._input_parameters(members)
                 stacked = torch.stack(weights).transpose(1, 2)
                 if len(biases) > 0:
                     out = torch.baddbmm(torch.stack(biases).unsqueeze(1), copies, stacked)
@@ -233,7 +235,7 @@ class SpinalLinear(nn.Module):
                     out = torch.bmm(copies, stacked)
                 parts = out.unbind(0)
             else:
-                weight, bias = self._group_operands(members)
+                weight, bias = self._group_operands(weights, biases)
                 # split, not slicing: its backward is one cat, not a zero-filled tensor per layer
                 parts = F.linear(chunk, weight, bias).split(w, dim=1)
             for k, i in enumerate(members):
@@ -253,10 +255,12 @@ class SpinalLinear(nn.Module):
         h = x
         for i, layer in enumerate(self.layers):  # the sequential part: chain, norm, activation
             z = proj[i]
-            if layer.chain is not None:
-                z = F.linear(_dropout(h, self.dropout, self.training), layer.chain.weight, z)
-            if layer.norm is not None:
-                z = layer.norm(z)
+            chain = layer.chain
+            if chain is not None:
+                z = F.linear(_dropout(h, self.dropout, self.training), chain.weight, z)
+            norm = layer.norm
+            if norm is not None:
+                z = norm(z)
             h = layer.act(z)
             hidden.append(h)
         feats = _dropout(torch.cat(hidden, dim=1), self.dropout, self.training)
