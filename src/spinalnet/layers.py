@@ -199,7 +199,7 @@ class SpinalLinear(nn.Module):
         changes, so an eval forward does not copy the weights again.
         """
         if not torch.jit.is_scripting() and not torch.is_grad_enabled():
-            if not torch.compiler.is_compiling():
+            if not torch.jit.is_tracing() and not torch.compiler.is_compiling():  # graphs must read parameters
                 return self._cached_operands(weights, biases)
         return _concat_operands(weights, biases)
 
