@@ -22,6 +22,10 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+#: What the command needs beyond the torch-free core (``pip install 'spinalnet[torch]'``).
+TORCH_EXTRA = ("torch", "torchvision", "lightning", "matplotlib")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from spinalnet import __version__
     from spinalnet.commands import COMMANDS
@@ -63,13 +67,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: list[str]) -> int:
     from spinalnet.errors import TrainingError, UsageError
 
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as err:
+        return _missing_extra(err)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
     try:
         args.func(args)
+    except ModuleNotFoundError as err:
+        return _missing_extra(err)
     except (UsageError, ValueError) as err:  # UsageError is a ValueError; both are the user's input
         print(f"spinalnet: error: {err}", file=sys.stderr)
         return 2
@@ -81,6 +90,15 @@ def _run(argv: list[str]) -> int:
         print(f"spinalnet: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _missing_extra(err: ModuleNotFoundError) -> int:
+    """One line saying what to install when the torch extra is missing; any other missing module is a bug."""
+    if (err.name or "").split(".")[0] not in TORCH_EXTRA:
+        raise err
+    print(f"spinalnet: error: the spinalnet command needs PyTorch (no module named {err.name!r}): "
+          "pip install 'spinalnet[torch]'", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

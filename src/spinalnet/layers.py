@@ -24,12 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spinalnet.activations import activation_name, create_activation
-
-
-def split_sizes(in_features: int, num_splits: int) -> list[int]:
-    """Chunk sizes of ``torch.tensor_split(x, num_splits)``: the first ``in % splits`` are one larger."""
-    base, extra = divmod(in_features, num_splits)
-    return [base + 1 if s < extra else base for s in range(num_splits)]
+from spinalnet.split import split_sizes  # noqa: F401  (re-exported: spinalnet.layers.split_sizes)
 
 
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
