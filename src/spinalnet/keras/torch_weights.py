@@ -76,6 +76,7 @@ def load_torch_state(layer: Any, arrays: dict[str, np.ndarray]) -> None:
 
 def from_torch(layer: Any) -> SpinalDense:
     """A built SpinalDense computing the same function as the SpinalLinear ``layer`` (BN statistics included)."""
+    _torch()
     arrays = torch_state(layer)
     dense = SpinalDense(layer.out_features, layer.layer_width, layer.num_layers, layer.num_splits,
                         layer.activation, layer.dropout, layer.batch_norm, "output.bias" in arrays)
