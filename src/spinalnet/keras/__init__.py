@@ -9,7 +9,7 @@ Keras picks the one in ``~/.keras/keras.json``, by default ``tensorflow``. Only 
 
 from spinalnet.keras.batchnorm import BatchNorm
 from spinalnet.keras.layer import SpinalDense
-from spinalnet.keras.models import spinal_vgg5, vgg5, with_spinal_head
+from spinalnet.keras.models import head_params, spinal_vgg5, vgg5, with_spinal_head
 from spinalnet.keras.torch_weights import from_torch, to_torch
 
-__all__ = ["BatchNorm", "SpinalDense", "from_torch", "spinal_vgg5", "to_torch", "vgg5", "with_spinal_head"]
+__all__ = ["BatchNorm", "SpinalDense", "from_torch", "head_params", "spinal_vgg5", "to_torch", "vgg5", "with_spinal_head"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ def vgg5(input_shape=(28, 28, 1), num_classes: int = 10, head: str = "fc") -> ke
     The heads and their parameter counts are those of ``spinalnet.models.create_model("vgg5", head=...)``:
     ``"spinal"``: SpinalDense(width 128, 4 layers, 2 splits, dropout 0.5, BN); ``"fc"``: the same hidden
     width, Dropout(0.5) -> Dense(512) -> BN -> ReLU -> Dropout(0.5) -> Dense(num_classes).
+    The head's layers are named ``head_*`` (see :func:`head_params`).
     """
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got {head!r}")
@@ -32,12 +34,19 @@ def vgg5(input_shape=(28, 28, 1), num_classes: int = 10, head: str = "fc") -> ke
         x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x)
     if head == "spinal":
-        outputs = SpinalDense(num_classes, layer_width=128, num_layers=4, dropout=0.5, batch_norm=True)(x)
+        outputs = SpinalDense(num_classes, layer_width=128, num_layers=4, dropout=0.5, batch_norm=True,
+                              name="head_spinal")(x)
     else:
-        x = keras.layers.Dense(512)(keras.layers.Dropout(0.5)(x))
-        x = keras.layers.ReLU()(BatchNorm()(x))
-        outputs = keras.layers.Dense(num_classes)(keras.layers.Dropout(0.5)(x))
+        x = keras.layers.Dense(512, name="head_dense_1")(keras.layers.Dropout(0.5, name="head_dropout_1")(x))
+        x = keras.layers.ReLU(name="head_relu")(BatchNorm(name="head_norm")(x))
+        outputs = keras.layers.Dense(num_classes, name="head_dense_2")(keras.layers.Dropout(0.5, name="head_dropout_2")(x))
     return keras.Model(inputs, outputs, name=f"vgg5_{head}")
+
+
+def head_params(model: keras.Model) -> int:
+    """Trainable parameters of the head of a :func:`vgg5` model (its layers are named ``head_*``)."""
+    return sum(int(math.prod(w.shape)) for layer in model.layers if layer.name.startswith("head_")
+               for w in layer.trainable_weights)
 
 
 def spinal_vgg5(input_shape=(28, 28, 1), num_classes: int = 10, head: str = "spinal") -> keras.Model:
