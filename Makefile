@@ -47,7 +47,7 @@ test: test-torch test-jax test-tf
 
 test-torch: $(STAMP) $(JAX_VENV)/.installed $(TF_VENV)/.installed
 	@echo "== the whole suite (PyTorch; Keras on the torch backend; cross-backend checks) =="
-	$(call pytest,$(BIN)/python,)
+	$(call pytest,SPINALNET_REQUIRE_BACKENDS=1 $(BIN)/python,)
 
 test-jax: $(JAX_VENV)/.installed
 	@echo "== Keras tests on JAX (no torch installed) =="

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,13 @@ def test_without_torch_import_is_clean_and_from_torch_says_what_to_install():
     done = subprocess.run([sys.executable, "-m", "spinalnet", "train"], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("spinalnet: error: ") and \
         "pip install 'spinalnet[torch]'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_readme_keras_example_runs_as_written():
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("## For Keras users"):]
+    start = section.index("```python\n") + len("```python\n")
+    namespace: dict = {}
+    exec(compile(section[start : section.index("```", start)], "README.md", "exec"), namespace)
+    assert tuple(namespace["transfer"].output.shape) == (None, 200) and namespace["vgg"].name == "vgg5_spinal"
+    assert {layer.compute_dtype for layer in namespace["fast"].drops} == {"bfloat16"}
