@@ -43,6 +43,10 @@ def test_weights_transfer_both_ways_with_identical_outputs(kwargs):
     np.testing.assert_allclose(_np(dense(x, training=False)), expected, atol=1e-5)
     back = to_torch(dense).eval()
     np.testing.assert_allclose(back(torch.from_numpy(x)).detach().numpy(), expected, atol=1e-5)
+    original = layer.state_dict()
+    for name, value in back.state_dict().items():  # every tensor, BatchNorm and output included
+        if not name.endswith("num_batches_tracked"):
+            torch.testing.assert_close(value, original[name], msg=name)
     assert dense.count_params() - 2 * len(dense.norms) * dense.layer_width == layer.num_params
 
 
