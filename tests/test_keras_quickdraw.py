@@ -23,7 +23,7 @@ def _example():
 
 def test_trains_both_heads_for_every_seed_and_prints_the_compare_table(quickdraw_dir, capsys):
     code = _example().main(["--data-dir", str(quickdraw_dir), "--categories", "cat,dog,sun", "--samples-per-class",
-                            "60", "--seeds", "2", "--epochs", "1", "--batch-size", "64", "--run-eagerly"])
+                            "20", "--seeds", "2", "--epochs", "1", "--batch-size", "64", "--run-eagerly"])
     out = capsys.readouterr().out
     assert code == 0
     for head in ("fc", "spinal"):
