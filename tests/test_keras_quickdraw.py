@@ -32,8 +32,7 @@ def test_trains_both_heads_for_every_seed_and_prints_the_compare_table(quickdraw
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["fc"], ["spinal"])}
     heads = {"fc": 256 * 512 + 512 + 2 * 512 + 512 * 3 + 3, "spinal": (128 + 3 * 256) * 128 + 4 * 128 + 8 * 128 + 512 * 3 + 3}
     for head, head_count in heads.items():  # trainable parameters, as torch counts them
-        assert rows[head][5:7] == [f"{vgg5_param_count(3, head)[0]:,}", f"{head_count:,}"]
-    assert all(0.0 <= float(rows[h][1]) <= 100.0 for h in rows)
+        assert rows[head][4:6] == [f"{vgg5_param_count(3, head)[0]:,}", f"{head_count:,}"]
     assert "error reduction, spinal vs fc" in out and "2 seed(s) x 1 epoch(s)" in out
 
 
