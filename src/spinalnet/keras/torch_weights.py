@@ -2,8 +2,7 @@
 
 Both directions speak the per-layer state-dict layout: ``layers.{i}.input.weight`` (w, chunk),
 ``layers.{i}.input.bias``, ``layers.{i}.chain.weight`` (w, w) for i >= 1, ``layers.{i}.norm.*`` and
-``output.{weight,bias}``. :func:`per_layer_keys` is the only place that knows how a SpinalLinear
-stores them. torch is imported when a function is called, never by ``import spinalnet.keras``.
+``output.{weight,bias}``. torch is imported when a function is called, never by ``import spinalnet.keras``.
 """
 
 from __future__ import annotations
@@ -26,51 +25,21 @@ def _torch() -> Any:
     return torch
 
 
-def per_layer_keys(state: dict[str, Any], num_layers: int, num_splits: int) -> dict[str, tuple[str, int | None]]:
-    """Per-layer key -> (key in ``state``, index of the layer in that tensor or None).
-
-    A SpinalLinear whose state dict is already per-layer maps every key to itself; the grouped layout
-    (``input_weights.{s}[k]`` for layer ``s + k * num_splits``, ``chain_weights.{i-1}``, ``post.{i}.0.*``)
-    maps to slices.
-    """
-    if "layers.0.input.weight" in state:
-        return {key: (key, None) for key in state if key.split(".")[-1] != "num_batches_tracked"}
-    keys: dict[str, tuple[str, int | None]] = {}
-    for i in range(num_layers):
-        s, k = i % num_splits, i // num_splits
-        keys[f"layers.{i}.input.weight"] = (f"input_weights.{s}", k)
-        if f"input_biases.{s}" in state:
-            keys[f"layers.{i}.input.bias"] = (f"input_biases.{s}", k)
-        if i:
-            keys[f"layers.{i}.chain.weight"] = (f"chain_weights.{i - 1}", None)
-        for name in NORM_STATE:
-            if f"post.{i}.0.{name}" in state:
-                keys[f"layers.{i}.norm.{name}"] = (f"post.{i}.0.{name}", None)
-    keys.update({key: (key, None) for key in ("output.weight", "output.bias") if key in state})
-    return keys
-
-
 def torch_state(layer: Any) -> dict[str, np.ndarray]:
-    """``layer.state_dict()`` as float32 numpy arrays, in the per-layer layout."""
-    state = layer.state_dict()
-    arrays = {}
-    for key, (source, index) in per_layer_keys(state, layer.num_layers, layer.num_splits).items():
-        value = state[source] if index is None else state[source][index]
-        arrays[key] = value.detach().cpu().float().numpy()
-    return arrays
+    """``layer.state_dict()`` as float32 numpy arrays (batch-norm step counters left out)."""
+    return {key: value.detach().cpu().float().numpy() for key, value in layer.state_dict().items()
+            if not key.endswith("num_batches_tracked")}
 
 
 def load_torch_state(layer: Any, arrays: dict[str, np.ndarray]) -> None:
     """Copy per-layer arrays into ``layer`` (strict: every key of the layer must be given)."""
     torch = _torch()
-    state = layer.state_dict()
-    keys = per_layer_keys(state, layer.num_layers, layer.num_splits)
-    if set(keys) != set(arrays):
-        raise ValueError(f"state keys differ: missing {sorted(set(keys) - set(arrays))}, "
-                         f"unexpected {sorted(set(arrays) - set(keys))}")
+    state = {k: v for k, v in layer.state_dict().items() if not k.endswith("num_batches_tracked")}
+    if set(state) != set(arrays):
+        raise ValueError(f"state keys differ: missing {sorted(set(state) - set(arrays))}, "
+                         f"unexpected {sorted(set(arrays) - set(state))}")
     with torch.no_grad():
-        for key, (source, index) in keys.items():
-            target = state[source] if index is None else state[source][index]
+        for key, target in state.items():
             target.copy_(torch.from_numpy(np.ascontiguousarray(arrays[key])).to(target.dtype))
 
 
