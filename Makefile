@@ -1,11 +1,15 @@
 # Two entry points for a new machine: `make demo` (the main job) and `make test` (the suite).
-# Each creates .venv when missing and installs the project into it.
+# Each creates the virtualenvs it needs when missing and installs the project into them.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Keras on JAX and on TensorFlow, each in an environment without torch (the Keras user's install).
+JAX_VENV := .venv-jax
+TF_VENV := .venv-tf
+KERAS_TESTS = $(wildcard tests/test_keras*.py)
 
-.PHONY: demo test install clean
+.PHONY: demo test test-torch test-jax test-tf install clean
 
 install: $(STAMP)
 
@@ -13,6 +17,16 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+$(JAX_VENV)/.installed: pyproject.toml
+	test -x $(JAX_VENV)/bin/python || $(PYTHON) -m venv $(JAX_VENV)
+	$(JAX_VENV)/bin/python -m pip install --quiet -e '.[keras]' 'jax>=0.4' 'pytest>=7.4'
+	touch $@
+
+$(TF_VENV)/.installed: pyproject.toml
+	test -x $(TF_VENV)/bin/python || $(PYTHON) -m venv $(TF_VENV)
+	$(TF_VENV)/bin/python -m pip install --quiet -e '.[keras]' 'tensorflow-cpu>=2.16' 'pytest>=7.4'
+	touch $@
 
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
@@ -24,8 +38,24 @@ demo: $(STAMP)
 	$(BIN)/spinalnet compare --config configs/demo.yaml $$([ -f $(FASHION) ] || echo --download)
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.
-test: $(STAMP)
-	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+define pytest
+	$(1) -m pytest -q $(2); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+endef
+
+# The whole suite on the torch backend, then the Keras tests on JAX and on TensorFlow (no torch there).
+test: test-torch test-jax test-tf
+
+test-torch: $(STAMP) $(JAX_VENV)/.installed $(TF_VENV)/.installed
+	@echo "== the whole suite (PyTorch; Keras on the torch backend; cross-backend checks) =="
+	$(call pytest,SPINALNET_REQUIRE_BACKENDS=1 $(BIN)/python,)
+
+test-jax: $(JAX_VENV)/.installed
+	@echo "== Keras tests on JAX (no torch installed) =="
+	$(call pytest,KERAS_BACKEND=jax $(JAX_VENV)/bin/python,$(KERAS_TESTS))
+
+test-tf: $(TF_VENV)/.installed
+	@echo "== Keras tests on TensorFlow (no torch installed) =="
+	$(call pytest,KERAS_BACKEND=tensorflow $(TF_VENV)/bin/python,$(KERAS_TESTS))
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(JAX_VENV) $(TF_VENV) build *.egg-info src/*.egg-info .pytest_cache

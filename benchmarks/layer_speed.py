@@ -40,14 +40,17 @@ def step(module: torch.nn.Module, x: torch.Tensor) -> None:
     module(x).sum().backward()
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time, CPU seconds of this process (steadier under load)
+
+
 def timed(fn, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start = CLOCK()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return CLOCK() - start
 
 
 def compare_times(a, b, x, device, repeats: int, inner: int) -> tuple[float, float]:
@@ -84,21 +87,32 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batches", default="64,512", help="comma-separated batch sizes (default: 64,512)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurements")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's); 1 is steadier on a loaded machine")
+    parser.add_argument("--shapes", help="comma-separated shape names to run (default: all), e.g. mnist-cnn,vgg5-head")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall time (default) or this process's CPU time, steadier on a shared machine; use cpu "
+                        "with --threads 1 (idle worker threads spin and would count)")
     args = parser.parse_args()
+    if args.clock == "cpu":
+        global CLOCK
+        CLOCK = time.process_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shapes = [s for s in SHAPES if not args.shapes or s[0].split()[0] in args.shapes.split(",")]
     device = torch.device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
     repeats, inner = (5, 3) if args.quick else (15, 5)
     print(f"# SpinalLinear vs per-layer, forward+backward, {device.type}: "
           f"{torch.cuda.get_device_name(0) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+          f"{torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}")
     print(f"{'shape':<30}{'batch':>6}{'per-layer ms':>14}{'spinal ms':>11}{'speedup':>9}{'mem ratio':>11}")
     speedups, at_512 = [], []
-    for name, in_f, width, layers, out_f, drop, bn in SHAPES:
+    for name, in_f, width, layers, out_f, drop, bn in shapes:
         for batch in batches:
             torch.manual_seed(0)
             fast = SpinalLinear(in_f, out_f, layer_width=width, num_layers=layers, dropout=drop,
                                 batch_norm=bn).to(device).train()
-            ref = ReferenceSpinal(fast).to(device).train()
+            ref = ReferenceSpinal.like(fast).to(device).train()
             x = torch.randn(batch, in_f, device=device)
             t_ref, t_fast = compare_times(ref, fast, x, device, repeats, inner)
             mem = saved_bytes(fast, x) / max(saved_bytes(ref, x), 1)
@@ -114,11 +128,11 @@ def main() -> None:
     print(f"\n# under torch.compile (both compiled), batch {max(batches)}")
     print(f"{'shape':<30}{'per-layer ms':>14}{'spinal ms':>11}{'speedup':>9}")
     compiled = []
-    for name, in_f, width, layers, out_f, drop, bn in SHAPES:
+    for name, in_f, width, layers, out_f, drop, bn in shapes:
         torch.manual_seed(0)
         fast = SpinalLinear(in_f, out_f, layer_width=width, num_layers=layers, dropout=drop,
                             batch_norm=bn).to(device).train()
-        ref = ReferenceSpinal(fast).to(device).train()
+        ref = ReferenceSpinal.like(fast).to(device).train()
         x = torch.randn(max(batches), in_f, device=device)
         t_ref, t_fast = compare_times(torch.compile(ref), torch.compile(fast), x, device, repeats, inner)
         compiled.append(t_ref / t_fast)

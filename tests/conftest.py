@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/reference.py
 
-from spinalnet.data.idx import write_idx  # noqa: E402
+from spinalnet.data.idx import write_idx  # noqa: E402  (numpy only: this file must import without torch)
+
+# Keras tests run on the backend the caller chose (make test sets it per environment), else on one installed here.
+if "KERAS_BACKEND" not in os.environ:
+    os.environ["KERAS_BACKEND"] = next((b for b in ("torch", "jax", "tensorflow") if importlib.util.find_spec(b)), "torch")
 
 
 def make_images(n: int, classes: int = 4, size: int = 28, channels: int | None = None, seed: int = 0):

@@ -111,7 +111,7 @@ def test_finished_comparison_is_not_overwritten(npz_file, tmp_path, capsys):
     assert main(args) == 0
     before = (out / "results.json").read_bytes()
     assert main(args) == 2
-    assert "already holds a finished comparison; pass --force" in capsys.readouterr().err
+    assert "already holds a finished compare run; pass --resume to continue it, --force" in capsys.readouterr().err
     assert (out / "results.json").read_bytes() == before
 
 
@@ -187,6 +187,18 @@ def test_unknown_yaml_key_suggests(tmp_path, capsys):
     cfg.write_text("epoch: 3\n")
     assert main(["train", "--config", str(cfg)]) == 2
     assert "unknown option 'epoch' (did you mean 'epochs'?)" in capsys.readouterr().err
+
+
+def test_ddp_on_two_cpu_processes(npz_file, tmp_path):
+    out = tmp_path / "ddp"
+    done = subprocess.run([sys.executable, "-m", "spinalnet", "train", "--dataset", f"npz:{npz_file}",
+                           "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--output", str(out),
+                           "--epochs", "1", "--batch-size", "16", "--no-progress"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["epochs"] == 1
+    assert done.stdout.count("epoch 1/1: train loss") == 1 and done.stdout.count("head: test accuracy") == 1
 
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

@@ -60,10 +60,21 @@ def test_torch_compile_forward_and_backward_match_eager():
     grads = [p.grad.clone() for p in layer.parameters()]
     layer.zero_grad()
     # Running statistics moved once already; reset so both passes see the same state.
-    for post in layer.post:
-        post[0].reset_running_stats()
+    for hidden in layer.layers:
+        hidden.norm.reset_running_stats()
     y_compiled = compiled(x)
     y_compiled.sum().backward()
     torch.testing.assert_close(y_compiled, y_eager, atol=1e-5, rtol=1e-5)
     for g, p in zip(grads, layer.parameters()):
         torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-5)
+
+
+def test_torchscript_trace_under_no_grad_reads_parameters_not_a_cache():
+    layer = _layer(dropout=0.0)
+    x = torch.randn(4, 20)
+    with torch.no_grad():
+        layer(x)  # fills the inference cache
+        traced = torch.jit.trace(layer, (x,))
+        with torch.no_grad():
+            layer.layers[0].input.weight.mul_(2.0)
+        torch.testing.assert_close(traced(x), layer(x), atol=1e-6, rtol=0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from reference import ReferenceSpinal, fast_per_layer_grads
+from reference import ReferenceSpinal
 from spinalnet import SpinalLinear, split_sizes
 
 CONFIGS = [
@@ -25,7 +25,7 @@ def _pair(in_f, out_f, width, layers, splits, bn, bias, act, dropout=0.0):
     torch.manual_seed(0)
     fast = SpinalLinear(in_f, out_f, layer_width=width, num_layers=layers, num_splits=splits,
                         activation=act, batch_norm=bn, bias=bias, dropout=dropout).double()
-    return fast, ReferenceSpinal(fast).double()
+    return fast, ReferenceSpinal.like(fast)
 
 
 @pytest.mark.parametrize("in_f,out_f,width,layers,splits,bn,bias,act", CONFIGS)
@@ -40,21 +40,21 @@ def test_matches_reference_outputs_and_gradients(in_f, out_f, width, layers, spl
     g = torch.randn_like(yf)
     yf.backward(g), yr.backward(g)
     torch.testing.assert_close(xf.grad, xr.grad, atol=1e-5, rtol=0)
-    for (wf, bf), (wr, br) in zip(fast_per_layer_grads(fast), ref.per_layer_grads()):
-        torch.testing.assert_close(wf, wr, atol=1e-5, rtol=0)
-        if bias:
-            torch.testing.assert_close(bf, br, atol=1e-5, rtol=0)
-    torch.testing.assert_close(fast.output.weight.grad, ref.output.weight.grad, atol=1e-5, rtol=0)
+    ref_grads = ref.spinal_grads()
+    assert set(ref_grads) == {name for name, _ in fast.named_parameters()}
+    for name, param in fast.named_parameters():
+        torch.testing.assert_close(param.grad, ref_grads[name], atol=1e-5, rtol=0, msg=name)
     if bn and training:  # running statistics advance identically
-        for pf, pr in zip(fast.post, ref.post):
-            torch.testing.assert_close(pf[0].running_mean, pr[0].running_mean)
-            torch.testing.assert_close(pf[0].running_var, pr[0].running_var)
+        for i, seq in enumerate(ref.hidden()):
+            norm = ReferenceSpinal._find(seq, nn.BatchNorm1d)
+            torch.testing.assert_close(fast.layers[i].norm.running_mean, norm.running_mean)
+            torch.testing.assert_close(fast.layers[i].norm.running_var, norm.running_var)
 
 
 def test_float32_matches_reference_within_1e5():
     torch.manual_seed(1)
     fast = SpinalLinear(2048, 100, layer_width=512, num_layers=4)
-    ref = ReferenceSpinal(fast)
+    ref = ReferenceSpinal.like(fast)
     x = torch.randn(64, 2048)
     torch.testing.assert_close(fast(x), ref(x), atol=1e-5, rtol=1e-5)
 
@@ -75,12 +75,12 @@ def test_dropout_masks_are_independent_per_layer():
         torch.manual_seed(seed)
         layer = SpinalLinear(1000, 1, layer_width=1, num_layers=2, num_splits=1, dropout=0.5, bias=False)
         with torch.no_grad():
-            layer.input_weights[0].fill_(1.0)
+            for hidden in layer.layers:
+                hidden.input.weight.fill_(1.0)
         layer.train()
-        # Grad row k of the stacked input weights is (layer k's dropped chunk) * (its upstream grad).
+        # Layer k's input weight gradient is (its dropped chunk) * (its upstream grad).
         layer(torch.ones(1, 1000)).sum().backward()
-        grad = layer.input_weights[0].grad[:, 0, :]
-        kept0, kept1 = grad[0] != 0, grad[1] != 0
+        kept0, kept1 = (hidden.input.weight.grad[0] != 0 for hidden in layer.layers)
         if not (kept0.any() and kept1.any()):  # the output dropout removed a layer's only path
             continue
         assert 0.4 < kept0.float().mean() < 0.6 and 0.4 < kept1.float().mean() < 0.6
@@ -93,9 +93,8 @@ def test_every_hidden_layer_receives_gradient():
     torch.manual_seed(0)
     layer = SpinalLinear(30, 4, layer_width=6, num_layers=7, num_splits=3, activation="tanh")
     layer(torch.randn(32, 30)).pow(2).sum().backward()
-    for i, (grad_w, grad_b) in enumerate(fast_per_layer_grads(layer)):
-        assert grad_w.abs().sum() > 0, f"hidden layer {i} got no weight gradient"
-        assert grad_b.abs().sum() > 0, f"hidden layer {i} got no bias gradient"
+    for name, param in layer.named_parameters():
+        assert param.grad.abs().sum() > 0, f"{name} got no gradient"
 
 
 @pytest.mark.parametrize("shape", [(5,), (2, 3, 5), (4, 1, 1, 5)])
@@ -145,14 +144,36 @@ def test_extra_repr_and_describe_show_configuration():
     assert f"{layer.num_params:,}" in described
 
 
-def test_per_layer_parameters_round_trip():
+def test_state_dict_is_per_layer_with_2d_weights_and_1d_biases():
+    layer = SpinalLinear(256, 10, layer_width=128, num_layers=4, batch_norm=True)
+    state = layer.state_dict()
+    norm = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    expected = []
+    for i in range(4):
+        expected += [f"layers.{i}.input.weight", f"layers.{i}.input.bias"]
+        expected += [f"layers.{i}.chain.weight"] if i else []
+        expected += [f"layers.{i}.norm.{n}" for n in norm]
+    assert list(state) == expected + ["output.weight", "output.bias"]
+    for name, value in layer.named_parameters():
+        assert value.dim() == (2 if name.endswith("weight") and ".norm." not in name else 1), name
+    assert state["layers.0.input.weight"].shape == (128, 128) and state["layers.3.chain.weight"].shape == (128, 128)
+    assert state["output.weight"].shape == (10, 512)
+
+
+def test_deeper_head_loads_the_hidden_layers_it_shares():
     torch.manual_seed(0)
-    a = SpinalLinear(13, 3, layer_width=4, num_layers=5, num_splits=3)
-    b = SpinalLinear(13, 3, layer_width=4, num_layers=5, num_splits=3)
-    b.load_per_layer_parameters([(w.detach(), bb.detach()) for w, bb in a.per_layer_parameters()])
-    b.output.load_state_dict(a.output.state_dict())
-    x = torch.randn(4, 13)
-    torch.testing.assert_close(a(x), b(x))
+    small = SpinalLinear(13, 3, layer_width=4, num_layers=3, num_splits=3, batch_norm=True)
+    deep = SpinalLinear(13, 5, layer_width=4, num_layers=6, num_splits=3, batch_norm=True)
+    shared = {k: v for k, v in small.state_dict().items() if k.startswith("layers.")}
+    missing, unexpected = deep.load_state_dict(shared, strict=False)
+    assert not unexpected and all(k.startswith(("layers.3.", "layers.4.", "layers.5.", "output.")) for k in missing)
+    for name, value in shared.items():
+        torch.testing.assert_close(deep.state_dict()[name], value)
+    # and back: the shallow head takes the deep one's first layers
+    missing, unexpected = small.load_state_dict(
+        {k: v for k, v in deep.state_dict().items() if k.startswith(("layers.0.", "layers.1.", "layers.2."))},
+        strict=False)
+    assert missing == ["output.weight", "output.bias"] and not unexpected
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -178,14 +199,6 @@ def test_wrong_input_width_raises_value_error():
     layer = SpinalLinear(10, 3, layer_width=4)
     with pytest.raises(ValueError, match=r"expected input of shape \(\*, 10\), got \[2, 11\]"):
         layer(torch.randn(2, 11))
-
-
-def test_load_per_layer_parameters_checks_shapes():
-    layer = SpinalLinear(10, 3, layer_width=4, num_layers=2)
-    with pytest.raises(ValueError, match="expected 2"):
-        layer.load_per_layer_parameters([])
-    with pytest.raises(ValueError, match=r"hidden layer 0: expected weight of shape \(4, 5\)"):
-        layer.load_per_layer_parameters([(torch.zeros(4, 6), torch.zeros(4)), (torch.zeros(4, 9), torch.zeros(4))])
 
 
 def test_dropout_branch_equals_the_reference_under_every_shared_mask():
@@ -218,3 +231,42 @@ def test_dropout_branch_equals_the_reference_under_every_shared_mask():
         assert value in reference, f"seed {seed}: {value} is not the reference output of any mask"
         seen.add(value)
     assert len(seen) > 20  # masks vary, and many of them were checked
+
+
+@pytest.mark.parametrize("x", [torch.tensor(1.0), torch.zeros(2, 0), torch.zeros(3, 9)], ids=["0-d", "empty", "short"])
+def test_wrong_input_shapes_raise_value_error_naming_the_last_dimension(x):
+    layer = SpinalLinear(10, 3, layer_width=4)
+    with pytest.raises(ValueError, match=r"SpinalLinear expected input of shape \(\*, 10\), got \["):
+        layer(x)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(in_features=1, num_splits=2), r"in_features \(1\) must be >= num_splits \(2\)"),
+    (dict(num_layers=2, num_splits=3), r"num_layers \(2\) must be >= num_splits \(3\)"),
+    (dict(layer_width=0), r"layer_width must be an integer >= 1, got 0"),
+    (dict(out_features=2.5), r"out_features must be an integer >= 1, got 2.5"),
+])
+def test_count_params_refuses_what_the_constructor_refuses(kwargs, match):
+    args = dict(in_features=10, out_features=3, layer_width=4)
+    args.update(kwargs)
+    in_f, out_f = args.pop("in_features"), args.pop("out_features")
+    with pytest.raises(ValueError, match=match):
+        SpinalLinear.count_params(in_f, out_f, **args)
+    with pytest.raises(ValueError, match=match):
+        SpinalLinear(in_f, out_f, **args)
+
+
+def test_inference_reuses_operands_until_a_parameter_changes():
+    torch.manual_seed(0)
+    layer = SpinalLinear(12, 3, layer_width=4, num_layers=4).eval()
+    x = torch.randn(5, 12)
+    with torch.no_grad():
+        first = layer(x)
+        torch.testing.assert_close(layer(x), first)
+        layer.layers[2].input.weight.add_(1.0)  # an in-place update, as an optimizer step does
+        changed = layer(x)
+    assert not torch.allclose(changed, first)
+    torch.testing.assert_close(changed, layer(x))  # the autograd path agrees with the cached one
+    layer.load_state_dict(SpinalLinear(12, 3, layer_width=4, num_layers=4).state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), ReferenceSpinal.like(layer).eval()(x))

@@ -48,8 +48,9 @@ def test_paper_head_settings():
     head = create_model("resnet18-cifar", 10, in_channels=3, image_size=(32, 32), head="spinal").head
     assert (head.in_features, head.num_splits, head.layer_width) == (2048, 4, 256)
     arch2 = create_model("arch2", 10, head="spinal", spinal_options=SpinalOptions(layer_width=300)).head
-    assert [b.in_features for b in arch2.branches] == [320, 1440, 784]
-    assert [b.num_layers for b in arch2.branches] == [8, 8, 10] and arch2.branches[0].layer_width == 300
+    branches = arch2[0].branches
+    assert [b.in_features for b in branches] == [320, 1440, 784]
+    assert [b.num_layers for b in branches] == [8, 8, 10] and branches[0].layer_width == 300
 
 
 @pytest.mark.parametrize("model", ["resnet18-cifar", "resnet34-cifar"])

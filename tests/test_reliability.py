@@ -76,7 +76,7 @@ def test_same_seed_same_numbers_and_finished_runs_are_kept(small_npz, tmp_path, 
     before = (a / "result.json").read_bytes()
     capsys.readouterr()
     assert main(_train_args(small_npz, a, epochs=2)) == 2
-    assert "already holds a finished run; pass --resume" in capsys.readouterr().err
+    assert "already holds a finished train run; pass --resume" in capsys.readouterr().err
     assert (a / "result.json").read_bytes() == before
     assert main([*_train_args(small_npz, a, epochs=1), "--force"]) == 0
     assert json.loads((a / "result.json").read_text())["epochs"] == 1
@@ -95,6 +95,12 @@ def test_compare_resume_skips_finished_runs(small_npz, tmp_path, capsys):
     assert printed.count("finished earlier, kept") == 2
     assert (out / "runs" / "fc-seed0" / "result.json").read_bytes() == fc_result
     assert json.loads((out / "results.json").read_text())["fc"]["test_acc"]
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main([*args, "--resume"]) == 0  # finished: the stored table, nothing rewritten
+    assert "finished earlier, stored result" in capsys.readouterr().out
+    assert files == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main([*args, "--resume", "--lr", "0.5"]) == 2
+    assert "it was trained with lr=0.01, this run has lr=0.5" in capsys.readouterr().err
 
 
 def test_resume_from_another_model_is_refused(small_npz, tmp_path, capsys):

@@ -1,8 +1,12 @@
-"""Resolve an activation given by name or by nn.Module class."""
+"""PyTorch activation modules for the names of :mod:`spinalnet.activation_names`."""
 
 from __future__ import annotations
 
+import copy
+
 from torch import nn
+
+from spinalnet.activation_names import ACTIVATION_KEYS, activation_key
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -17,26 +21,21 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "hardswish": nn.Hardswish,
     "identity": nn.Identity,
 }
+assert set(ACTIVATIONS) == set(ACTIVATION_KEYS)
 
 
-def create_activation(activation: str | type[nn.Module]) -> nn.Module:
-    """Return a fresh activation module; a name or an nn.Module subclass is accepted."""
-    if isinstance(activation, str):
-        key = activation.lower().replace("-", "_")
-        if key not in ACTIVATIONS:
-            raise ValueError(
-                f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)} "
-                "or an nn.Module class"
-            )
-        return ACTIVATIONS[key]()
+def create_activation(activation: str | type[nn.Module] | nn.Module) -> nn.Module:
+    """A fresh activation module from a name, an nn.Module class (any, also your own) or an instance (copied)."""
+    if isinstance(activation, nn.Module):
+        return copy.deepcopy(activation)
     if isinstance(activation, type) and issubclass(activation, nn.Module):
         return activation()
-    raise ValueError(
-        f"activation must be a name from {sorted(ACTIVATIONS)} or an nn.Module class, "
-        f"got {activation!r}"
-    )
+    return ACTIVATIONS[activation_key(activation)]()
 
 
-def activation_name(activation: str | type[nn.Module]) -> str:
-    """A short printable name, for extra_repr and configs."""
-    return activation if isinstance(activation, str) else activation.__name__
+def activation_name(activation: str | type[nn.Module] | nn.Module) -> str:
+    """The canonical name when there is one (what Keras and configs understand), else the class or repr."""
+    try:
+        return activation_key(activation)
+    except ValueError:
+        return activation.__name__ if isinstance(activation, type) else repr(activation)

@@ -1,36 +1,84 @@
-"""The ``spinalnet`` command. Each sub-command lives in its own module and registers here."""
+"""The ``spinalnet`` command. Each sub-command lives in its own module and registers here.
+
+Nothing heavy is imported at module level: a Ctrl-C that comes while torch is still being imported
+gets the same one line and exit code 130 as one during training.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
-import spinalnet
-from spinalnet.commands import COMMANDS
-from spinalnet.errors import TrainingError, UsageError
+RESUMABLE = ("train", "compare", "reproduce")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors as the single ``spinalnet: error:`` line every other error gets."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"spinalnet: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+#: What the command needs beyond the torch-free core (``pip install 'spinalnet[torch]'``).
+TORCH_EXTRA = ("torch", "torchvision", "lightning", "matplotlib")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from spinalnet import __version__
+    from spinalnet.commands import COMMANDS
+
+    parser = OneLineParser(
         prog="spinalnet",
         description="SpinalNet: layers, model zoo and honest comparisons of ordinary vs Spinal heads.",
     )
-    parser.add_argument("--version", action="version", version=f"spinalnet {spinalnet.__version__}")
+    parser.add_argument("--version", action="version", version=f"spinalnet {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
     return parser
 
 
+def interrupted_message(argv: Sequence[str]) -> str:
+    command = next((a for a in argv if not a.startswith("-")), "")
+    if command in RESUMABLE:
+        return "spinalnet: interrupted; rerun the same command with --resume to continue"
+    return "spinalnet: interrupted"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    as_program = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        print(interrupted_message(argv), file=sys.stderr)
+        if as_program:
+            # An import cut short (torch, Lightning) can make the interpreter's own shutdown die of the
+            # same SIGINT (exit -2 instead of 130): leave now, with the streams flushed.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        return 130
+
+
+def _run(argv: list[str]) -> int:
+    from spinalnet.errors import TrainingError, UsageError
+
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as err:
+        return _missing_extra(err)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
     try:
         args.func(args)
+    except ModuleNotFoundError as err:
+        return _missing_extra(err)
     except (UsageError, ValueError) as err:  # UsageError is a ValueError; both are the user's input
         print(f"spinalnet: error: {err}", file=sys.stderr)
         return 2
@@ -41,10 +89,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingError as err:
         print(f"spinalnet: error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("spinalnet: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
-        return 130
     return 0
+
+
+def _missing_extra(err: ModuleNotFoundError) -> int:
+    """One line saying what to install when the torch extra is missing; any other missing module is a bug."""
+    if (err.name or "").split(".")[0] not in TORCH_EXTRA:
+        raise err
+    print(f"spinalnet: error: the spinalnet command needs PyTorch (no module named {err.name!r}): "
+          "pip install 'spinalnet[torch]'", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

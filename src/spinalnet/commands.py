@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-from spinalnet.layers import SpinalLinear
 
 
 def add_describe(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +28,7 @@ DESCRIBE_MAX_PARAMS = 1_000_000_000  # 4 GB of float32 weights
 def run_describe(args: argparse.Namespace) -> None:
     import torch
 
+    from spinalnet.layers import SpinalLinear
     from spinalnet.errors import UsageError
 
     if args.num_layers > DESCRIBE_MAX_LAYERS:
@@ -89,10 +89,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(config) -> None:
-    from spinalnet.training.train import train
+    from spinalnet.training.train import rank_zero_print, train
 
-    result = train(config, force=config.force)
-    print(f"{result['head']} head: test accuracy {result['test_acc']:.2f}% (validation {result['val_acc']:.2f}%), "
+    result = train(config)
+    kept = "finished earlier, stored result: " if result.get("resumed_finished") else ""
+    rank_zero_print(f"{kept}{result['head']} head: test accuracy {result['test_acc']:.2f}% (validation {result['val_acc']:.2f}%), "
           f"{result['params']:,} parameters, {result['train_seconds']:.1f} s; "
           f"best checkpoint {result['best_checkpoint']}")
 
@@ -139,7 +140,7 @@ def run_eval(args: argparse.Namespace) -> None:
 
 
 def add_regress(sub: argparse._SubParsersAction) -> None:
-    from spinalnet.regression import RegressConfig
+    from spinalnet.training.config import RegressConfig
 
     _add_config_command(
         sub, "regress", RegressConfig, run_regress,
@@ -225,7 +226,7 @@ def add_report(sub: argparse._SubParsersAction) -> None:
 def run_report(args: argparse.Namespace) -> None:
     from spinalnet.errors import UsageError
     from spinalnet.report import render
-    from spinalnet.training.run_files import atomic_write_text
+    from spinalnet.rundir import atomic_write_text
 
     if args.output is not None:
         if args.output.is_dir():

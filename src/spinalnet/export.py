@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from spinalnet.data import DeviceTransform
 from spinalnet.errors import UsageError
+from spinalnet.rundir import atomic_write
 from spinalnet.training.module import model_input, model_normalisation
-from spinalnet.training.run_files import atomic_write
 
 FORMATS = ("onnx", "torchscript", "pt2")
 #: Weights above this size go to ``OUTPUT.data`` (protobuf refuses messages of 2 GiB; keep a margin for the graph).

@@ -40,7 +40,7 @@ from spinalnet.errors import UsageError
 from spinalnet.pretrained import weights_digest
 from spinalnet.training.config import CompareConfig, TrainConfig
 from spinalnet.training.module import Classifier, data_facts, model_input, model_normalisation
-from spinalnet.training.run_files import atomic_write, read_json, write_json
+from spinalnet.rundir import atomic_write, read_json, write_json
 
 FORMAT = 1
 EXTRACT_BATCH = 256

@@ -9,27 +9,22 @@ Reference math (what the block computes, per sample ``x`` of width ``in_features
 
 Why it is fast: the input half of every ``W[i]`` does not depend on the chain, so the
 projections of all layers that read the same chunk are one matrix multiply. Only the narrow
-``layer_width x layer_width`` chain is sequential. The parameters are stored in that grouped
-layout; :meth:`SpinalLinear.per_layer_parameters` gives the per-layer view ``W[i] = [A | B]``
-(``A`` reads the chunk, ``B`` reads ``h[i-1]``) used by the paper's scripts.
+``layer_width x layer_width`` chain is sequential. The parameters are stored per layer
+(``W[i] = [input | chain]``: ``layers.{i}.input`` reads the chunk, ``layers.{i}.chain`` reads
+``h[i-1]``); each forward concatenates the input weights of the layers sharing a chunk.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spinalnet.activations import activation_name, create_activation
-
-
-def split_sizes(in_features: int, num_splits: int) -> list[int]:
-    """Chunk sizes of ``torch.tensor_split(x, num_splits)``: the first ``in % splits`` are one larger."""
-    base, extra = divmod(in_features, num_splits)
-    return [base + 1 if s < extra else base for s in range(num_splits)]
+from spinalnet.split import split_sizes  # noqa: F401  (re-exported: spinalnet.layers.split_sizes)
 
 
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -48,6 +43,60 @@ def _check_positive_int(name: str, value: object) -> int:
     return value
 
 
+def check_sizes(in_features: int, out_features: int, layer_width: int, num_layers: int, num_splits: int) -> None:
+    """Refuse sizes no SpinalLinear can have; shared by the constructor and :meth:`SpinalLinear.count_params`."""
+    for name, value in (("in_features", in_features), ("out_features", out_features), ("layer_width", layer_width),
+                        ("num_layers", num_layers), ("num_splits", num_splits)):
+        _check_positive_int(name, value)
+    if in_features < num_splits:
+        raise ValueError(
+            f"in_features ({in_features}) must be >= num_splits ({num_splits}): "
+            "every split needs at least one feature"
+        )
+    if num_layers < num_splits:
+        raise ValueError(
+            f"num_layers ({num_layers}) must be >= num_splits ({num_splits}): "
+            "otherwise some input features would never be read"
+        )
+
+
+def _concat_operands(weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+    weight = weights[0] if len(weights) == 1 else torch.cat(weights)
+    if len(biases) == 0:
+        return weight, None
+    return weight, biases[0] if len(biases) == 1 else torch.cat(biases)
+
+
+class SpinalHiddenLayer(nn.Module):
+    """Hidden layer ``i`` of a :class:`SpinalLinear`: ``act(norm(input(chunk) + chain(h[i-1])))``.
+
+    ``input`` (with the bias) reads the layer's input chunk and ``chain`` (no bias; ``None`` in layer 0)
+    reads the previous hidden output: together they are the paper's one Linear over
+    ``cat(chunk, h[i-1])``, split so that the input halves of all layers sharing a chunk are one
+    grouped matmul. A parameter container: :meth:`SpinalLinear.forward` computes it.
+    """
+
+    def __init__(self, chunk_size: int, width: int, *, chained: bool, batch_norm: bool, bias: bool,
+                 activation: str | type[nn.Module]) -> None:
+        super().__init__()
+        self.input = nn.Linear(chunk_size, width, bias=bias)
+        self.chain = nn.Linear(width, width, bias=False) if chained else None
+        self.norm = nn.BatchNorm1d(width) if batch_norm else None
+        self.act = create_activation(activation)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """As one ``nn.Linear`` over ``cat(chunk, h[i-1])`` would: uniform, bound ``1/sqrt(fan_in)``."""
+        fan_in = self.input.in_features + (self.chain.in_features if self.chain is not None else 0)
+        bound = 1.0 / math.sqrt(fan_in)
+        with torch.no_grad():
+            for param in (self.input.weight, self.input.bias, self.chain.weight if self.chain is not None else None):
+                if param is not None:
+                    param.uniform_(-bound, bound)
+        if self.norm is not None:
+            self.norm.reset_parameters()
+
+
 class SpinalLinear(nn.Module):
     """A SpinalNet block: ``num_layers`` narrow hidden layers with gradual input, one output Linear.
 
@@ -55,6 +104,10 @@ class SpinalLinear(nn.Module):
     output of layer ``i - 1``; the output Linear reads all hidden outputs. Per hidden layer:
     Dropout -> Linear -> BatchNorm1d (if ``batch_norm``) -> activation; output: Dropout -> Linear.
     ``num_layers`` must be at least ``num_splits`` so that every input feature is read.
+
+    State dict: hidden layer ``i`` is ``layers.{i}`` with ``input.weight`` ``(w, chunk size)``,
+    ``input.bias`` ``(w,)``, ``chain.weight`` ``(w, w)`` for ``i >= 1`` and ``norm.*`` with batch norm;
+    the output Linear is ``output.*``. :meth:`from_paper` loads the authors' own heads.
 
     Args:
         in_features: width of the input (last dimension).
@@ -84,24 +137,10 @@ class SpinalLinear(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        in_features = _check_positive_int("in_features", in_features)
-        out_features = _check_positive_int("out_features", out_features)
-        layer_width = _check_positive_int("layer_width", layer_width)
-        num_layers = _check_positive_int("num_layers", num_layers)
-        num_splits = _check_positive_int("num_splits", num_splits)
-        if in_features < num_splits:
-            raise ValueError(
-                f"in_features ({in_features}) must be >= num_splits ({num_splits}): "
-                "every split needs at least one feature"
-            )
-        if num_layers < num_splits:
-            raise ValueError(
-                f"num_layers ({num_layers}) must be >= num_splits ({num_splits}): "
-                "otherwise some input features would never be read"
-            )
+        check_sizes(in_features, out_features, layer_width, num_layers, num_splits)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
-        acts = [create_activation(activation) for _ in range(num_layers)]
+        create_activation(activation)  # validates before anything is built
 
         self.in_features = in_features
         self.out_features = out_features
@@ -110,78 +149,96 @@ class SpinalLinear(nn.Module):
         self.num_splits = num_splits
         self.dropout = float(dropout)
         self.batch_norm = bool(batch_norm)
+        self.has_bias = bool(bias)
         self.activation = activation_name(activation)
+        self._activation = activation  # what the caller passed, to build a like-configured head
         self.split_sizes = split_sizes(in_features, num_splits)
         self.split_offsets = [sum(self.split_sizes[:s]) for s in range(num_splits)]
-
-        # Layers s, s + S, s + 2S, ... read chunk s: their input weights are stacked.
-        self.input_weights = nn.ParameterList(
-            nn.Parameter(torch.empty(len(range(s, num_layers, num_splits)), layer_width, size))
-            for s, size in enumerate(self.split_sizes)
-        )
-        # chain_weights[i - 1] reads h[i-1] in layer i: one parameter each, so backward needs no stack.
-        self.chain_weights = nn.ParameterList(
-            nn.Parameter(torch.empty(layer_width, layer_width)) for _ in range(num_layers - 1)
-        )
-        # Biases are grouped like the input weights: input_biases[s][k] belongs to layer s + k * S.
-        self.input_biases = nn.ParameterList(
-            nn.Parameter(torch.empty(w.shape[0], layer_width)) for w in self.input_weights
-        ) if bias else nn.ParameterList()
-        self.has_bias = bool(bias)
-        self.post = nn.ModuleList(
-            nn.Sequential(nn.BatchNorm1d(layer_width), act) if batch_norm else nn.Sequential(act)
-            for act in acts
+        self.layers = nn.ModuleList(
+            SpinalHiddenLayer(self.split_sizes[i % num_splits], layer_width, chained=i > 0, batch_norm=batch_norm,
+                              bias=bias, activation=activation)
+            for i in range(num_layers)
         )
         self.output = nn.Linear(num_layers * layer_width, out_features, bias=bias)
-        self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Initialise each hidden layer as ``nn.Linear`` would (uniform, bound 1/sqrt(fan_in))."""
-        with torch.no_grad():
-            for i in range(self.num_layers):
-                s, k = i % self.num_splits, i // self.num_splits
-                fan_in = self.split_sizes[s] + (self.layer_width if i else 0)
-                bound = 1.0 / math.sqrt(fan_in)
-                self.input_weights[s][k].uniform_(-bound, bound)
-                if i:
-                    self.chain_weights[i - 1].uniform_(-bound, bound)
-                if self.has_bias:
-                    self.input_biases[s][k].uniform_(-bound, bound)
-        for post in self.post:
-            for module in post:
-                if isinstance(module, nn.BatchNorm1d):
-                    module.reset_parameters()
+        for layer in self.layers:
+            layer.reset_parameters()
         self.output.reset_parameters()
 
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments that build a head like this one (any ``out_features``)."""
+        return dict(layer_width=self.layer_width, num_layers=self.num_layers, num_splits=self.num_splits,
+                    activation=self._activation, dropout=self.dropout, batch_norm=self.batch_norm,
+                    bias=self.has_bias)
+
     # ------------------------------------------------------------------ forward
+    def _input_parameters(self) -> tuple[list[Tensor], list[Tensor]]:
+        """Every layer's ``input.weight`` and ``input.bias`` (no biases: empty), in one pass."""
+        weights: list[Tensor] = []
+        biases: list[Tensor] = []
+        for layer in self.layers:
+            linear = layer.input
+            weights.append(linear.weight)
+            layer_bias = linear.bias
+            if layer_bias is not None:
+                biases.append(layer_bias)
+        return weights, biases
+
+    def _group_operands(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        """Weight ``(count * w, chunk size)`` and bias of one group of layers, concatenated.
+
+        ``torch.cat`` of whole per-layer parameters: its backward is a cheap split into each
+        parameter's gradient. Without autograd (inference) the result is cached until a parameter
+        changes, so an eval forward does not copy the weights again.
+        """
+        if not torch.jit.is_scripting() and not torch.is_grad_enabled():
+            if not torch.jit.is_tracing() and not torch.compiler.is_compiling():  # graphs must read parameters
+                return self._cached_operands(weights, biases)
+        return _concat_operands(weights, biases)
+
+    @torch.jit.unused
+    def _cached_operands(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in weights + biases)
+        cache: dict = self.__dict__.setdefault("_operand_cache", {})
+        group = id(weights[0])  # one entry per group of layers, replaced when a parameter changes
+        hit = cache.get(group)
+        if hit is None or hit[0] != key:
+            hit = cache[group] = (key, _concat_operands(weights, biases))
+        return hit[1]
+
     def _input_projections(self, x: Tensor) -> list[Tensor]:
-        """Input half of every hidden Linear (bias included), one grouped matmul per chunk."""
-        n, w, S = x.shape[0], self.layer_width, self.num_splits
-        proj: list[Tensor] = [x] * self.num_layers
+        """``input(drop(chunk))`` of every hidden layer: one grouped matmul per chunk."""
+        n, w, S, L = x.shape[0], self.layer_width, self.num_splits, self.num_layers
         drop = self.training and self.dropout > 0.0
-        biases: list[Tensor] = list(self.input_biases) if self.has_bias else []
-        for s, weight in enumerate(self.input_weights):
-            count, size = weight.shape[0], weight.shape[2]
+        all_weights, all_biases = self._input_parameters()
+        proj: list[Tensor] = [x] * L
+        for s in range(S):
+            members = [i for i in range(s, L, S)]
+            count, size = len(members), self.split_sizes[s]
+            weights = [all_weights[i] for i in members]
+            biases = [all_biases[i] for i in members] if self.has_bias else all_biases
             chunk = x[:, self.split_offsets[s] : self.split_offsets[s] + size]
-            bias: Tensor | None = biases[s] if self.has_bias else None
             if drop:
                 # Each layer drops its own copy of the chunk, as separate Dropout modules would.
                 copies = _dropout(chunk.unsqueeze(0).expand(count, n, size), self.dropout, True)
-                out = torch.bmm(copies, weight.transpose(1, 2))
-                if bias is not None:
-                    out = out + bias.unsqueeze(1)
+                stacked = torch.stack(weights).transpose(1, 2)
+                if len(biases) > 0:
+                    out = torch.baddbmm(torch.stack(biases).unsqueeze(1), copies, stacked)
+                else:
+                    out = torch.bmm(copies, stacked)
                 parts = out.unbind(0)
             else:
-                flat = weight.reshape(count * w, size).t()
-                out = torch.mm(chunk, flat) if bias is None else torch.addmm(bias.reshape(-1), chunk, flat)
-                # unbind, not slicing: its backward is one stack, not a zero-filled tensor per layer
-                parts = out.view(n, count, w).unbind(1)
-            for k, part in enumerate(parts):
-                proj[s + k * S] = part
+                weight, bias = self._group_operands(weights, biases)
+                # split, not slicing: its backward is one cat, not a zero-filled tensor per layer
+                parts = F.linear(chunk, weight, bias).split(w, dim=1)
+            for k, i in enumerate(members):
+                proj[i] = parts[k]
         return proj
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1] != self.in_features:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"SpinalLinear expected input of shape (*, {self.in_features}), got {list(x.shape)}"
             )
@@ -189,53 +246,35 @@ class SpinalLinear(nn.Module):
         shape[-1] = self.out_features
         x = x.reshape(-1, self.in_features)
         proj = self._input_projections(x)
-        # chain[i] reads h[i-1] in layer i; chain[0] is a placeholder (layer 0 has no previous layer)
-        chain: list[Tensor] = [x] + [weight for weight in self.chain_weights]
         hidden: list[Tensor] = []
         h = x
-        for i, post in enumerate(self.post):
+        for i, layer in enumerate(self.layers):  # the sequential part: chain, norm, activation
             z = proj[i]
-            if i:
-                prev = _dropout(h, self.dropout, self.training)
-                z = torch.addmm(z, prev, chain[i].t())
-            h = post(z)
+            chain = layer.chain
+            if chain is not None:
+                z = F.linear(_dropout(h, self.dropout, self.training), chain.weight, z)
+            norm = layer.norm
+            if norm is not None:
+                z = norm(z)
+            h = layer.act(z)
             hidden.append(h)
-        feats = torch.cat(hidden, dim=1)
-        feats = _dropout(feats, self.dropout, self.training)
+        feats = _dropout(torch.cat(hidden, dim=1), self.dropout, self.training)
         return self.output(feats).reshape(shape)
 
-    # ------------------------------------------------------------------ views
-    def per_layer_parameters(self) -> list[tuple[Tensor, Tensor | None]]:
-        """``(weight, bias)`` of every hidden Linear in the per-layer layout ``[chunk | previous]``.
+    # ------------------------------------------------------------------ the authors' heads
+    @classmethod
+    def from_paper(cls, state_dict: Mapping[str, Tensor], *, activation: str | type[nn.Module] = "relu",
+                   dropout: float | None = None, in_features: int | None = None, prefix: str = "") -> SpinalLinear:
+        """Build a SpinalLinear equal (in eval mode) to a head saved by the authors' scripts.
 
-        The tensors are differentiable functions of this module's parameters.
+        See :func:`spinalnet.paper_heads.from_paper_state_dict` for the accepted namings and rules.
         """
-        layers = []
-        for i in range(self.num_layers):
-            a = self.input_weights[i % self.num_splits][i // self.num_splits]
-            weight = torch.cat([a, self.chain_weights[i - 1]], dim=1) if i else a
-            bias = self.input_biases[i % self.num_splits][i // self.num_splits] if self.has_bias else None
-            layers.append((weight, bias))
-        return layers
+        from spinalnet.paper_heads import from_paper_state_dict
 
-    @torch.no_grad()
-    def load_per_layer_parameters(self, layers: Sequence[tuple[Tensor, Tensor | None]]) -> None:
-        """Copy hidden-layer weights given in the per-layer layout (see :meth:`per_layer_parameters`)."""
-        if len(layers) != self.num_layers:
-            raise ValueError(f"expected {self.num_layers} (weight, bias) pairs, got {len(layers)}")
-        for i, (weight, bias) in enumerate(layers):
-            size = self.split_sizes[i % self.num_splits]
-            expected = (self.layer_width, size + (self.layer_width if i else 0))
-            if tuple(weight.shape) != expected:
-                raise ValueError(f"hidden layer {i}: expected weight of shape {expected}, got {tuple(weight.shape)}")
-            self.input_weights[i % self.num_splits][i // self.num_splits].copy_(weight[:, :size])
-            if i:
-                self.chain_weights[i - 1].copy_(weight[:, size:])
-            if self.has_bias:
-                if bias is None:
-                    raise ValueError(f"hidden layer {i}: this layer has biases, got None")
-                self.input_biases[i % self.num_splits][i // self.num_splits].copy_(bias)
+        return from_paper_state_dict(state_dict, activation=activation, dropout=dropout,
+                                     in_features=in_features, prefix=prefix)
 
+    # ------------------------------------------------------------------ views
     def layer_inputs(self) -> list[tuple[int, int, bool]]:
         """For every hidden layer: ``(start, stop, reads_previous)`` of the input features it reads."""
         return [
@@ -283,6 +322,7 @@ class SpinalLinear(nn.Module):
 
         For equal chunks ``m`` this is the paper's ``m*w + (L-1)*(m+w)*w + L*w*C`` plus biases.
         """
+        check_sizes(in_features, out_features, layer_width, num_layers, num_splits)
         sizes = split_sizes(in_features, num_splits)
         w, L = layer_width, num_layers
         total = sum(sizes[i % num_splits] * w for i in range(L)) + (L - 1) * w * w + L * w * out_features

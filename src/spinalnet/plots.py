@@ -11,14 +11,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from spinalnet.rundir import atomic_write  # noqa: E402
+
 COLORS = {"fc": "#4C72B0", "spinal": "#DD8452"}
 
 
-def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+def save_figure(fig, path: Path, **savefig: object) -> None:
+    """Write ``fig`` as a PNG atomically (with the umask's permissions) and close it."""
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", **savefig))
+    finally:
+        plt.close(fig)
 
 
 def plot_curves(runs: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -34,7 +37,7 @@ def plot_curves(runs: list[dict[str, Any]], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_summary(summary: dict[str, Any], path: Path, title: str) -> None:
@@ -58,4 +61,4 @@ def plot_summary(summary: dict[str, Any], path: Path, title: str) -> None:
     par_ax.set_ylabel("parameters")
     par_ax.legend()
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path, dpi=120, bbox_inches="tight")

@@ -177,7 +177,7 @@ def convert_state_dict(source: Mapping[str, Tensor], target: Mapping[str, Tensor
 
 def convert_weights(src: Path, model: str, output: Path, force: bool = False) -> dict[str, Any]:
     """Write ``src`` in the key layout of ``model`` to ``output`` (atomically); return what was done."""
-    from spinalnet.training.run_files import atomic_write
+    from spinalnet.rundir import atomic_write
 
     src, output = Path(src), Path(output)
     if output.exists() and not force:

@@ -21,12 +21,13 @@ import torch
 from torch import nn
 
 from spinalnet.errors import UsageError, unknown_name
-from spinalnet.mlp import mlp, spinal_mlp
+from spinalnet.mlps import mlp, spinal_mlp
+from spinalnet.rundir import atomic_write_text, hardware, open_run_dir, timestamped, versions, write_json
 from spinalnet.stats import describe, mean_std, paired_stats
+from spinalnet.tables import align
 from spinalnet.tabular import load_table
-from spinalnet.training.config import ConfigBase, option
+from spinalnet.training.config import RegressConfig
 from spinalnet.training.predictions import PREDICTIONS_FILE, write_predictions
-from spinalnet.training.run_files import atomic_write_text, write_json
 
 TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sum": lambda x: x.sum(1),
@@ -58,46 +59,6 @@ def split_indices(n: int, val_fraction: float, test_fraction: float, seed: int) 
                          f"{test_fraction} test with at least one sample each")
     perm = np.random.default_rng(seed).permutation(n)
     return perm[n_val + n_test :], perm[:n_val], perm[n_val : n_val + n_test]
-
-
-@dataclass
-class RegressConfig(ConfigBase):
-    target: str = option("all", "sum, sin_sum, prod, sin_prod or all (ignored with --data)")
-    data: str | None = option(None, "your tabular data instead: csv:PATH (with --y-column) or npz:PATH (x, y)")
-    y_column: str | None = option(None, "the CSV column to predict")
-    samples: int = option(1000, "samples per synthetic target")
-    noise: float = option(0.2, "scale of the U(0, 1) noise added to synthetic targets")
-    epochs: int = option(200, "training epochs")
-    seeds: int = option(5, "seeds (each draws its own data, split and initialisation)")
-    seed: int = option(0, "first seed")
-    batch_size: int = option(64, "batch size")
-    lr: float = option(0.01, "Adam learning rate")
-    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick runs")
-    val_fraction: float = option(0.15, "validation fraction (picks each model's epoch)")
-    test_fraction: float = option(0.15, "test fraction (used once, for the report)")
-    standardize: bool | None = option(None, "standardise inputs and target with training statistics "
-                                            "(default: on for --data, off for synthetic targets)")
-    fc_hidden: list[int] = option([200, 100], "hidden sizes of the ordinary MLP")
-    layer_width: int = option(50, "width of the Spinal hidden layers")
-    num_layers: int = option(6, "number of Spinal hidden layers")
-    num_splits: int = option(2, "input splits of the Spinal layers (1 to the number of input features)")
-    activation: str = option("leaky_relu", "activation of both models")
-    output: str | None = option(None, "output directory (default: runs/regress-<time>)")
-    force: bool = option(False, "overwrite a finished study in --output")
-
-    def validate(self) -> "RegressConfig":
-        for name in ("samples", "epochs", "seeds", "batch_size", "layer_width", "num_layers", "num_splits"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.noise < 0:
-            raise UsageError("--lr must be > 0 and --noise >= 0")
-        if self.limit_batches <= 0:
-            raise UsageError(f"--limit-batches must be > 0, got {self.limit_batches}")
-        if self.data is None and self.target != "all" and self.target not in TARGETS:
-            raise unknown_name("target", self.target, [*TARGETS, "all"])
-        if any(h < 1 for h in self.fc_hidden):
-            raise UsageError(f"--fc-hidden sizes must be >= 1, got {self.fc_hidden}")
-        return self
 
 
 def build_models(in_features: int, config: RegressConfig) -> dict[str, nn.Module]:
@@ -222,15 +183,19 @@ def summarize_target(result: TargetResult) -> dict[str, Any]:
 
 
 def format_table(summary: dict[str, dict[str, Any]]) -> str:
-    lines = [f"{'target':<10}{'model':<8}{'params':>8}   {'test MSE, mean +- std':<26}"
-             f"{'paper metric: min train minibatch MSE':>38}"]
+    rows = [["target", "model", "params", "test MSE, mean", "+- std", "paper metric: min train minibatch MSE"]]
+    notes = {}
     for target, res in summary.items():
         for i, model in enumerate(MODELS):
             r = res[model]
             paper = sum(r["paper_metric_min_train_batch_mse"]) / len(r["paper_metric_min_train_batch_mse"])
-            lines.append(f"{target if i == 0 else '':<10}{model:<8}{r['params']:>8,}   "
-                         f"{r['test_mse_mean']:<10.4f} +- {r['test_mse_std']:<12.4f}{paper:>38.4f}")
-        lines.append(f"{'':<10}" + describe(res, "test MSE", better_word="better (lower MSE)", digits=4))
+            rows.append([target if i == 0 else "", model, f"{r['params']:,}",
+                         f"{r['test_mse_mean']:.4f}", f"{r['test_mse_std']:.4f}", f"{paper:.4f}"])
+        notes[len(rows)] = describe(res, "test MSE", better_word="better (lower MSE)", digits=4)
+    lines = align(rows, left=2)
+    indent = " " * (max(len(row[0]) for row in rows) + 2)
+    for at in sorted(notes, reverse=True):
+        lines.insert(at, indent + notes[at])
     return "\n".join(lines)
 
 
@@ -251,7 +216,7 @@ def plot_study(results: dict[str, TargetResult], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from spinalnet.plots import COLORS
+    from spinalnet.plots import COLORS, save_figure
 
     fig, axes = plt.subplots(len(results), 3, figsize=(12, 3.4 * len(results)), squeeze=False)
     for row, (target, res) in enumerate(results.items()):
@@ -274,29 +239,21 @@ def plot_study(results: dict[str, TargetResult], path: Path) -> None:
         ax.set_title(f"{target}: loss curves (first seed)")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=100)
 
 
 def regress(config: RegressConfig, log: Callable[[str], None] = print,
             experiment: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the study; write results.json, results.csv, predictions.npz and regression.png; return the summary."""
-    from datetime import datetime
-
-    from spinalnet.compare import hardware, versions
-
     config.validate()
     features = load_table(config.data, config.y_column)[0].shape[1] if config.data else FEATURES
     check_models(features, config, config.data or "the synthetic targets")  # fail before anything is written
-    out = Path(config.output or f"runs/regress-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
-    if (out / "results.json").exists() and not config.force:
-        raise UsageError(f"{out} already holds a finished study; pass --force to overwrite it or choose another --output")
+    run = open_run_dir(config.output, "regress", lambda: timestamped("runs", "regress"), force=config.force,
+                       resumable=False)
+    out = run.create()  # an unwritable --output fails now, not after training
     targets = [Path(config.data[4:]).name] if config.data else (list(TARGETS) if config.target == "all" else [config.target])
     results = {t: run_target(t, config, log) for t in targets}
     summary = {t: summarize_target(r) for t, r in results.items()}
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "results.json", {"targets": summary, "config": config.to_dict(), "versions": versions(),
                                       "hardware": hardware(), "command": " ".join(sys.argv),
                                       "experiment": experiment,

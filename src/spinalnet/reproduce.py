@@ -68,13 +68,15 @@ COMPARE_ONLY = ("data_dir", "download", "accelerator", "devices", "resume")
 
 def reproduce(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Run experiment ``name``; ``overrides`` (epochs, seeds, output, data_dir, ...) win over the config."""
-    from datetime import datetime
+    from spinalnet.rundir import timestamped
 
     exp = get_experiment(name)
     options = {**exp.options, **{k: v for k, v in overrides.items() if v is not None}}
-    options.setdefault("output", f"runs/paper/{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+    if not options.get("resume"):
+        options.setdefault("output", str(timestamped("runs/paper", name)))
     if exp.kind == "regress":
-        from spinalnet.regression import RegressConfig, regress
+        from spinalnet.regression import regress
+        from spinalnet.training.config import RegressConfig
 
         unused = [k for k in COMPARE_ONLY if overrides.get(k) is not None]
         if unused:

@@ -1,9 +1,29 @@
-"""Datasets: a registry of names giving train / validation / test splits."""
+"""Datasets: a registry of names giving train / validation / test splits.
 
-from spinalnet.data.arrays import ArrayLoader, ImageArrays
-from spinalnet.data.augment import AUGMENTATIONS, AugmentSpec, DeviceTransform, augment_spec
-from spinalnet.data.locate import DataOptions
-from spinalnet.data.registry import DATASETS, PREFIXED, DataSplits, dataset_names, load_dataset
+The names below load torch on first use (PEP 562), so torch-free modules such as
+:mod:`spinalnet.data.quickdraw`'s reader import without it.
+"""
 
-__all__ = ["AUGMENTATIONS", "ArrayLoader", "AugmentSpec", "DATASETS", "DataOptions", "DataSplits",
-           "DeviceTransform", "ImageArrays", "PREFIXED", "augment_spec", "dataset_names", "load_dataset"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ArrayLoader": "spinalnet.data.arrays", "ImageArrays": "spinalnet.data.arrays",
+    "AUGMENTATIONS": "spinalnet.data.augment", "AugmentSpec": "spinalnet.data.augment",
+    "DeviceTransform": "spinalnet.data.augment", "augment_spec": "spinalnet.data.augment",
+    "DataOptions": "spinalnet.data.locate",
+    "DATASETS": "spinalnet.data.registry", "PREFIXED": "spinalnet.data.registry",
+    "DataSplits": "spinalnet.data.registry", "dataset_names": "spinalnet.data.registry",
+    "load_dataset": "spinalnet.data.registry",
+}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'spinalnet.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from spinalnet.data.arrays import ImageArrays, split_fraction
 from spinalnet.data.download import download, fetch, other_ways
 from spinalnet.data.locate import DataOptions, not_found, search
 from spinalnet.errors import UsageError
+
+if TYPE_CHECKING:
+    from spinalnet.data.arrays import ImageArrays
 
 URL = "https://storage.googleapis.com/quickdraw_dataset/full/numpy_bitmap/{category}.npy"
 #: 24 everyday categories, the size of the TensorFlow reimplementation's subset.
@@ -31,8 +33,9 @@ def _load_category(path: Path) -> np.ndarray:
     return arr
 
 
-def load_quickdraw(options: DataOptions) -> tuple[ImageArrays, ImageArrays, list[str]]:
-    """``samples_per_class`` seeded drawings per category; 15% of them are the test set."""
+def read_quickdraw(options: DataOptions) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images ``(N, 1, 28, 28)`` uint8, int64 labels and the categories: ``samples_per_class`` seeded
+    drawings per category, in category order. numpy only, so the Keras example shares it."""
     categories = list(options.categories or DEFAULT_CATEGORIES)
     if len(set(categories)) != len(categories) or len(categories) < 2:
         raise UsageError(f"Quick Draw needs at least two distinct categories, got {categories}")
@@ -54,6 +57,16 @@ def load_quickdraw(options: DataOptions) -> tuple[ImageArrays, ImageArrays, list
         take = np.sort(rng.permutation(len(arr))[: options.samples_per_class])
         images.append(np.asarray(arr[take]).reshape(-1, 1, 28, 28))
         labels.append(np.full(len(take), label, dtype=np.int64))
-    x, y = torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
+    return np.concatenate(images), np.concatenate(labels), categories
+
+
+def load_quickdraw(options: DataOptions) -> tuple[ImageArrays, ImageArrays, list[str]]:
+    """:func:`read_quickdraw`, 15% of it the test set."""
+    import torch
+
+    from spinalnet.data.arrays import ImageArrays, split_fraction
+
+    images, labels, categories = read_quickdraw(options)
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
     train_idx, test_idx = split_fraction(len(y), TEST_FRACTION, options.split_seed, "test")
     return ImageArrays(x[train_idx], y[train_idx]), ImageArrays(x[test_idx], y[test_idx]), categories

@@ -45,25 +45,24 @@ class Arch2Features(nn.Module):
         return torch.cat([c2.flatten(1), c1.flatten(1), x.flatten(1)], 1)
 
 
-class MultiSpinalHead(nn.Module):
-    """Several Spinal branches over consecutive segments of the input, summed, then an MLP.
+class SpinalBranches(nn.Module):
+    """Several Spinal branches over consecutive segments of the input, their outputs summed.
 
-    ``relu(sum_b branch_b(segment_b))`` equals a Linear over the concatenated hidden outputs of all
-    branches (the paper's ``fc 26w -> 50``), since a Linear over a concatenation is a sum of Linears.
+    Followed by ReLU, that equals a Linear over the concatenated hidden outputs of all branches
+    (the paper's ``fc 26w -> 50``), since a Linear over a concatenation is a sum of Linears.
     """
 
-    def __init__(self, segments: list[int], layers: list[int], hidden: int, num_classes: int,
-                 options: SpinalOptions, layer_width: int) -> None:
+    def __init__(self, segments: list[int], layers: list[int], hidden: int, options: SpinalOptions,
+                 layer_width: int) -> None:
         super().__init__()
         self.segments = segments
         self.branches = nn.ModuleList(
             spinal(seg, hidden, options, layer_width=layer_width, num_layers=n) for seg, n in zip(segments, layers)
         )
-        self.top = nn.Sequential(nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
         parts = torch.split(x, self.segments, dim=1)
-        return self.top(sum(branch(part) for branch, part in zip(self.branches, parts)))
+        return sum(branch(part) for branch, part in zip(self.branches, parts))
 
 
 def arch2(num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
@@ -82,5 +81,6 @@ def arch2(num_classes: int, in_channels: int, image_size: tuple[int, int], head:
         top = nn.Sequential(nn.Linear(width, 26 * w), nn.ReLU(), nn.Linear(26 * w, 50), nn.ReLU(),
                             nn.Dropout(0.5), nn.Linear(50, num_classes))
     else:
-        top = MultiSpinalHead(segments, [8, 8, 10], 50, num_classes, spinal_options, layer_width=w)
+        top = nn.Sequential(SpinalBranches(segments, [8, 8, 10], 50, spinal_options, layer_width=w),
+                            nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, num_classes))
     return HeadedNet(features, top, width, head)

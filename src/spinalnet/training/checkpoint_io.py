@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from spinalnet.training.run_files import atomic_write
+from spinalnet.rundir import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,30 +1,106 @@
-"""One plain-data config for a run: it builds the CLI options, reads YAML, and is stored with every run."""
+"""One plain-data config for a run: it builds the CLI options, reads YAML, and is stored with every run.
+
+Every value, from the command line (a string) or from YAML (typed), goes through one typed check:
+pydantic, in its lax mode, against the field's type hint. A number may be written as a string
+(``lr: '1e-3'``, as ``--lr 1e-3``; PyYAML reads ``1e-3`` as a string), but a whole number field refuses
+``64.5`` or ``three``, a flag refuses ``"no"`` (only true or false), and a ``Literal`` field names its
+choices with a did-you-mean. Ranges are declared next to the field (``option(..., ge=1)``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import sys
+import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from spinalnet.errors import UsageError, unknown_name
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "step", "cosine", "onecycle", "random-restart")
+Optimizer = Literal["sgd", "adam", "adamw"]
+Schedule = Literal["none", "step", "cosine", "onecycle", "random-restart"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+Precision = Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64"]
+OPTIMIZERS, SCHEDULES = get_args(Optimizer), get_args(Schedule)
+BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
 def option(default: Any, help: str, **extra: Any) -> Any:
+    """A config field: its help text and, optionally, bounds ``ge``/``gt``/``le``/``lt`` checked for every source."""
     meta = {"help": help, **extra}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _non_none(tp: Any) -> list[Any]:
+    return [a for a in get_args(tp) if a is not type(None)] if get_origin(tp) in (Union, types.UnionType) else [tp]
+
+
+def _kind(tp: Any) -> str:
+    """What a value of type ``tp`` looks like, for messages."""
+    names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+    parts = []
+    for t in _non_none(tp):
+        if get_origin(t) is list:
+            parts.append(f"a list of {_kind(get_args(t)[0]).removeprefix('a ')}s")
+        elif get_origin(t) is Literal:
+            parts.append("one of " + ", ".join(map(str, get_args(t))))
+        else:
+            parts.append(names.get(t, getattr(t, "__name__", str(t))))
+    return " or ".join(parts)
+
+
+def _strict_bools(tp: Any) -> Any:
+    """``bool`` becomes strict (true or false only; lax pydantic would take "no" or 1)."""
+    from pydantic import Strict
+
+    if tp is bool:
+        return Annotated[bool, Strict()]
+    if get_origin(tp) in (Union, types.UnionType):
+        return Union[tuple(_strict_bools(a) for a in get_args(tp))]
+    return tp
+
+
+@functools.lru_cache(maxsize=None)
+def _field_types(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+@functools.lru_cache(maxsize=None)
+def _adapter(tp: Any):
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(_strict_bools(tp))
+
+
+def check_value(name: str, value: Any, tp: Any) -> Any:
+    """``value`` converted to ``tp``, or a one-line UsageError naming the option, the value and what it needs."""
+    from pydantic import ValidationError
+
+    numeric = any(t in (int, float) or get_origin(t) is list for t in _non_none(tp))
+    try:
+        if isinstance(value, bool) and numeric:
+            raise ValueError  # lax pydantic reads True as 1
+        return _adapter(tp).validate_python(value)
+    except (ValidationError, ValueError):
+        literal = next((t for t in _non_none(tp) if get_origin(t) is Literal), None)
+        if literal is not None and isinstance(value, str):
+            raise unknown_name(name.replace("_", " "), value, get_args(literal)) from None
+        raise UsageError(f"{flag(name)} must be {_kind(tp)}, got {value!r}") from None
+
+
 class ConfigBase:
-    """Plain-data options: to and from dicts (YAML, checkpoints), unknown keys rejected with a hint."""
+    """Plain-data options: to and from dicts (YAML, checkpoints); every value type- and range-checked."""
 
     def validate(self):
         return self
@@ -34,12 +110,28 @@ class ConfigBase:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
-        names = {f.name for f in fields(cls)}
-        clean = {k.replace("-", "_"): v for k, v in data.items()}
+        """Unknown keys, wrong types, unknown choices and out-of-range values are one-line UsageErrors."""
+        hints = _field_types(cls)
+        clean = {str(k).replace("-", "_"): v for k, v in data.items()}
         for key in clean:
-            if key not in names:
-                raise unknown_name("option", key, names)
-        return cls(**clean)
+            if key not in hints or key.startswith("_"):
+                raise unknown_name("option", key, [n for n in hints if not n.startswith("_")])
+        values = {k: check_value(k, v, hints[k]) for k, v in clean.items()}
+        config = cls(**values)
+        config.check_ranges()
+        return config
+
+    def check_ranges(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            for item in value if isinstance(value, list) else [value]:
+                for bound, sign in BOUNDS.items():
+                    limit = f.metadata.get(bound)
+                    if limit is None or item is None or isinstance(item, str):
+                        continue
+                    ok = {"ge": item >= limit, "gt": item > limit, "le": item <= limit, "lt": item < limit}[bound]
+                    if not ok:  # also false for NaN
+                        raise UsageError(f"{flag(f.name)} must be {sign} {limit}, got {value}")
 
 
 @dataclass
@@ -48,70 +140,61 @@ class TrainConfig(ConfigBase):
     dataset: str = option("fashion-mnist", "dataset name, folder:PATH or npz:PATH (see README)")
     data_dir: str | None = option(None, "directory searched first for dataset files")
     download: bool = option(False, "download the dataset when it is not found on disk")
-    val_fraction: float = option(0.1, "fraction of the training set held out for validation")
-    split_seed: int = option(0, "seed of the validation (and generated test) split; fixed across --seeds")
+    val_fraction: float = option(0.1, "fraction of the training set held out for validation", gt=0, lt=1)
+    split_seed: int = option(0, "seed of the validation (and generated test) split; fixed across --seeds", ge=0)
     augment: str | None = option(None, "augmentation: none, rotate, perspective-rotate, crop, crop-flip, crop2-flip "
                                      "(default: the dataset's)")
-    image_size: int | None = option(None, "resize images to this size (default: native; 224 for folders)")
+    image_size: int | None = option(None, "resize images to this size (default: native; 224 for folders)", ge=8)
     categories: list[str] = option([], "Quick Draw categories, comma-separated (default: 24 built-in)")
-    samples_per_class: int = option(10_000, "Quick Draw drawings per category")
-    num_workers: int = option(2, "data-loading processes for per-sample (folder) datasets")
+    samples_per_class: int = option(10_000, "Quick Draw drawings per category", ge=1)
+    num_workers: int = option(2, "data-loading processes for per-sample (folder) datasets", ge=0)
     # model
     model: str = option("default-cnn", "model name, tv:NAME or timm:NAME (see README)")
-    head: str = option("spinal", "classifier head: fc or spinal", choices=("fc", "spinal"))
-    layer_width: int | None = option(None, "Spinal hidden width (default: the model's paper setting)")
-    num_layers: int | None = option(None, "Spinal hidden layers (default: the model's)")
-    num_splits: int | None = option(None, "Spinal input splits (default: the model's)")
-    spinal_dropout: float | None = option(None, "dropout inside the Spinal head (default: the model's)")
+    head: Literal["fc", "spinal"] = option("spinal", "classifier head")
+    layer_width: int | None = option(None, "Spinal hidden width (default: the model's paper setting)", ge=1)
+    num_layers: int | None = option(None, "Spinal hidden layers (default: the model's)", ge=1)
+    num_splits: int | None = option(None, "Spinal input splits (default: the model's)", ge=1)
+    spinal_dropout: float | None = option(None, "dropout inside the Spinal head (default: the model's)", ge=0, lt=1)
     pretrained: str | None = option(None, "imagenet (download the official weights) or PATH to a weights file")
     freeze_backbone: bool = option(False, "train only the head (default: train everything)")
     # optimisation
-    epochs: int = option(5, "training epochs")
-    batch_size: int = option(64, "batch size")
-    optimizer: str = option("sgd", "sgd, adam or adamw", choices=OPTIMIZERS)
-    lr: float = option(0.01, "learning rate")
-    momentum: float = option(0.9, "SGD momentum")
-    weight_decay: float = option(0.0, "weight decay")
-    schedule: str = option("none", "LR schedule: none, step, cosine, onecycle, random-restart "
-                                 "(the paper's random LR resets, driven by validation accuracy)", choices=SCHEDULES)
-    step_size: int = option(7, "epochs between LR drops for --schedule step")
-    gamma: float = option(0.1, "LR factor for --schedule step")
+    epochs: int = option(5, "training epochs", ge=1)
+    batch_size: int = option(64, "batch size", ge=1)
+    optimizer: Optimizer = option("sgd", "optimiser")
+    lr: float = option(0.01, "learning rate", gt=0)
+    momentum: float = option(0.9, "SGD momentum", ge=0)
+    weight_decay: float = option(0.0, "weight decay, on weights only (not biases or norm parameters)", ge=0)
+    schedule: Schedule = option("none", "LR schedule (random-restart: the paper's random LR resets, driven by "
+                                      "validation accuracy)")
+    step_size: int = option(7, "epochs between LR drops for --schedule step", ge=1)
+    gamma: float = option(0.1, "LR factor for --schedule step", gt=0)
     restart_exponent: float = option(3.0, "--schedule random-restart sets LR = lr * U(0,1)^this when validation "
-                                          "accuracy stalls (the paper's scripts: 3; its ResNet scripts: 5)")
-    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss")
+                                          "accuracy stalls (the paper's scripts: 3; its ResNet scripts: 5)", gt=0)
+    label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss", ge=0, lt=1)
     # machine
-    seed: int = option(0, "seed of initialisation, data order and augmentation")
-    precision: str = option("32-true", "Lightning precision: 32-true, bf16-mixed, 16-mixed, ...")
-    accelerator: str = option("auto", "cpu, gpu, mps or auto")
-    devices: str = option("auto", "number of devices, or auto")
+    seed: int = option(0, "seed of initialisation, data order and augmentation", ge=0, le=2**32 - 1)
+    precision: Precision = option("32-true", "Lightning precision")
+    accelerator: Accelerator = option("auto", "where to train")
+    devices: str | int = option("auto", "number of devices (GPUs, or CPU processes), or auto")
     strategy: str = option("auto", "Lightning strategy, e.g. ddp")
     deterministic: bool = option(False, "use deterministic algorithms only")
     channels_last: bool = option(True, "channels-last images and convolutions (1.1x to 1.5x faster on "
                                        "CPU for the zoo models, see docs/BENCHMARKS.md)")
-    progress: bool | None = option(None, "show a progress bar (default: when stderr is a terminal)")
-    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick or budget runs; "
-                                         "validation and test always use their whole split")
+    progress: bool | None = option(None, "show a progress bar (default: when stderr is a terminal; "
+                                         "otherwise one line per epoch)")
+    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick or "
+                                       "budget runs; validation and test always use their whole split", gt=0)
     # output
     output: str | None = option(None, "run directory (default: runs/<dataset>-<model>-<time>)")
     resume: bool = option(False, "continue from the last checkpoint in the run directory")
     force: bool = option(False, "overwrite a finished run (or comparison) in --output")
 
     def validate(self) -> "TrainConfig":
-        for name in ("epochs", "batch_size", "samples_per_class"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0:
-            raise UsageError(f"--num-workers must be >= 0, got {self.num_workers}")
-        if self.lr <= 0:
-            raise UsageError(f"--lr must be > 0, got {self.lr}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise UsageError(f"--val-fraction must be between 0 and 1, got {self.val_fraction}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise UsageError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.image_size is not None and self.image_size < 8:
-            raise UsageError(f"--image-size must be >= 8, got {self.image_size}")
-        if self.limit_batches <= 0:
-            raise UsageError(f"--limit-batches must be > 0, got {self.limit_batches}")
+        """Checks that need more than one field or another module; machine options against this machine."""
+        from spinalnet.training.machine import check_machine
+
+        self.check_ranges()
+        check_machine(self.accelerator, self.devices, self.strategy)  # before the imports below: fast refusals
         from spinalnet.data import augment_spec
         from spinalnet.data.registry import check_dataset_name
         from spinalnet.models.registry import check_model_name
@@ -123,60 +206,93 @@ class TrainConfig(ConfigBase):
         return self
 
 
-
 @dataclass
 class CompareConfig(TrainConfig):
-    seeds: int = option(3, "number of seeds per head (seeds are --seed, --seed + 1, ...)")
+    seeds: int = option(3, "number of seeds per head (seeds are --seed, --seed + 1, ...)", ge=1)
     feature_cache: str | None = option(None, "with --freeze-backbone and pretrained weights: run the backbone once "
                                              "per split and train the heads on its cached features, stored in "
                                              "DIR (default: the user's cache directory, e.g. "
                                              "~/.cache/spinalnet/features); off: run the backbone in every step")
     feature_views: int = option(0, "cached features: 0 = the training images without augmentation; K >= 1 = "
-                                   "K augmented views of the training set, one per epoch in turn")
+                                   "K augmented views of the training set, one per epoch in turn", ge=0)
 
-    def validate(self) -> "CompareConfig":
-        super().validate()
-        if self.seeds < 1:
-            raise UsageError(f"--seeds must be >= 1, got {self.seeds}")
-        if self.feature_views < 0:
-            raise UsageError(f"--feature-views must be >= 0, got {self.feature_views}")
+
+@dataclass
+class RegressConfig(ConfigBase):
+    """Options of ``spinalnet regress`` (the paper's regression study)."""
+
+    target: Literal["all", "sum", "sin_sum", "prod", "sin_prod"] = option("all", "synthetic target, or all of them "
+                                                                          "(ignored with --data)")
+    data: str | None = option(None, "your tabular data instead: csv:PATH (with --y-column) or npz:PATH (x, y)")
+    y_column: str | None = option(None, "the CSV column to predict")
+    samples: int = option(1000, "samples per synthetic target", ge=1)
+    noise: float = option(0.2, "scale of the U(0, 1) noise added to synthetic targets", ge=0)
+    epochs: int = option(200, "training epochs", ge=1)
+    seeds: int = option(5, "seeds (each draws its own data, split and initialisation)", ge=1)
+    seed: int = option(0, "first seed", ge=0, le=2**32 - 1)
+    batch_size: int = option(64, "batch size", ge=1)
+    lr: float = option(0.01, "Adam learning rate", gt=0)
+    limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick runs",
+                                  gt=0)
+    val_fraction: float = option(0.15, "validation fraction (picks each model's epoch)", gt=0, lt=1)
+    test_fraction: float = option(0.15, "test fraction (used once, for the report)", gt=0, lt=1)
+    standardize: bool | None = option(None, "standardise inputs and target with training statistics "
+                                            "(default: on for --data, off for synthetic targets)")
+    fc_hidden: list[int] = option([200, 100], "hidden sizes of the ordinary MLP", ge=1)
+    layer_width: int = option(50, "width of the Spinal hidden layers", ge=1)
+    num_layers: int = option(6, "number of Spinal hidden layers", ge=1)
+    num_splits: int = option(2, "input splits of the Spinal layers (1 to the number of input features)", ge=1)
+    activation: str = option("leaky_relu", "activation of both models")
+    output: str | None = option(None, "output directory (default: runs/regress-<time>)")
+    force: bool = option(False, "overwrite a finished study in --output")
+
+    def validate(self) -> "RegressConfig":
+        self.check_ranges()
         return self
 
 
-def _base_type(tp: Any) -> Any:
-    args = [a for a in get_args(tp) if a is not type(None)]
-    return args[0] if args and get_origin(tp) is not list else tp
+# Options that cannot change a run's numbers (where files go, how they are shown, which machine runs
+# it), and epochs (a resumed run may be extended). Every other option must match to resume a run.
+NOT_RESULT_OPTIONS = frozenset({"output", "resume", "force", "progress", "num_workers", "data_dir", "download",
+                                "accelerator", "devices", "strategy", "epochs", "seeds"})
 
 
-def _comma_list(item: type):
-    def parse(text: str) -> list:
-        try:
-            return [item(c.strip()) for c in text.split(",") if c.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {item.__name__}, got {text!r}")
+def result_options(cls: type) -> tuple[str, ...]:
+    """The options of ``cls`` that change a run's result: all but :data:`NOT_RESULT_OPTIONS`."""
+    return tuple(f.name for f in fields(cls) if f.name not in NOT_RESULT_OPTIONS)
 
-    return parse
+
+COMPARE_ONLY = tuple(f.name for f in fields(CompareConfig) if f.name not in TrainConfig.__dataclass_fields__)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfig, skip: tuple[str, ...] = ()) -> None:
-    """One ``--option`` per config field; defaults stay ``None`` so YAML and dataclass defaults apply."""
-    hints = get_type_hints(cls)
+    """One ``--option`` per config field, read as text and checked with YAML values by ``from_dict``.
+
+    Defaults stay ``None`` here, so YAML and dataclass defaults apply; ``--help`` shows the
+    dataclass default once (or the help text's own "default: ..." phrase).
+    """
+    hints = _field_types(cls)
     parser.add_argument("--config", metavar="YAML", help="read options from a YAML file (command-line options win)")
     for f in fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        tp = _base_type(hints[f.name])
+        tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
-        if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif get_origin(hints[f.name]) is list:
-            parser.add_argument(flag, type=_comma_list(get_args(hints[f.name])[0]), default=None,
-                                metavar="A,B,...", help=help_text)
+        help_text = f.metadata.get("help", "")
+        if "default" not in help_text and default is not None:
+            help_text += f" (default: {','.join(map(str, default)) if isinstance(default, list) else default})"
+        literal = next((t for t in _non_none(tp) if get_origin(t) is Literal), None)
+        if bool in _non_none(tp):
+            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif get_origin(_non_none(tp)[0]) is list:
+            parser.add_argument(flag(f.name), type=_comma_list, default=None, metavar="A,B,...", help=help_text)
         else:
-            parser.add_argument(flag, type=tp, default=None, choices=f.metadata.get("choices"), help=help_text,
-                                metavar=f.name.upper() if not f.metadata.get("choices") else None)
+            metavar = "{" + ",".join(get_args(literal)) + "}" if literal else f.name.upper()
+            parser.add_argument(flag(f.name), default=None, metavar=metavar, help=help_text)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -185,7 +301,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise UsageError(f"config file {path} does not exist") from None
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise UsageError(f"{path}: not a readable YAML file ({str(err).splitlines()[0]})") from None
     if data is None:
         return {}
@@ -195,10 +311,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace, cls: type = TrainConfig, extra: dict[str, Any] | None = None):
-    """Dataclass defaults < YAML file < command line."""
+    """Dataclass defaults < YAML file < command line, all through one typed check.
+
+    ``train --config`` accepts a compare config: its compare-only keys (``seeds``) are dropped with
+    a one-line note, so the README's demo config trains one model.
+    """
     values: dict[str, Any] = dict(extra or {})
     if getattr(args, "config", None):
-        values.update(read_yaml(args.config))
+        data = read_yaml(args.config)
+        if cls is TrainConfig:
+            dropped = [k for k in data if str(k).replace("-", "_") in COMPARE_ONLY]
+            if dropped:
+                print(f"spinalnet: note: {args.config}: {', '.join(dropped)} only applies to compare; "
+                      "train ignores it", file=sys.stderr)
+                data = {k: v for k, v in data.items() if k not in dropped}
+        values.update(data)
     names = {f.name for f in fields(cls)}
     values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
     return cls.from_dict(values).validate()

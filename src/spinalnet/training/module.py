@@ -73,6 +73,18 @@ class FeatureHead(torch.nn.Module):
         return self.head(features)
 
 
+def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters in two groups: weights (2+ dimensions) decay, biases and norm parameters do not.
+
+    The rule of timm's ``param_groups_weight_decay`` and of nanoGPT: only weight matrices and kernels
+    are regularised. Empty groups are left out.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
 class Classifier(L.LightningModule):
     def __init__(self, config: dict[str, Any], facts: dict[str, Any]) -> None:
         super().__init__()
@@ -151,13 +163,18 @@ class Classifier(L.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         if not torch.isfinite(loss):
             raise TrainingError(f"the training loss became {loss.item()} at epoch {self.current_epoch}, "
-                                f"batch {batch_idx}; the last good checkpoint is kept; try a lower --lr")
+                                f"batch {batch_idx}; try a lower --lr")
         with torch.no_grad():
             self._sums += torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum().float(),
                                        torch.tensor(float(len(y)), device=loss.device)])
         if batch_idx % 25 == 0 and self.trainer.progress_bar_callback is not None:
             self.log("loss", self._sums[0] / self._sums[2], prog_bar=True, logger=False)
         return loss
+
+    def epoch_train_loss(self) -> float | None:
+        """Mean training loss of the epoch so far on this process (None before its first step)."""
+        total, _, count = self._sums.tolist()
+        return total / count if count else None
 
     def on_train_epoch_end(self) -> None:
         total, correct, count = self._sums.tolist()
@@ -192,7 +209,7 @@ class Classifier(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
         cfg = self.config
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = weight_decay_groups(self.model, cfg.weight_decay)
         if cfg.optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         elif cfg.optimizer == "adam":

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from spinalnet.training.run_files import atomic_write
+from spinalnet.rundir import atomic_write
 
 PREDICTIONS_FILE = "predictions.npz"
 

@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import logging
-import re
 import sys
-import time
 import warnings
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import lightning as L
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
 from spinalnet.data import DataOptions, DataSplits, load_dataset
-from spinalnet.errors import UsageError
-from spinalnet.training.callbacks import RandomRestartLR, Throughput
+from spinalnet.errors import TrainingError, UsageError
+from spinalnet.rundir import FINISHED, open_run_dir, read_json, timestamped, write_json
+from spinalnet.training.callbacks import EpochLines, RandomRestartLR, Throughput
 from spinalnet.training.checkpoint_io import AtomicCheckpointIO
-from spinalnet.training.config import TrainConfig
+from spinalnet.training.config import TrainConfig, result_options
 from spinalnet.training.datamodule import SplitsDataModule
+from spinalnet.training.machine import parse_devices
 from spinalnet.training.module import Classifier, data_facts
 from spinalnet.training.predictions import PREDICTIONS_FILE, accuracy_pct, write_predictions
-from spinalnet.training.run_files import write_json
 
-RESULT_FILE = "result.json"
+RESULT_FILE = FINISHED["train"]
+
+
+def rank_zero_print(*args: Any, **kwargs: Any) -> None:
+    """``print`` on the first process only: with DDP every rank runs the command."""
+    if rank_zero_only.rank == 0:
+        print(*args, **kwargs)
 
 
 class EpochHistory(L.Callback):
@@ -73,8 +81,7 @@ def data_options(config: TrainConfig) -> DataOptions:
 
 
 def default_run_dir(config: TrainConfig, root: str = "runs") -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(config.dataset).name}-{config.model}")
-    return Path(root) / f"{slug}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return timestamped(root, Path(config.dataset).name, config.model)
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -82,80 +89,132 @@ def count_params(module: torch.nn.Module) -> int:
     return getattr(module, "total_params", None) or sum(p.numel() for p in module.parameters())
 
 
-# What must agree between a checkpoint and the run that resumes from it.
-RESUME_KEYS = ("dataset", "model", "head", "layer_width", "num_layers", "num_splits", "spinal_dropout", "seed",
-               "batch_size", "optimizer", "schedule", "split_seed", "val_fraction")
+def check_same_run(saved: dict[str, Any], config: TrainConfig, source: Path) -> None:
+    """Continuing ``source`` is refused when any option that changes the result differs; name the first."""
+    defaults = TrainConfig().to_dict()
+    current = config.to_dict()
+    keys = result_options(TrainConfig)
+    if config.schedule in ("cosine", "onecycle"):  # their LR curve is laid out over --epochs
+        keys = (*keys, "epochs")
+    for key in keys:
+        before = saved.get(key, defaults[key])
+        if before != current[key]:
+            raise UsageError(f"cannot resume from {source}: it was trained with {key}={before!r}, "
+                             f"this run has {key}={current[key]!r}; use another --output or --force")
 
 
-def check_resumable(last: Path, config: TrainConfig) -> None:
-    """A checkpoint from another model or setting cannot be resumed: say which option differs."""
+def read_checkpoint_state(last: Path) -> tuple[dict[str, Any], int]:
+    """The config and epoch stored in a checkpoint (mmap: Lightning loads the weights once, when it resumes)."""
     try:
-        # mmap: only the pickled config is read here; Lightning loads the weights once, when it resumes
-        saved = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["hyper_parameters"]["config"]
+        saved = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+        return saved["hyper_parameters"]["config"], int(saved["epoch"])
     except Exception as err:  # truncated or foreign file
         raise UsageError(f"cannot resume from {last}: not a readable spinalnet checkpoint ({type(err).__name__})") from None
-    current = config.to_dict()
-    for key in RESUME_KEYS:
-        if saved.get(key) != current.get(key):
-            raise UsageError(f"cannot resume from {last}: it was trained with {key}={saved.get(key)!r}, "
-                             f"this run has {key}={current.get(key)!r}; use another --output or --force")
 
 
-def prepare_run_dir(run_dir: Path, config: TrainConfig, force: bool = False) -> Path | None:
-    """Refuse to overwrite a finished run; return the checkpoint to resume from, if any."""
-    last = run_dir / "checkpoints" / "last.ckpt"
-    if (run_dir / RESULT_FILE).exists() and not (force or config.resume):
-        raise UsageError(f"{run_dir} already holds a finished run; pass --resume to continue it, "
-                         "--force to start over, or choose another --output")
-    if config.resume and last.is_file() and not force:
-        check_resumable(last, config)
-        return last
-    return None
+def earlier_metrics(path: Path, last_epoch: int) -> tuple[list[str], list[dict[str, str]]]:
+    """metrics.csv rows of the epochs a checkpoint holds (an interrupted epoch is trained again)."""
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = [r for r in reader if r.get("epoch", "").isdigit() and int(r["epoch"]) <= last_epoch]
+        return sorted(reader.fieldnames or []), rows
+
+
+def keep_earlier_metrics(logger: CSVLogger, header: list[str], rows: list[dict[str, str]]) -> None:
+    """Lightning's CSV writer deletes an existing metrics.csv; write the earlier epochs back for it to extend."""
+    writer = logger.experiment  # creating the writer removes the old file
+    if rows and rank_zero_only.rank == 0:
+        with open(writer.metrics_file_path, "w", newline="") as handle:
+            out = csv.DictWriter(handle, fieldnames=header)
+            out.writeheader()
+            out.writerows(rows)
+        writer.metrics_keys = list(header)
+
+
+@contextlib.contextmanager
+def lightning_errors(last: Path) -> Iterator[None]:
+    """Lightning's own refusals as one-line usage errors; Ctrl-C as KeyboardInterrupt (Lightning exits 1)."""
+    try:
+        yield
+    except MisconfigurationException as err:
+        raise UsageError(str(err).strip().splitlines()[0]) from None
+    except TrainingError as err:
+        kept = f"the last good checkpoint is kept: {last}" if last.is_file() else "no checkpoint was written"
+        raise TrainingError(f"{err}; {kept}") from None
+    except SystemExit as err:
+        if err.code == 1:  # Lightning's graceful shutdown after KeyboardInterrupt ends in sys.exit(1)
+            raise KeyboardInterrupt from None
+        raise
 
 
 def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | None = None,
-          force: bool = False, extra_callbacks: list[L.Callback] = ()) -> dict[str, Any]:
+          extra_callbacks: Sequence[L.Callback] = ()) -> dict[str, Any]:
     """Fit ``config``; write ``run_dir/result.json`` and ``predictions.npz`` (the test split) and return the metrics.
 
-    ``extra_callbacks`` watch the run (tests hash its batches with one); they must not change it.
+    ``--resume`` continues from ``checkpoints/last.ckpt``; on a finished run it returns the stored
+    result (or trains on to a larger ``--epochs``). Nothing is written before options, data and model
+    are known to work. ``extra_callbacks`` watch the run (tests hash its batches with one); they must
+    not change it.
     """
     quiet_lightning()
     config.validate()
+    last_of = lambda path: path / "checkpoints" / "last.ckpt"  # noqa: E731
+    run = open_run_dir(run_dir or config.output, "train", lambda: default_run_dir(config), resume=config.resume,
+                       force=config.force, can_resume=lambda p: last_of(p).is_file() or (p / RESULT_FILE).is_file())
+    last = last_of(run.path)
+    resume_from, header, rows = None, [], []
+    if run.resume and run.finished:
+        stored = read_json(run.path / RESULT_FILE)
+        check_same_run(stored["config"], config, run.path / RESULT_FILE)
+        if stored["epochs"] >= config.epochs:
+            return {**stored, "resumed_finished": True}
+    if run.resume:
+        if not last.is_file():
+            raise UsageError(f"cannot resume {run.path}: {last} is missing")
+        saved, epoch = read_checkpoint_state(last)
+        check_same_run(saved, config, last)
+        resume_from = last
+        header, rows = earlier_metrics(run.path / "metrics.csv", epoch)
     splits = splits if splits is not None else load_dataset(config.dataset, data_options(config))
-    run_dir = Path(run_dir or config.output or default_run_dir(config))
-    resume_from = prepare_run_dir(run_dir, config, force)
     facts = data_facts(splits)
     L.seed_everything(config.seed, workers=True, verbose=False)
     module = Classifier(config.to_dict(), facts)  # builds the model: bad options fail before any file is written
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
 
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_acc", mode="max",
+    checkpoint = ModelCheckpoint(dirpath=run.path / "checkpoints", filename="best", monitor="val_acc", mode="max",
                                  enable_version_counter=False)
     # Lightning's save_last refreshes last.ckpt only when a best checkpoint is saved; resuming needs
     # the state after every epoch, so "last" is its own checkpoint, replaced each epoch.
-    every_epoch = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, monitor=None,
+    every_epoch = ModelCheckpoint(dirpath=run.path / "checkpoints", filename="last", save_top_k=1, monitor=None,
                                   enable_version_counter=False)
     throughput, history = Throughput(), EpochHistory()
     callbacks: list[L.Callback] = [checkpoint, every_epoch, throughput, history, *extra_callbacks]
     if config.schedule == "random-restart":
         callbacks.append(RandomRestartLR(config.lr, config.seed, config.restart_exponent))
+    progress = sys.stderr.isatty() if config.progress is None else config.progress
+    if not progress:
+        callbacks.append(EpochLines(throughput))
     limit = int(config.limit_batches) if config.limit_batches > 1 else config.limit_batches
-    trainer = L.Trainer(
-        max_epochs=config.epochs, accelerator=config.accelerator,
-        devices=int(config.devices) if str(config.devices).isdigit() else config.devices,
-        strategy=config.strategy, precision=config.precision, deterministic=config.deterministic,
-        logger=CSVLogger(str(run_dir), name="", version=""), callbacks=callbacks,
-        enable_progress_bar=sys.stderr.isatty() if config.progress is None else config.progress, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_train_batches=limit, log_every_n_steps=10,  # validation and test always see their whole split
-        use_distributed_sampler=not splits.in_memory, plugins=[AtomicCheckpointIO()],
-    )
-    last = run_dir / "checkpoints" / "last.ckpt"
-    started = time.perf_counter()
-    trainer.fit(module, datamodule, ckpt_path=str(resume_from) if resume_from else None)
-    train_seconds = time.perf_counter() - started
-    curve, lr_curve = list(history.val_acc), list(history.lr)  # testing from a checkpoint rewinds callback state
-    best_path = checkpoint.best_model_path or str(last)
-    (test,) = trainer.test(module, datamodule, ckpt_path=best_path, verbose=False)
+    logger = CSVLogger(str(run.path), name="", version="")
+    with lightning_errors(last):
+        trainer = L.Trainer(
+            max_epochs=config.epochs, accelerator=config.accelerator, devices=parse_devices(config.devices),
+            strategy=config.strategy, precision=config.precision, deterministic=config.deterministic,
+            logger=logger, callbacks=callbacks, enable_progress_bar=progress, enable_model_summary=False,
+            num_sanity_val_steps=0, limit_train_batches=limit, log_every_n_steps=10,
+            # validation and test always see their whole split
+            use_distributed_sampler=not splits.in_memory, plugins=[AtomicCheckpointIO()],
+        )
+        run.create()
+        keep_earlier_metrics(logger, header, rows)
+        trainer.fit(module, datamodule, ckpt_path=str(resume_from) if resume_from else None)
+        # testing from a checkpoint restores (rewinds) callback state
+        curve, lr_curve = list(history.val_acc), list(history.lr)
+        train_seconds, images_per_second = throughput.epoch_seconds, throughput.images_per_second
+        best_path = checkpoint.best_model_path or str(last)
+        (test,) = trainer.test(module, datamodule, ckpt_path=best_path, verbose=False)
     model = module.model
     predictions = module.test_predictions  # the test pass above; test_acc is computed from it exactly
     result = {
@@ -164,11 +223,11 @@ def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path |
         "val_acc": round(float(checkpoint.best_model_score), 4) if checkpoint.best_model_score is not None else None,
         "val_acc_curve": curve, "lr_curve": lr_curve, "epochs": trainer.current_epoch,
         "params": count_params(model), "head_params": count_params(model.get_submodule(model.head_path)),
-        "train_seconds": round(train_seconds, 3), "images_per_second": round(throughput.images_per_second, 1),
+        "train_seconds": round(train_seconds, 3), "images_per_second": round(images_per_second, 1),
         "best_checkpoint": str(Path(best_path).resolve()), "config": config.to_dict(),
         "data": {k: v for k, v in facts.items() if k != "classes"},
     }
     if trainer.is_global_zero:
-        write_predictions(run_dir / PREDICTIONS_FILE, predictions)
-        write_json(run_dir / RESULT_FILE, result)
+        write_predictions(run.path / PREDICTIONS_FILE, predictions)
+        write_json(run.path / RESULT_FILE, result)
     return result

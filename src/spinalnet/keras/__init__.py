@@ -1,0 +1,15 @@
+"""Keras 3 SpinalNet: the same split rule and math as :class:`spinalnet.SpinalLinear`, on any backend.
+
+Written against ``keras.ops`` only, so it runs on the JAX, TensorFlow and PyTorch backends, and imports
+no torch (``pip install 'spinalnet[keras]'`` plus your backend). The backend is Keras' choice: set
+``KERAS_BACKEND`` (``jax``, ``tensorflow`` or ``torch``) before the first ``import keras``; unset,
+Keras picks the one in ``~/.keras/keras.json``, by default ``tensorflow``. Only :func:`from_torch` and
+:func:`to_torch` need torch, and import it when called.
+"""
+
+from spinalnet.keras.batchnorm import BatchNorm
+from spinalnet.keras.layer import SpinalDense
+from spinalnet.keras.models import head_params, spinal_vgg5, vgg5, with_spinal_head
+from spinalnet.keras.torch_weights import from_torch, to_torch
+
+__all__ = ["BatchNorm", "SpinalDense", "from_torch", "head_params", "spinal_vgg5", "to_torch", "vgg5", "with_spinal_head"]

@@ -1,0 +1,138 @@
+"""Bad input through the command line and YAML: one ``spinalnet: error:`` line, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spinalnet.cli import main
+from spinalnet.training.config import RegressConfig, TrainConfig
+
+RUN = [sys.executable, "-m", "spinalnet"]
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if not line.startswith("spinalnet: note:")]
+    assert len(lines) == 1 and lines[0].startswith("spinalnet: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+YAML_CASES = [
+    ("optimizer: adm", "unknown optimizer 'adm' (did you mean 'adam'?); known: adam, adamw, sgd"),
+    ("schedule: cosin", "unknown schedule 'cosin' (did you mean 'cosine'?)"),
+    ('freeze_backbone: "no"', "--freeze-backbone must be true or false, got 'no'"),
+    ("epochs: three", "--epochs must be a whole number, got 'three'"),
+    ("batch_size: 64.5", "--batch-size must be a whole number, got 64.5"),
+    ("epochs: [1, 2]", "--epochs must be a whole number, got [1, 2]"),
+    ("lr: [0.1]", "--lr must be a number, got [0.1]"),
+    ("lr: true", "--lr must be a number, got True"),
+    ("optimiser: sgd", "unknown option 'optimiser' (did you mean 'optimizer'?)"),
+    ("momentum: -1", "--momentum must be >= 0, got -1.0"),
+    ("weight_decay: -0.1", "--weight-decay must be >= 0, got -0.1"),
+    ("gamma: 0", "--gamma must be > 0, got 0.0"),
+    ("seed: -1", "--seed must be >= 0, got -1"),
+    ("head: spinel", "unknown head 'spinel' (did you mean 'spinal'?)"),
+    ("categories: cat", "--categories must be a list of strings, got 'cat'"),
+]
+
+
+@pytest.mark.parametrize("line,message", YAML_CASES)
+def test_yaml_values_are_type_and_choice_checked(line, message, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text(line + "\n")
+    assert main(["train", "--config", str(config), "--output", str(tmp_path / "out")]) == 2
+    assert one_error_line(capsys.readouterr().err).startswith(f"spinalnet: error: {message}")
+    assert not (tmp_path / "out").exists()
+
+
+CLI_CASES = [
+    (["--optimizer", "adm"], "unknown optimizer 'adm' (did you mean 'adam'?)"),
+    (["--epochs", "three"], "--epochs must be a whole number, got 'three'"),
+    (["--momentum", "-1"], "--momentum must be >= 0, got -1.0"),
+    (["--weight-decay", "-1"], "--weight-decay must be >= 0, got -1.0"),
+    (["--schedule", "step", "--step-size", "0"], "--step-size must be >= 1, got 0"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--devices", "0"], "--devices must be auto or a whole number >= 1, got '0'"),
+    (["--devices", "abc"], "--devices must be auto or a whole number >= 1, got 'abc'"),
+    (["--accelerator", "tpu"], "unknown accelerator 'tpu' (did you mean 'gpu'?)"),
+    (["--accelerator", "cpu", "--devices", "99"], f"--devices 99 would start 99 CPU processes; this machine has "
+                                                 f"{os.cpu_count()} cores, so at most --devices {os.cpu_count()}"),
+    (["--resume", "--force"], "--resume and --force contradict each other"),
+]
+
+
+@pytest.mark.parametrize("args,message", CLI_CASES)
+def test_command_line_values_get_the_same_checks(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output would be runs/...: nothing may appear
+    assert main(["train", *args]) == 2
+    assert one_error_line(capsys.readouterr().err).startswith(f"spinalnet: error: {message}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_gpu_without_gpu_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--accelerator", "gpu"]) == 2
+    assert "no CUDA GPU is visible" in one_error_line(capsys.readouterr().err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_more_gpus_than_present_are_refused(monkeypatch):
+    from spinalnet.errors import UsageError
+    from spinalnet.training import machine
+
+    monkeypatch.setattr(machine, "gpu_count", lambda: 2)
+    with pytest.raises(UsageError, match=r"--devices 3: this machine has 2 GPU\(s\)"):
+        machine.check_machine("gpu", "3", "auto")
+    assert machine.check_machine("gpu", "2", "auto") == 2
+
+
+def test_numbers_may_be_strings_in_yaml_as_on_the_command_line(tmp_path):
+    # PyYAML reads 1e-3 as a string; the command line gives strings too: both mean 0.001
+    assert TrainConfig.from_dict({"lr": "1e-3", "epochs": "3"}).lr == 0.001
+    assert TrainConfig.from_dict({"epochs": "3"}).epochs == 3
+    assert RegressConfig.from_dict({"fc_hidden": ["8", 4]}).fc_hidden == [8, 4]
+
+
+def test_regress_targets_match_the_config_choices():
+    from typing import get_args, get_type_hints
+
+    from spinalnet.regression import TARGETS
+
+    assert set(get_args(get_type_hints(RegressConfig)["target"])) == {"all", *TARGETS}
+
+
+def test_argparse_errors_are_one_line_too():
+    done = subprocess.run([*RUN, "train", "--no-such-option"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "unrecognized arguments: --no-such-option" in one_error_line(done.stderr)
+
+
+def test_help_shows_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert text.count("(default: 0.9)") == 1 and "default: None" not in text
+    assert "(default: the dataset's) (default" not in text
+
+
+def test_train_accepts_a_compare_config_with_a_note(tmp_path, capsys):
+    config = tmp_path / "demo.yaml"
+    config.write_text("seeds: 3\nepochs: 0\n")  # epochs 0: stops at validation, after the note
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"spinalnet: note: {config}: seeds only applies to compare; train ignores it" in err
+    assert one_error_line(err) == "spinalnet: error: --epochs must be >= 1, got 0"
+
+
+def test_regress_checks_its_output_before_training(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["regress", "--target", "sum", "--epochs", "1000000", "--output", str(blocker)]) == 2
+    assert "exists and is not a directory" in one_error_line(capsys.readouterr().err)
+    assert blocker.read_text() == "x"

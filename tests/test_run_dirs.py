@@ -1,0 +1,160 @@
+"""Run directories: kinds, --resume and --force rules, file permissions, Ctrl-C, per-epoch lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spinalnet.cli import main
+from spinalnet.rundir import MARKER, atomic_write_text, write_json
+
+RUN = [sys.executable, "-m", "spinalnet"]
+
+
+def _train(npz: Path, out: Path, *extra: str, epochs: int = 1) -> list[str]:
+    return ["train", "--dataset", f"npz:{npz}", "--epochs", str(epochs), "--batch-size", "32", "--output", str(out),
+            "--no-progress", *extra]
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spinalnet: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_results_are_readable_under_umask_022_and_replaced_files_keep_their_mode(tmp_path, umask_022):
+    atomic_write_text(tmp_path / "new.txt", "a")
+    assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o644
+    (tmp_path / "shared.md").write_text("x")
+    os.chmod(tmp_path / "shared.md", 0o664)
+    atomic_write_text(tmp_path / "shared.md", "y")
+    assert (tmp_path / "shared.md").stat().st_mode & 0o777 == 0o664
+
+    import matplotlib.pyplot as plt
+
+    from spinalnet.plots import save_figure
+
+    save_figure(plt.figure(), tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_regress_and_report_files_follow_the_umask(tmp_path, umask_022, capsys):
+    run = tmp_path / "run"
+    assert main(["regress", "--target", "sum", "--samples", "60", "--epochs", "2", "--seeds", "1",
+                 "--output", str(run)]) == 0
+    assert {p.name: p.stat().st_mode & 0o777 for p in run.iterdir()} == \
+        dict.fromkeys(["results.json", "results.csv", "regression.png", MARKER], 0o644)
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# head\n")
+    os.chmod(out, 0o664)  # group-writable on purpose: report keeps it so
+    assert main(["report", str(run), "--output", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o664 and out.read_text().startswith("# head\n")
+
+
+def test_train_resume_rules(npz_file, tmp_path, capsys, umask_022):
+    out = tmp_path / "run"
+    assert main(_train(npz_file, out)) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1: train loss " in printed and "val acc" in printed and "ETA" in printed
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert set(modes) >= {"result.json", "metrics.csv", "best.ckpt", "last.ckpt", MARKER}
+    assert set(modes.values()) == {0o644}
+    first = json.loads((out / "result.json").read_text())
+    assert first["train_seconds"] > 0 and first["images_per_second"] > 0
+    before = _tree(out)
+
+    # a finished run is reported, not re-tested; nothing is rewritten
+    assert main([*_train(npz_file, out), "--resume"]) == 0
+    assert "finished earlier, stored result" in capsys.readouterr().out
+    assert _tree(out) == before
+
+    # every option that changes the result is checked
+    for option, value in (("--lr", "0.5"), ("--augment", "crop"), ("--momentum", "0.5"), ("--weight-decay", "0.1"),
+                          ("--label-smoothing", "0.1"), ("--limit-batches", "0.5"), ("--image-size", "32")):
+        assert main([*_train(npz_file, out), "--resume", option, value]) == 2
+        assert "cannot resume from" in _error(capsys)
+    assert _tree(out) == before
+
+    # resuming to more epochs keeps the earlier epochs' metrics and times the whole run
+    assert main([*_train(npz_file, out, epochs=2), "--resume"]) == 0
+    capsys.readouterr()
+    second = json.loads((out / "result.json").read_text())
+    epochs = [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert "0" in epochs and "1" in epochs
+    assert second["epochs"] == 2 and len(second["val_acc_curve"]) == 2
+    assert second["train_seconds"] > first["train_seconds"] and second["images_per_second"] > 0
+
+
+def test_resume_refuses_empty_missing_and_foreign_directories(npz_file, tmp_path, capsys):
+    assert main([*_train(npz_file, tmp_path / "missing"), "--resume"]) == 2
+    assert "nothing to resume in" in _error(capsys)
+    (tmp_path / "empty").mkdir()
+    assert main([*_train(npz_file, tmp_path / "empty"), "--resume"]) == 2
+    assert "nothing to resume in" in _error(capsys)
+    compare_dir = tmp_path / "cmp"
+    write_json(compare_dir / MARKER, {"kind": "compare"})
+    before = _tree(compare_dir)
+    for extra in (["--resume"], ["--force"], []):
+        assert main([*_train(npz_file, compare_dir), *extra]) == 2
+        assert "holds an unfinished compare run, not a train run" in _error(capsys)
+    assert _tree(compare_dir) == before
+    assert not (tmp_path / "missing").exists() and list((tmp_path / "empty").iterdir()) == []
+
+
+def test_lightning_misconfiguration_is_one_line_and_writes_nothing(npz_file, tmp_path, capsys):
+    assert main([*_train(npz_file, tmp_path / "o"), "--strategy", "no-such-strategy"]) == 2
+    assert "no-such-strategy" in _error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_nan_in_the_first_epoch_says_no_checkpoint_was_written(npz_file, tmp_path, capsys, monkeypatch):
+    import spinalnet.training.module as module
+
+    real = module.F.cross_entropy
+    monkeypatch.setattr(module.F, "cross_entropy", lambda logits, y, **kw: real(logits, y, **kw) * float("nan"))
+    assert main(_train(npz_file, tmp_path / "nan")) == 1
+    err = capsys.readouterr().err
+    assert "the training loss became nan" in err and "no checkpoint was written" in err and "kept" not in err
+
+
+def _interrupt(args: list[str], cwd: Path, when) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen([*RUN, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not when() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_ctrl_c_at_any_time_is_one_line_naming_resume_and_exit_130(npz_file, tmp_path):
+    out = tmp_path / "run"
+    args = _train(npz_file, out, epochs=50)
+    start = time.time()
+    for name, when in (("while importing", lambda: time.time() > start + 0.4),
+                       ("while training", lambda: (out / "checkpoints" / "last.ckpt").exists())):
+        done = _interrupt(args if name == "while importing" else [*args], tmp_path, when)
+        assert done.returncode == 130, (name, done.stderr)
+        assert done.stderr.strip().splitlines()[-1] == \
+            "spinalnet: interrupted; rerun the same command with --resume to continue", (name, done.stderr)
+        assert "Traceback" not in done.stderr, name
