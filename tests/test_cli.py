@@ -79,3 +79,12 @@ def test_describe_matches_a_real_layer_without_allocating_it(capsys):
     assert main(["describe", "100", "7", "--layer-width", "5", "--num-layers", "4", "--num-splits", "3"]) == 0
     real = SpinalLinear(100, 7, layer_width=5, num_layers=4, num_splits=3)
     assert f"parameters: {sum(p.numel() for p in real.parameters()):,}" in capsys.readouterr().out
+
+
+def test_building_the_parser_imports_no_framework():
+    """--help, --version and bad options answer at once, and Ctrl-C finds no torch import under way."""
+    code = "import sys; from spinalnet.cli import build_parser; build_parser(); print(sorted({'torch', 'lightning', " \
+           "'numpy'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -63,7 +63,7 @@ def test_regress_and_report_files_follow_the_umask(tmp_path, umask_022, capsys):
     assert main(["regress", "--target", "sum", "--samples", "60", "--epochs", "2", "--seeds", "1",
                  "--output", str(run)]) == 0
     assert {p.name: p.stat().st_mode & 0o777 for p in run.iterdir()} == \
-        dict.fromkeys(["results.json", "results.csv", "regression.png", MARKER], 0o644)
+        dict.fromkeys(["results.json", "results.csv", "predictions.npz", "regression.png", MARKER], 0o644)
     out = tmp_path / "RESULTS.md"
     out.write_text("# head\n")
     os.chmod(out, 0o664)  # group-writable on purpose: report keeps it so
@@ -150,10 +150,13 @@ def _interrupt(args: list[str], cwd: Path, when) -> subprocess.CompletedProcess:
 def test_ctrl_c_at_any_time_is_one_line_naming_resume_and_exit_130(npz_file, tmp_path):
     out = tmp_path / "run"
     args = _train(npz_file, out, epochs=50)
-    start = time.time()
-    for name, when in (("while importing", lambda: time.time() > start + 0.4),
-                       ("while training", lambda: (out / "checkpoints" / "last.ckpt").exists())):
-        done = _interrupt(args if name == "while importing" else [*args], tmp_path, when)
+    # at several points of the imports (torch's C++ start-up aborted, and scipy's left a half-made module,
+    # when a KeyboardInterrupt was raised inside them), then during training
+    moments = [(f"importing, {delay} s in", lambda delay=delay: time.time() > start + delay)
+               for delay in (0.2, 0.4, 0.6, 0.9)]
+    for name, when in (*moments, ("while training", lambda: (out / "checkpoints" / "last.ckpt").exists())):
+        start = time.time()
+        done = _interrupt(args, tmp_path, when)
         assert done.returncode == 130, (name, done.stderr)
         assert done.stderr.strip().splitlines()[-1] == \
             "spinalnet: interrupted; rerun the same command with --resume to continue", (name, done.stderr)

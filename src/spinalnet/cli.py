@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from types import FrameType
 from typing import NoReturn, Sequence
 
 RESUMABLE = ("train", "compare", "reproduce")
@@ -48,9 +50,43 @@ def interrupted_message(argv: Sequence[str]) -> str:
     return "spinalnet: interrupted"
 
 
+class _CtrlC:
+    """Ctrl-C as KeyboardInterrupt, but never raised inside an import: interrupted there, torch's C++
+    start-up aborts the process (SIGABRT) and scipy under torchmetrics leaves a half-made module behind
+    (RecursionError). Inside an import the interrupt waits, re-checked every 50 ms, until the import is over."""
+
+    pending = False
+
+    @staticmethod
+    def importing(frame: FrameType | None) -> bool:
+        while frame is not None:
+            if frame.f_code.co_filename.startswith("<frozen importlib"):
+                return True
+            frame = frame.f_back
+        return False
+
+    @classmethod
+    def on_signal(cls, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGALRM and not cls.pending:
+            return
+        if cls.importing(frame):
+            cls.pending = True
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            return
+        cls.pending = False
+        raise KeyboardInterrupt
+
+    @classmethod
+    def install(cls) -> None:
+        signal.signal(signal.SIGINT, cls.on_signal)
+        signal.signal(signal.SIGALRM, cls.on_signal)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    if as_program:
+        _CtrlC.install()
     try:
         return _run(argv)
     except KeyboardInterrupt:

@@ -247,9 +247,24 @@ def run_report(args: argparse.Namespace) -> None:
 
 
 def add_convert_weights(sub: argparse._SubParsersAction) -> None:
-    from spinalnet.pretrained import add_convert_weights as add
+    p = sub.add_parser("convert-weights", help="turn another implementation's state dict into a tv:/timm: model's",
+                       description="Rename the tensors of a state dict written by another implementation to the "
+                       "key layout of a tv:NAME or timm:NAME model: by name where the names match, otherwise in "
+                       "order, shape for shape. Every tensor must map one to one. The output loads with "
+                       "--pretrained OUTPUT.")
+    p.add_argument("src", type=Path, help="the state dict to convert (.pth / .pt)")
+    p.add_argument("--model", required=True, help="target model, e.g. timm:tf_efficientnet_lite0 or tv:resnet18")
+    p.add_argument("--output", required=True, type=Path, help="file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.set_defaults(func=run_convert_weights)
 
-    add(sub)
+
+def run_convert_weights(args: argparse.Namespace) -> None:
+    from spinalnet.pretrained import convert_weights
+
+    done = convert_weights(args.src, args.model, args.output, args.force)
+    print(f"wrote {done['output']}: {done['tensors']} tensors for {args.model} "
+          f"({done['by_name']} matched by name, {done['by_order']} in order and shape)")
 
 
 COMMANDS = [add_train, add_compare, add_eval, add_export, add_convert_weights, add_regress, add_reproduce,

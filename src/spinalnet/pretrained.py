@@ -8,7 +8,6 @@ Feeding it the dataset's own statistics (what a model trained from scratch gets)
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,22 +188,3 @@ def convert_weights(src: Path, model: str, output: Path, force: bool = False) ->
     by_name = sum(1 for k in converted if k in state)
     return {"output": str(output), "tensors": len(converted), "by_name": by_name,
             "by_order": len(converted) - by_name}
-
-
-def add_convert_weights(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("convert-weights", help="turn another implementation's state dict into a tv:/timm: model's",
-                       description="Rename the tensors of a state dict written by another implementation to the "
-                       "key layout of a tv:NAME or timm:NAME model: by name where the names match, otherwise in "
-                       "order, shape for shape. Every tensor must map one to one. The output loads with "
-                       "--pretrained OUTPUT.")
-    p.add_argument("src", type=Path, help="the state dict to convert (.pth / .pt)")
-    p.add_argument("--model", required=True, help="target model, e.g. timm:tf_efficientnet_lite0 or tv:resnet18")
-    p.add_argument("--output", required=True, type=Path, help="file to write")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    p.set_defaults(func=run_convert_weights)
-
-
-def run_convert_weights(args: argparse.Namespace) -> None:
-    done = convert_weights(args.src, args.model, args.output, args.force)
-    print(f"wrote {done['output']}: {done['tensors']} tensors for {args.model} "
-          f"({done['by_name']} matched by name, {done['by_order']} in order and shape)")

@@ -101,7 +101,8 @@ def _budget(cfg: dict[str, Any]) -> str:
 
 
 def compare_row(results: dict[str, Any]) -> dict[str, Any]:
-    from spinalnet.compare import load_run_predictions, paired_summary
+    from spinalnet.compare import load_run_predictions
+    from spinalnet.compare_table import paired_summary
 
     exp = results.get("experiment") or {}
     fc, sp = results["fc"], results["spinal"]
