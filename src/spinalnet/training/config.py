@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import math
 import sys
 import types
 from dataclasses import dataclass, field, fields
@@ -129,6 +130,8 @@ class ConfigBase:
                     limit = f.metadata.get(bound)
                     if limit is None or item is None or isinstance(item, str):
                         continue
+                    if isinstance(item, float) and math.isinf(item):
+                        raise UsageError(f"{flag(f.name)} must be a finite number, got {value}")
                     ok = {"ge": item >= limit, "gt": item > limit, "le": item <= limit, "lt": item < limit}[bound]
                     if not ok:  # also false for NaN
                         raise UsageError(f"{flag(f.name)} must be {sign} {limit}, got {value}")
