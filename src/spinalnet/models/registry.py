@@ -50,6 +50,21 @@ def create_model(name: str, num_classes: int, *, in_channels: int = 1, image_siz
     if head not in HEADS:
         raise UsageError(f"head must be one of {HEADS}, got {head!r}")
     options = spinal_options or SpinalOptions()
+    try:
+        model = _build(name, num_classes, in_channels, image_size, head, options, pretrained)
+    except (RuntimeError, MemoryError) as err:  # sizes whose weights cannot be allocated are bad input
+        if not isinstance(err, MemoryError) and "allocate" not in str(err):
+            raise
+        raise UsageError(f"{name} with these sizes does not fit in memory ({str(err).splitlines()[0]}); "
+                         "use a smaller --layer-width, --num-layers or --image-size") from None
+    if freeze_backbone:
+        model.requires_grad_(False)
+        model.get_submodule(model.head_path).requires_grad_(True)
+    return model
+
+
+def _build(name: str, num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
+           options: SpinalOptions, pretrained: str | None) -> nn.Module:
     if name.startswith("tv:"):
         model = torchvision_model(name[3:], num_classes, head, options, pretrained)
     elif name.startswith("timm:"):
@@ -60,9 +75,6 @@ def create_model(name: str, num_classes: int, *, in_channels: int = 1, image_siz
         model = MODELS[name].build(num_classes, in_channels, image_size, head, options)
     else:
         raise unknown_name("model", name, model_names())
-    if freeze_backbone:
-        model.requires_grad_(False)
-        model.get_submodule(model.head_path).requires_grad_(True)
     return model
 
 
