@@ -150,3 +150,18 @@ def test_folder_data_is_cached_without_its_training_augmentation(image_folder, l
     assert not record["hit"] and first.train.images.shape == (len(splits.train), 1280)
     assert torch.equal(first.train.images, again.train.images)  # no random crop or flip in the cached split
     assert first.train.labels.tolist() == [int(v) for v in splits.train.labels]
+
+
+def test_an_unusable_feature_cache_is_refused_before_the_run_directory_exists(npz_file, lite0, tmp_path, capsys):
+    from spinalnet.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    out = tmp_path / "out"
+    args = ["compare", "--dataset", f"npz:{npz_file}", "--model", LITE0, "--pretrained", str(lite0),
+            "--freeze-backbone", "--image-size", "32", "--epochs", "1", "--seeds", "1",
+            "--feature-cache", str(blocker / "cache"), "--output", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"spinalnet: error: --feature-cache {blocker / 'cache'}: cannot")
+    assert not out.exists() and blocker.read_text() == "not a directory"

@@ -21,7 +21,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from spinalnet.compare_table import HEADS, SCHEDULES_DIFFER, format_table, summarize
 from spinalnet.data import load_dataset
 from spinalnet.errors import UsageError
-from spinalnet.feature_cache import cache_plan, check_views, feature_splits
+from spinalnet.feature_cache import cache_plan, check_cache_dir, check_views, feature_splits
 from spinalnet.plots import plot_curves, plot_summary
 from spinalnet.rundir import atomic_write_text, hardware, open_run_dir, read_json, timestamped, versions, write_json
 from spinalnet.training.config import CompareConfig, TrainConfig
@@ -67,6 +67,7 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     cache_dir, no_cache = cache_plan(config)
     if cache_dir is not None:
         check_views(config, splits)
+        check_cache_dir(cache_dir)
     out = run.create()
     feature_cache: dict[str, Any] = {"used": False, "hit": False, "extract_seconds": None, "images": None,
                                      "key": None}

@@ -64,6 +64,17 @@ def cache_plan(config: CompareConfig) -> tuple[Path | None, str | None]:
     return Path(config.feature_cache).expanduser() if config.feature_cache else default_cache_dir(), None
 
 
+def check_cache_dir(directory: Path) -> None:
+    """An unusable --feature-cache is refused before the run directory is created."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--feature-cache {directory}: cannot create or write it ({err.strerror or err}); "
+                         "give another directory, or --feature-cache off") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"--feature-cache {directory}: not writable; give another directory, or --feature-cache off")
+
+
 def check_views(config: CompareConfig, splits: DataSplits) -> None:
     """Augmented views need an augmentation: checked before anything is written."""
     if config.feature_views and (config.augment or splits.augment) == "none":
