@@ -61,10 +61,10 @@ def weight_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-def check_output(output: Path, force: bool) -> None:
-    """Refuse a directory, or an existing file without ``force``, before anything is exported."""
+def check_output(output: Path, force: bool, example: str = "model.onnx") -> None:
+    """Refuse a directory, or an existing file without ``force``, before anything is exported or converted."""
     if output.is_dir():
-        raise UsageError(f"--output {output} is a directory; give a file name such as {output / 'model.onnx'}")
+        raise UsageError(f"--output {output} is a directory; give a file name such as {output / example}")
     if output.exists() and not force:
         raise UsageError(f"{output} exists; pass --force to overwrite it")
     if output.parent.exists() and not output.parent.is_dir():

@@ -176,11 +176,11 @@ def convert_state_dict(source: Mapping[str, Tensor], target: Mapping[str, Tensor
 
 def convert_weights(src: Path, model: str, output: Path, force: bool = False) -> dict[str, Any]:
     """Write ``src`` in the key layout of ``model`` to ``output`` (atomically); return what was done."""
+    from spinalnet.export import check_output
     from spinalnet.rundir import atomic_write
 
     src, output = Path(src), Path(output)
-    if output.exists() and not force:
-        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    check_output(output, force, example=src.name)
     state = read_state_dict(src)
     target = reference_model(model).state_dict()
     converted = convert_state_dict(state, target, str(src), model)
