@@ -41,8 +41,9 @@ def load_classifier(path: Path) -> Classifier:
         module = Classifier(hparams["config"], hparams["facts"])
         module.load_state_dict(checkpoint["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]  # torch puts the key on line 2
         raise UsageError(f"{path}: its weights do not fit the model it describes "
-                         f"({type(err).__name__}: {str(err).splitlines()[0]})") from None
+                         f"({type(err).__name__}: {' '.join(lines[:2])})") from None
     return module.eval()
 
 
