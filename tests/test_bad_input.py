@@ -38,6 +38,7 @@ YAML_CASES = [
     ("seed: -1", "--seed must be >= 0, got -1"),
     ("head: spinel", "unknown head 'spinel' (did you mean 'spinal'?)"),
     ("categories: cat", "--categories must be a list of strings, got 'cat'"),
+    ("lr: .inf", "--lr must be a finite number, got inf"),
 ]
 
 
@@ -63,6 +64,8 @@ CLI_CASES = [
     (["--accelerator", "cpu", "--devices", "99"], f"--devices 99 would start 99 CPU processes; this machine has "
                                                  f"{os.cpu_count()} cores, so at most --devices {os.cpu_count()}"),
     (["--resume", "--force"], "--resume and --force contradict each other"),
+    (["--lr", "inf"], "--lr must be a finite number, got inf"),
+    (["--momentum", "inf"], "--momentum must be a finite number, got inf"),
 ]
 
 
@@ -136,3 +139,24 @@ def test_regress_checks_its_output_before_training(tmp_path, capsys):
     assert main(["regress", "--target", "sum", "--epochs", "1000000", "--output", str(blocker)]) == 2
     assert "exists and is not a directory" in one_error_line(capsys.readouterr().err)
     assert blocker.read_text() == "x"
+
+
+def test_a_head_too_big_to_allocate_is_one_line_and_nothing_written(npz_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["train", "--dataset", f"npz:{npz_file}", "--layer-width", str(10**12), "--output", str(out)]
+    assert main(args) == 2
+    assert "does not fit in memory" in one_error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_a_checkpoint_with_a_misshapen_tensor_names_it(npz_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", f"npz:{npz_file}", "--epochs", "1", "--limit-batches", "2",
+                 "--no-progress", "--output", str(out)]) == 0
+    checkpoint = torch.load(out / "checkpoints" / "best.ckpt", weights_only=False)
+    key = next(k for k in checkpoint["state_dict"] if k.endswith("weight"))
+    checkpoint["state_dict"][key] = torch.zeros(3)
+    torch.save(checkpoint, tmp_path / "bad.ckpt")
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "bad.ckpt")]) == 2
+    assert f"size mismatch for {key}" in one_error_line(capsys.readouterr().err)

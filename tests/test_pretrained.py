@@ -129,3 +129,16 @@ def test_pretrained_error_names_the_first_missing_unexpected_and_misshapen_keys(
     text = str(err.value)
     assert "missing keys: layer4.1.bn2.weight" in text and "unexpected keys: renamed.weight" in text
     assert "fc.bias (3,) vs (1000,)" in text and "\n" not in text
+
+
+def test_convert_weights_refuses_a_directory_before_converting_even_with_force(tmp_path, capsys):
+    import torchvision
+
+    src, out = tmp_path / "r18.pth", tmp_path / "weights"
+    torch.save(torchvision.models.resnet18().state_dict(), src)
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "keep").write_text("keep me")
+    assert main(["convert-weights", str(src), "--model", "tv:resnet18", "--output", str(out), "--force"]) == 2
+    errors = _errors(capsys)
+    assert len(errors) == 1 and errors[0].startswith(f"spinalnet: error: --output {out} is a directory")
+    assert (out / "sub" / "keep").read_text() == "keep me" and list(tmp_path.glob(".weights*")) == []
