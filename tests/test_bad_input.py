@@ -160,3 +160,16 @@ def test_a_checkpoint_with_a_misshapen_tensor_names_it(npz_file, tmp_path, capsy
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "bad.ckpt")]) == 2
     assert f"size mismatch for {key}" in one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("command", ["train", "regress"])
+def test_a_npy_file_named_npz_is_one_line_and_nothing_written(command, tmp_path, capsys):
+    import numpy as np
+
+    np.save(tmp_path / "plain.npy", np.zeros((4, 28, 28), dtype=np.uint8))
+    (tmp_path / "plain.npy").rename(tmp_path / "arrays.npz")
+    option = "--dataset" if command == "train" else "--data"
+    out = tmp_path / "out"
+    assert main([command, option, f"npz:{tmp_path / 'arrays.npz'}", "--output", str(out)]) == 2
+    assert "arrays.npz: not a readable .npz file" in one_error_line(capsys.readouterr().err)
+    assert not out.exists()
