@@ -173,3 +173,17 @@ def test_a_npy_file_named_npz_is_one_line_and_nothing_written(command, tmp_path,
     assert main([command, option, f"npz:{tmp_path / 'arrays.npz'}", "--output", str(out)]) == 2
     assert "arrays.npz: not a readable .npz file" in one_error_line(capsys.readouterr().err)
     assert not out.exists()
+
+
+def test_a_relative_npz_path_is_stored_absolute_so_eval_works_from_elsewhere(npz_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(npz_file.parent)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", f"npz:{npz_file.name}", "--epochs", "1", "--limit-batches", "2",
+                 "--no-progress", "--output", str(out)]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / npz_file.name).write_bytes(b"another file of the same name")
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["eval", str(out / "checkpoints" / "best.ckpt")]) == 0
+    assert capsys.readouterr().out.startswith(f"npz:{npz_file} test accuracy")

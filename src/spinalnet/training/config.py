@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import functools
 import math
+import os
 import sys
 import types
 from dataclasses import dataclass, field, fields
@@ -206,7 +207,18 @@ class TrainConfig(ConfigBase):
         check_model_name(self.model)
         if self.augment is not None:
             augment_spec(self.augment)
+        self._absolute_paths()
         return self
+
+    def _absolute_paths(self) -> None:
+        """Paths are stored absolute, so eval, export and --resume read the same files from any directory."""
+        for prefix in ("npz:", "folder:"):
+            if self.dataset.startswith(prefix):
+                self.dataset = prefix + os.path.abspath(os.path.expanduser(self.dataset[len(prefix):]))
+        if self.pretrained not in (None, "imagenet"):
+            self.pretrained = os.path.abspath(os.path.expanduser(self.pretrained))
+        if self.data_dir is not None:
+            self.data_dir = os.path.abspath(os.path.expanduser(self.data_dir))
 
 
 @dataclass
