@@ -161,3 +161,15 @@ def test_ctrl_c_at_any_time_is_one_line_naming_resume_and_exit_130(npz_file, tmp
         assert done.stderr.strip().splitlines()[-1] == \
             "spinalnet: interrupted; rerun the same command with --resume to continue", (name, done.stderr)
         assert "Traceback" not in done.stderr, name
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_started_over_by_the_same_command(npz_file, tmp_path):
+    """Ctrl-C during start-up can leave a run directory with no checkpoint: --resume has nothing to
+    continue, so the plain command starts it over instead of refusing both ways."""
+    from spinalnet.rundir import open_run_dir
+
+    out = tmp_path / "run"
+    open_run_dir(out, "train", lambda: out).create()  # what an interrupted start leaves
+    assert main([*_train(npz_file, out), "--resume"]) == 2
+    assert main(_train(npz_file, out)) == 0
+    assert (out / "result.json").is_file()

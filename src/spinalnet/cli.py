@@ -69,7 +69,7 @@ class _CtrlC:
     def on_signal(cls, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGALRM and not cls.pending:
             return
-        if cls.importing(frame):
+        if cls.importing(frame) and signal.getsignal(signal.SIGALRM) == cls.on_signal:
             cls.pending = True
             signal.setitimer(signal.ITIMER_REAL, 0.05)
             return

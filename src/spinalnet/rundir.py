@@ -180,11 +180,12 @@ def _decide(path: str | Path | None, kind: str, default: Callable[[], Path], res
         return RunDir(path, kind, True, False)
     if found == kind and not force:
         finished = what == "a finished"
-        if finished or resumable:
+        nothing_kept = can_resume is not None and not can_resume(path)  # e.g. stopped before its first checkpoint
+        if finished or (resumable and not nothing_kept):
             advice = ("pass --resume to continue it, " if resumable else "pass ") + \
                      ("--force to overwrite it" if finished else "--force to start over") + ", or choose another --output"
             raise UsageError(f"{path} already holds {what} {kind} run; {advice}")
-        force = True  # an unfinished run that cannot be resumed is started over
+        force = True  # an unfinished run with nothing to continue is started over
     return RunDir(path, kind, False, force and found == kind)
 
 
