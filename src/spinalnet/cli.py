@@ -50,12 +50,16 @@ def interrupted_message(argv: Sequence[str]) -> str:
     return "spinalnet: interrupted"
 
 
-class _CtrlC:
+class CtrlC:
     """Ctrl-C as KeyboardInterrupt, but never raised inside an import: interrupted there, torch's C++
     start-up aborts the process (SIGABRT) and scipy under torchmetrics leaves a half-made module behind
-    (RecursionError). Inside an import the interrupt waits, re-checked every 50 ms, until the import is over."""
+    (RecursionError). Inside an import the interrupt waits, re-checked every 50 ms, until the import is over.
+
+    Installed ``once`` (in ``--jobs`` workers, which get each Ctrl-C from the terminal and again from the
+    parent), only the first interrupt counts."""
 
     pending = False
+    once = False
 
     @staticmethod
     def importing(frame: FrameType | None) -> bool:
@@ -74,10 +78,13 @@ class _CtrlC:
             signal.setitimer(signal.ITIMER_REAL, 0.05)
             return
         cls.pending = False
+        if cls.once:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     @classmethod
-    def install(cls) -> None:
+    def install(cls, once: bool = False) -> None:
+        cls.once = once
         signal.signal(signal.SIGINT, cls.on_signal)
         signal.signal(signal.SIGALRM, cls.on_signal)
 
@@ -86,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if as_program:
-        _CtrlC.install()
+        CtrlC.install()
     try:
         return _run(argv)
     except KeyboardInterrupt:

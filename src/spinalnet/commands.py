@@ -191,6 +191,11 @@ def add_reproduce(sub: argparse._SubParsersAction) -> None:
                    help="download data (and weights) if missing (not for regression)")
     p.add_argument("--accelerator", help="cpu, gpu, ... (default: auto; not for regression)")
     p.add_argument("--devices", help="number of devices (default: auto; not for regression)")
+    p.add_argument("--num-nodes", help="machines for multi-node DDP, under torchrun or SLURM (not for regression)")
+    p.add_argument("--jobs", help="runs trained at once, each in its own worker process (default: 1; "
+                   "not for regression)")
+    p.add_argument("--shard", metavar="K/N", help="train only the K-th of N shares of the runs into the shared "
+                   "--output (not for regression)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue an interrupted run in --output (not for regression)")
     p.add_argument("--force", action="store_true", default=None, help="overwrite a finished run in --output")
@@ -207,7 +212,8 @@ def run_reproduce(args: argparse.Namespace) -> None:
     if not args.name:
         raise UsageError("name an experiment, or pass --list to see them")
     overrides = {k: getattr(args, k) for k in ("epochs", "seeds", "limit_batches", "output", "data_dir", "download",
-                                              "accelerator", "devices", "resume", "force")}
+                                              "accelerator", "devices", "num_nodes", "jobs", "shard", "resume",
+                                              "force")}
     reproduce(args.name, overrides)
 
 

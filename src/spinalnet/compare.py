@@ -24,10 +24,13 @@ from spinalnet.errors import UsageError
 from spinalnet.feature_cache import cache_plan, check_cache_dir, check_views, feature_splits
 from spinalnet.plots import plot_curves, plot_summary
 from spinalnet.rundir import atomic_write_text, hardware, open_run_dir, read_json, timestamped, versions, write_json
+from spinalnet.shards import RECORD, check_grid, grid, parse_shard, record_grid, share
 from spinalnet.training.config import CompareConfig, TrainConfig
+from spinalnet.training.machine import gpu_count
 from spinalnet.training.module import Classifier, data_facts
 from spinalnet.training.predictions import PREDICTIONS_FILE, read_predictions
 from spinalnet.training.train import RESULT_FILE, check_same_run, data_options, rank_zero_print, train
+from spinalnet.training.workers import check_jobs, train_in_workers
 
 CSV_COLUMNS = ("head", "seed", "test_acc", "val_acc", "params", "head_params", "epochs", "train_seconds",
                "images_per_second")
@@ -48,11 +51,15 @@ def write_csv(runs: list[dict[str, Any]], path: Path) -> None:
 
 def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
             experiment: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train both heads for every seed; write results.json, results.csv, curves.png and summary.png."""
+    """Train both heads for every seed (or this ``--shard``'s share of them, in ``--jobs`` processes);
+    write results.json, results.csv, curves.png and summary.png once every run of the grid is finished."""
     config.validate()
+    shard = parse_shard(config.shard)
     run = open_run_dir(config.output, "compare", lambda: timestamped("runs", Path(config.dataset).name, config.model),
-                       resume=config.resume, force=config.force)
+                       resume=config.resume, force=config.force, shared=shard is not None)
     title = f"{config.dataset} / {config.model}: {config.seeds} seed(s) x {config.epochs} epoch(s)"
+    if run.resume:
+        check_grid(run.path, config, sharded=shard is not None)
     if run.resume and run.finished:  # report it; more seeds or epochs continue it
         stored = read_json(run.path / "results.json")
         check_same_run(stored["config"], config, run.path / "results.json")
@@ -64,40 +71,86 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
     for head in HEADS:  # impossible model options fail here, before anything is written
         Classifier({**base, "head": head}, data_facts(splits))
+    everything = grid(HEADS, config.seed, config.seeds)
+    mine = share(everything, shard)
+    gpus = gpu_count() if config.accelerator in ("auto", "gpu", "cuda") else 0
+    jobs = check_jobs(config.jobs, len(mine), config.accelerator, config.devices, config.num_nodes, gpus)
     cache_dir, no_cache = cache_plan(config)
     if cache_dir is not None:
         check_views(config, splits)
         check_cache_dir(cache_dir)
     out = run.create()
+    record_grid(out, config, sharded=shard is not None, experiment=experiment)
     feature_cache: dict[str, Any] = {"used": False, "hit": False, "extract_seconds": None, "images": None,
                                      "key": None}
     if no_cache and config.freeze_backbone:
         log(no_cache)
     if cache_dir is not None:  # every run below trains only its head, on the backbone's cached outputs
         splits, feature_cache = feature_splits(config, splits, cache_dir, log)
-    runs: list[dict[str, Any]] = []
-    for seed in range(config.seed, config.seed + config.seeds):
-        for head in HEADS:
-            run_dir = out / "runs" / f"{head}-seed{seed}"
-            run_config = TrainConfig.from_dict({**base, "head": head, "seed": seed, "output": str(run_dir)})
-            done = run_dir / RESULT_FILE
-            if run.resume and done.is_file():
-                stored = read_json(done)
-                check_same_run(stored["config"], run_config, done)
-                if stored["epochs"] >= config.epochs:
-                    log(f"[{head} seed {seed}] finished earlier, kept: {run_dir}")
-                    runs.append(stored)
-                    continue
-            # a (head, seed) run killed before its first checkpoint starts over; a later one continues
-            started = (run_dir / "checkpoints" / "last.ckpt").is_file()
-            run_config.resume = run.resume and started
-            run_config.force = run.force or (run.resume and not started and run_dir.exists())
-            log(f"[{head} seed {seed}] training {config.model} on {config.dataset} for {config.epochs} epoch(s)")
+    if shard is not None:
+        log(f"shard {shard[0]}/{shard[1]}: {len(mine)} of the {len(everything)} runs")
+    kept, todo = runs_to_train(out, base, mine, run, log)
+    workers = min(jobs, len(todo))
+    if workers <= 1:
+        for run_config in todo:
+            log(f"[{run_config.head} seed {run_config.seed}] training {config.model} on {config.dataset} "
+                f"for {config.epochs} epoch(s)")
             result = train(run_config, splits)
-            log(f"[{head} seed {seed}] test accuracy {result['test_acc']:.2f}% "
+            log(f"[{run_config.head} seed {run_config.seed}] test accuracy {result['test_acc']:.2f}% "
                 f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
-            runs.append(result)
+            kept[(run_config.head, run_config.seed)] = result
+    else:
+        for run_config in todo:  # one progress bar per worker would garble the terminal: one line per epoch
+            run_config.progress = False
+        for run_config, result in zip(todo, train_in_workers(todo, splits, workers, gpus, log)):
+            kept[(run_config.head, run_config.seed)] = result
+    if shard is not None:
+        kept = finished_runs(out, everything, config)
+        if len(kept) < len(everything):
+            log(f"shard {shard[0]}/{shard[1]} finished its runs; {len(kept)} of the {len(everything)} runs of the "
+                "comparison are done. The last shard to finish writes the summary (or compare --resume, or report "
+                "on this directory, once all are done).")
+            return {"shard": list(shard), "finished_runs": len(kept), "runs": len(everything)}
+    runs = [kept[key] for key in everything]
     return write_comparison(out, runs, config, log, experiment, feature_cache)
+
+
+def runs_to_train(out: Path, base: dict[str, Any], runs: list[tuple[str, int]], run: Any,
+                  log: Callable[[str], None]) -> tuple[dict, list[TrainConfig]]:
+    """Split ``runs`` into those finished earlier (kept, with their results) and the configs still to train.
+
+    A (head, seed) run killed before its first checkpoint starts over; a later one continues.
+    """
+    kept: dict[tuple[str, int], dict[str, Any]] = {}
+    todo: list[TrainConfig] = []
+    for head, seed in runs:
+        run_dir = out / "runs" / f"{head}-seed{seed}"
+        run_config = TrainConfig.from_dict({**base, "head": head, "seed": seed, "output": str(run_dir)})
+        done = run_dir / RESULT_FILE
+        if run.resume and done.is_file():
+            stored = read_json(done)
+            check_same_run(stored["config"], run_config, done)
+            if stored["epochs"] >= run_config.epochs:
+                log(f"[{head} seed {seed}] finished earlier, kept: {run_dir}")
+                kept[(head, seed)] = stored
+                continue
+        started = (run_dir / "checkpoints" / "last.ckpt").is_file()
+        run_config.resume = run.resume and started
+        run_config.force = run.force or (run.resume and not started and run_dir.exists())
+        todo.append(run_config)
+    return kept, todo
+
+
+def finished_runs(out: Path, runs: list[tuple[str, int]], config: CompareConfig) -> dict[tuple[str, int], dict]:
+    """The runs of ``runs`` that have a result for ``config.epochs`` epochs (trained by any shard)."""
+    found = {}
+    for head, seed in runs:
+        done = out / "runs" / f"{head}-seed{seed}" / RESULT_FILE
+        if done.is_file():
+            stored = read_json(done)
+            if stored["epochs"] >= config.epochs:
+                found[(head, seed)] = stored
+    return found
 
 
 def write_comparison(out: Path, runs: list[dict[str, Any]], config: CompareConfig, log: Callable[[str], None],
@@ -145,3 +198,17 @@ def resummarize(out: Path, experiment: dict[str, Any] | None = None,
     config = CompareConfig.from_dict({**options, "seed": seeds[0], "seeds": len(seeds), "output": str(out)})
     runs = [finished[(h, s)] for s in seeds for h in HEADS]
     return write_comparison(out, runs, config, log, experiment, before.get("feature_cache"))
+
+
+def finish_comparison(out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write the summary of a comparison whose runs were all trained, by any shards, from its record
+    (``report`` on a sharded directory whose last shard did not write it, e.g. one killed at the end)."""
+    out = Path(out)
+    record = read_json(out / RECORD)
+    config = CompareConfig.from_dict({**record["options"], "output": str(out)})
+    everything = grid(HEADS, config.seed, config.seeds)
+    kept = finished_runs(out, everything, config)
+    if len(kept) < len(everything):
+        raise UsageError(f"{out}: {len(kept)} of the {len(everything)} runs of this comparison are finished and it "
+                         "has no results.json yet; run the remaining shards (or compare --resume) first")
+    return write_comparison(out, [kept[key] for key in everything], config, log, record.get("experiment"), None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,12 @@ RESULTS_KINDS = "the results.json of compare, regress or reproduce"
 def load_results(path: Path) -> dict[str, Any]:
     """A results file as a dict; anything else (a single run's result.json, a list, bad JSON) is a UsageError."""
     file = path / "results.json" if path.is_dir() else path
+    if path.is_dir() and not file.is_file() and (path / "comparison.json").is_file():  # shards, all done?
+        from spinalnet.compare import finish_comparison
+
+        finish_comparison(path, log=lambda line: None)
+        print(f"spinalnet: note: wrote the summary of {path} (every run of its comparison is finished)",
+              file=sys.stderr)
     if not file.is_file():
         raise UsageError(f"{path}: no results.json (is this a compare, regress or reproduce output directory?)")
     try:

@@ -63,7 +63,7 @@ def format_list(items: dict[str, Experiment]) -> str:
 
 
 #: reproduce options that only experiments run through compare take.
-COMPARE_ONLY = ("data_dir", "download", "accelerator", "devices", "resume")
+COMPARE_ONLY = ("data_dir", "download", "accelerator", "devices", "num_nodes", "jobs", "shard", "resume")
 
 
 def reproduce(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +72,7 @@ def reproduce(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
     exp = get_experiment(name)
     options = {**exp.options, **{k: v for k, v in overrides.items() if v is not None}}
-    if not options.get("resume"):
+    if not options.get("resume") and not options.get("shard"):  # shards must name the directory they share
         options.setdefault("output", str(timestamped("runs/paper", name)))
     if exp.kind == "regress":
         from spinalnet.regression import regress

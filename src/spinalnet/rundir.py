@@ -27,7 +27,7 @@ MARKER = "spinalnet-run.json"
 FINISHED = {"train": "result.json", "compare": "results.json", "regress": "results.json"}
 # What a forced start-over removes before the new run writes anything (the files of that kind only).
 OWN_FILES = {"train": ("result.json", "metrics.csv", "hparams.yaml", "checkpoints"),
-             "compare": ("results.json", "results.csv", "curves.png", "summary.png", "runs"),
+             "compare": ("results.json", "results.csv", "curves.png", "summary.png", "runs", "comparison.json"),
              "regress": ("results.json", "results.csv", "regression.png")}
 
 
@@ -67,6 +67,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def create_json_once(path: Path, data: Any) -> bool:
+    """Write ``path`` only if no file is there, atomically even against another process doing the same
+    (the complete file is hard-linked into place); False when one was there first."""
+    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.new")
+    write_json(tmp, data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:
@@ -141,17 +155,27 @@ def process_rank() -> int:
 
 def open_run_dir(path: str | Path | None, kind: str, default: Callable[[], Path], *, resume: bool = False,
                  force: bool = False, can_resume: Callable[[Path], bool] | None = None,
-                 resumable: bool = True) -> RunDir:
+                 resumable: bool = True, shared: bool = False) -> RunDir:
     """Decide, writing nothing, whether this ``kind`` of run may use ``path`` (``default()`` if None).
 
     ``can_resume(path)`` says whether a same-kind directory holds something to continue (default: yes);
-    a kind that is not ``resumable`` starts an unfinished directory over. With DDP every process runs
+    a kind that is not ``resumable`` starts an unfinished directory over. A ``shared`` directory (one
+    that several ``--shard`` processes fill) is joined when it holds this kind of run, created otherwise,
+    and never cleared. With DDP every process runs
     the command: rank zero decides (and names a default directory, passed on in the environment);
     the other ranks follow it.
     """
     chosen = f"SPINALNET_{kind.upper()}_DIR"
     if process_rank() != 0:
         return RunDir(Path(path or os.environ.get(chosen) or default()).expanduser(), kind, resume, False)
+    if shared:
+        if path is None:
+            raise UsageError("--shard needs --output: the directory every shard of the comparison writes to")
+        if force:
+            raise UsageError("--force cannot be used with --shard: it would delete the other shards' runs; "
+                             "empty the directory first, or choose another --output")
+        where = Path(path).expanduser()
+        resume = resume or (where.is_dir() and kind_of(where) == kind)
     run = _decide(path, kind, default, resume, force, can_resume, resumable)
     os.environ[chosen] = str(run.path)
     return run

@@ -181,6 +181,8 @@ class TrainConfig(ConfigBase):
     accelerator: Accelerator = option("auto", "where to train")
     devices: str | int = option("auto", "number of devices (GPUs, or CPU processes), or auto")
     strategy: str = option("auto", "Lightning strategy, e.g. ddp")
+    num_nodes: int = option(1, "machines for one multi-node DDP run, started on every node by torchrun or SLURM "
+                               "(see README)", ge=1)
     deterministic: bool = option(False, "use deterministic algorithms only")
     channels_last: bool = option(True, "channels-last images and convolutions (1.1x to 1.5x faster on "
                                        "CPU for the zoo models, see docs/BENCHMARKS.md)")
@@ -198,7 +200,7 @@ class TrainConfig(ConfigBase):
         from spinalnet.training.machine import check_machine
 
         self.check_ranges()
-        check_machine(self.accelerator, self.devices, self.strategy)  # before the imports below: fast refusals
+        check_machine(self.accelerator, self.devices, self.strategy, self.num_nodes)  # before the imports below: fast refusals
         from spinalnet.data import augment_spec
         from spinalnet.data.registry import check_dataset_name
         from spinalnet.models.registry import check_model_name
@@ -228,8 +230,19 @@ class CompareConfig(TrainConfig):
                                              "per split and train the heads on its cached features, stored in "
                                              "DIR (default: the user's cache directory, e.g. "
                                              "~/.cache/spinalnet/features); off: run the backbone in every step")
+    jobs: int = option(1, "train this many (head, seed) runs at once, each in its own worker process with an "
+                          "even share of the CPU threads (or its own GPU)", ge=1)
+    shard: str | None = option(None, "K/N: train only the K-th of N shares of the (head, seed) runs into the "
+                                     "shared --output; the last shard to finish writes the summary")
     feature_views: int = option(0, "cached features: 0 = the training images without augmentation; K >= 1 = "
                                    "K augmented views of the training set, one per epoch in turn", ge=0)
+
+    def validate(self) -> "CompareConfig":
+        from spinalnet.shards import parse_shard
+
+        super().validate()
+        parse_shard(self.shard)
+        return self
 
 
 @dataclass
@@ -269,7 +282,8 @@ class RegressConfig(ConfigBase):
 # Options that cannot change a run's numbers (where files go, how they are shown, which machine runs
 # it), and epochs (a resumed run may be extended). Every other option must match to resume a run.
 NOT_RESULT_OPTIONS = frozenset({"output", "resume", "force", "progress", "num_workers", "data_dir", "download",
-                                "accelerator", "devices", "strategy", "epochs", "seeds"})
+                                "accelerator", "devices", "strategy", "num_nodes", "epochs", "seeds",
+                                "jobs", "shard"})
 
 
 def result_options(cls: type) -> tuple[str, ...]:

@@ -21,6 +21,14 @@ def parse_devices(devices: str | int) -> int | str:
     raise UsageError(f"--devices must be auto or a whole number >= 1, got {devices!r}")
 
 
+def cpu_cores() -> int:
+    """The cores this process may run on (a container's or ``taskset``'s limit, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def gpu_count() -> int:
     import torch
 
@@ -33,9 +41,23 @@ def mps_available() -> bool:
     return torch.backends.mps.is_available()
 
 
-def check_machine(accelerator: str, devices: str | int, strategy: str) -> int | str:
+#: Environment variables that say a multi-node launcher started this process (torchrun, SLURM, or
+#: Lightning's own: NODE_RANK with MASTER_ADDR and MASTER_PORT set on every node by hand).
+LAUNCHERS = {"torchrun": "TORCHELASTIC_RUN_ID", "SLURM": "SLURM_NTASKS", "NODE_RANK": "NODE_RANK"}
+
+
+def check_num_nodes(num_nodes: int) -> None:
+    """Without a launcher, a multi-node run would wait forever for nodes that nobody starts."""
+    if num_nodes > 1 and not any(name in os.environ for name in LAUNCHERS.values()):
+        raise UsageError(f"--num-nodes {num_nodes} needs the same command started on every node by a launcher: "
+                         "torchrun (--nnodes), SLURM (srun), or NODE_RANK, MASTER_ADDR and MASTER_PORT set on "
+                         "each node (see README, Multi-node DDP)")
+
+
+def check_machine(accelerator: str, devices: str | int, strategy: str, num_nodes: int = 1) -> int | str:
     """Refuse an accelerator this machine lacks and device counts it cannot serve; return the device count."""
     count = parse_devices(devices)
+    check_num_nodes(num_nodes)
     if accelerator in ("gpu", "cuda"):
         gpus = gpu_count()
         if gpus == 0:
@@ -52,7 +74,7 @@ def check_machine(accelerator: str, devices: str | int, strategy: str) -> int | 
         gpus = gpu_count() if accelerator == "auto" else 0
         if gpus and count > gpus:
             raise UsageError(f"--devices {count}: this machine has {gpus} GPU(s)")
-        cores = os.cpu_count() or 1
+        cores = cpu_cores()
         if not gpus and count > cores:
             raise UsageError(f"--devices {count} would start {count} CPU processes; this machine has {cores} "
                              f"cores, so at most --devices {cores} (each process holds a copy of model and data)")

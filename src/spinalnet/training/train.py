@@ -201,7 +201,7 @@ def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path |
     with lightning_errors(last):
         trainer = L.Trainer(
             max_epochs=config.epochs, accelerator=config.accelerator, devices=parse_devices(config.devices),
-            strategy=config.strategy, precision=config.precision, deterministic=config.deterministic,
+            strategy=config.strategy, num_nodes=config.num_nodes, precision=config.precision, deterministic=config.deterministic,
             logger=logger, callbacks=callbacks, enable_progress_bar=progress, enable_model_summary=False,
             num_sanity_val_steps=0, limit_train_batches=limit, log_every_n_steps=10,
             # validation and test always see their whole split

@@ -1,0 +1,217 @@
+"""Scale-out: --jobs (runs in worker processes), --shard K/N (shares of the grid into one output) and
+--num-nodes (multi-node DDP under torchrun), end to end through the command line on generated data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spinalnet.training.machine import LAUNCHERS, cpu_cores
+
+FAST = ["--model", "default-cnn", "--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--no-progress"]
+STATS = ("difference_mean", "difference_ci95", "p_value", "p_value_wilcoxon", "prob_improvement", "better_in",
+         "error_reduction_pct")
+
+
+def spinalnet(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in LAUNCHERS.values()}  # not a multi-node launch
+    return subprocess.run([sys.executable, "-m", "spinalnet", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**clean, **(env or {})})
+
+
+def one_error_line(done: subprocess.CompletedProcess, code: int = 2) -> str:
+    assert done.returncode == code, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spinalnet: error: "), done.stderr[-2000:]
+    return lines[0]
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def run_accuracies(out: Path) -> dict[str, float]:
+    return {d.name: json.loads((d / "result.json").read_text())["test_acc"] for d in sorted((out / "runs").iterdir())}
+
+
+@pytest.mark.skipif(cpu_cores() < 2, reason="--jobs 2 needs two cores")
+def test_jobs_two_gives_the_one_process_result_and_files(npz_file, tmp_path):
+    """Two workers on two cores, one thread each, against one process with one thread: the same runs,
+    bitwise the same numbers, the same files; every worker line names its run."""
+    common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2"]
+    one = spinalnet(*common, "--output", str(tmp_path / "one"), env={"OMP_NUM_THREADS": "1"})
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = spinalnet(*common, "--jobs", "2", "--output", str(tmp_path / "two"))
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert "training 4 runs in 2 worker processes (1 CPU thread(s) each)" in two.stdout
+    assert "[fc seed 1] epoch 1/1: train loss" in two.stdout  # a worker's own line, prefixed
+    assert run_accuracies(tmp_path / "two") == run_accuracies(tmp_path / "one")
+    a, b = results(tmp_path / "one"), results(tmp_path / "two")
+    for key in ("fc", "spinal", *STATS):
+        assert a[key]["test_acc"] == b[key]["test_acc"] if key in ("fc", "spinal") else a[key] == b[key]
+    names = lambda out: sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if "checkpoints" not in p.parts)  # noqa: E731
+    assert names(tmp_path / "one") == names(tmp_path / "two")
+
+
+def test_shards_one_after_another_give_the_unsharded_result(npz_file, tmp_path):
+    common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2"]
+    shared = tmp_path / "shared"
+    first = spinalnet(*common, "--shard", "1/2", "--output", str(shared))
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "shard 1/2: 2 of the 4 runs" in first.stdout and "2 of the 4 runs of the comparison are done" in first.stdout
+    assert sorted(p.name for p in (shared / "runs").iterdir()) == ["fc-seed0", "fc-seed1"]
+    assert not (shared / "results.json").exists()  # not every run is finished yet
+    second = spinalnet(*common, "--shard", "2/2", "--output", str(shared))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "wrote " in second.stdout and (shared / "summary.png").is_file()
+    whole = spinalnet(*common, "--output", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert run_accuracies(shared) == run_accuracies(tmp_path / "whole")
+    a, b = results(shared), results(tmp_path / "whole")
+    for key in STATS:
+        assert a[key] == b[key], key
+    for head in ("fc", "spinal"):
+        assert a[head]["test_acc"] == b[head]["test_acc"] and a[head]["params"] == b[head]["params"]
+    # a shard run again on the finished comparison reports it and trains nothing
+    again = spinalnet(*common, "--shard", "1/2", "--output", str(shared))
+    assert again.returncode == 0 and "finished earlier, stored result" in again.stdout
+
+
+def test_a_shard_with_other_options_is_refused_before_it_writes(npz_file, tmp_path):
+    common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2", "--output", str(tmp_path / "s")]
+    assert spinalnet(*common, "--shard", "1/2").returncode == 0
+    before = sorted(p.as_posix() for p in (tmp_path / "s").rglob("*"))
+    line = one_error_line(spinalnet(*common, "--shard", "2/2", "--lr", "0.1"))
+    assert "started with lr=0.05, this shard has lr=0.1" in line
+    line = one_error_line(spinalnet(*common, "--shard", "2/2", "--seeds", "3"))
+    assert "seeds=2" in line and "seeds=3" in line
+    assert sorted(p.as_posix() for p in (tmp_path / "s").rglob("*")) == before
+
+
+def test_report_and_resume_write_the_summary_of_finished_shards(npz_file, tmp_path):
+    common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "1", "--output", str(tmp_path / "s")]
+    for k in ("1/2", "2/2"):
+        assert spinalnet(*common, "--shard", k).returncode == 0
+    written = results(tmp_path / "s")
+    (tmp_path / "s" / "results.json").unlink()  # as if the last shard was killed before its summary
+    report = spinalnet("report", str(tmp_path / "s"))
+    assert report.returncode == 0, report.stderr
+    assert "wrote the summary" in report.stderr and "| " in report.stdout
+    assert results(tmp_path / "s")["difference_mean"] == written["difference_mean"]
+    (tmp_path / "s" / "results.json").unlink()
+    resumed = spinalnet(*common, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.stdout.count("finished earlier, kept") == 2
+    assert results(tmp_path / "s")["spinal"]["test_acc"] == written["spinal"]["test_acc"]
+
+
+def test_report_on_unfinished_shards_names_what_is_missing(npz_file, tmp_path):
+    out = tmp_path / "s"
+    assert spinalnet("compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "1", "--shard", "1/2",
+                     "--output", str(out)).returncode == 0
+    line = one_error_line(spinalnet("report", str(out)))
+    assert "1 of the 2 runs of this comparison are finished" in line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shard", "0/2"], "--shard must be K/N with 1 <= K <= N"),
+    (["--shard", "3/2"], "--shard must be K/N"),
+    (["--shard", "a/b"], "--shard must be K/N"),
+    (["--shard", "1/2", "--force"], "--force cannot be used with --shard"),
+    (["--jobs", "0"], "--jobs must be >= 1"),
+    (["--jobs", "two"], "--jobs must be a whole number"),
+    (["--jobs", "999"], "each worker needs one; use at most --jobs"),
+    (["--jobs", "2", "--devices", "2", "--accelerator", "cpu"], "use one or the other"),
+    (["--num-nodes", "2"], "--num-nodes 2 needs the same command started on every node"),
+])
+def test_bad_scale_out_options_are_one_line_and_write_nothing(npz_file, tmp_path, args, message):
+    out = tmp_path / "out"
+    line = one_error_line(spinalnet("compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2",
+                                    "--output", str(out), *args))
+    assert message in line
+    assert not out.exists()
+
+
+def test_shard_needs_an_output(npz_file):
+    line = one_error_line(spinalnet("compare", "--dataset", f"npz:{npz_file}", *FAST, "--shard", "1/2"))
+    assert "--shard needs --output" in line
+    line = one_error_line(spinalnet("reproduce", "fashion-mnist-default-cnn", "--shard", "1/2"))
+    assert "--shard needs --output" in line
+
+
+def test_reproduce_takes_the_scale_out_options():
+    done = spinalnet("reproduce", "--help")
+    for flag in ("--jobs", "--shard", "--num-nodes"):
+        assert flag in done.stdout
+    line = one_error_line(spinalnet("reproduce", "regression", "--jobs", "2"))
+    assert "--jobs" in line
+
+
+@pytest.mark.skipif(cpu_cores() < 2, reason="two workers need two cores")
+def test_ctrl_c_stops_every_worker_and_resume_finishes(npz_file, tmp_path):
+    out = tmp_path / "c"
+    args = ["compare", "--dataset", f"npz:{npz_file}", "--model", "default-cnn", "--epochs", "100", "--batch-size",
+            "16", "--lr", "0.01", "--no-progress", "--seeds", "2", "--jobs", "2", "--output", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "spinalnet", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline, seen = time.monotonic() + 120, set()
+    while time.monotonic() < deadline and len(seen) < 2:  # both workers are training
+        line = proc.stdout.readline()
+        if "] epoch 2/100" in line:  # epoch 1 is checkpointed (checkpoints are written after the line)
+            seen.add(line.split("]")[0])
+    assert len(seen) == 2, "the workers did not start training"
+    proc.send_signal(signal.SIGINT)  # to the parent alone: it passes Ctrl-C on to its workers
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines() == ["spinalnet: interrupted; rerun the same command with --resume to continue"]
+    assert not (out / "results.json").exists()
+    assert len(list(out.glob("runs/*/checkpoints/last.ckpt"))) >= 2  # both interrupted runs can continue
+    assert not [p for p in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
+                if str(out) in p and "multiprocessing" in p]  # no worker left behind
+    resumed = spinalnet(*args, "--resume", timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert len(results(out)["spinal"]["test_acc"]) == 2
+
+
+@pytest.mark.skipif(cpu_cores() < 2, reason="two workers need two cores")
+def test_a_failed_run_fails_the_comparison_with_its_own_line(npz_file, tmp_path):
+    done = spinalnet("compare", "--dataset", f"npz:{npz_file}", "--model", "default-cnn", "--epochs", "1",
+                     "--batch-size", "32", "--lr", "1e30", "--no-progress", "--seeds", "1", "--jobs", "2",
+                     "--output", str(tmp_path / "f"))
+    line = one_error_line(done, code=1)
+    assert line.startswith("spinalnet: error: [") and " seed 0] " in line
+
+
+def test_train_help_shows_num_nodes():
+    assert "--num-nodes" in spinalnet("train", "--help").stdout
+
+
+def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
+    """Two torchrun "nodes" on the loopback address, one gloo CPU process each, make one DDP run."""
+    out = tmp_path / "ddp"
+    port = 29500 + os.getpid() % 1000
+    command = lambda rank: [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",  # noqa: E731
+                            "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port),
+                            "-m", "spinalnet", "train", "--dataset", f"npz:{npz_file}", *FAST, "--epochs", "2",
+                            "--accelerator", "cpu", "--devices", "1", "--num-nodes", "2", "--output", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(command(rank), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for rank in (0, 1)]
+    try:
+        outputs = [node.communicate(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    for node, (stdout, stderr) in zip(nodes, outputs):
+        assert node.returncode == 0, stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["config"]["num_nodes"] == 2
+    assert result["test_acc"] > 50  # learnt (4 classes)
+    assert "test accuracy" in outputs[0][0] and "test accuracy" not in outputs[1][0]  # rank zero prints
