@@ -66,7 +66,7 @@ def test_shards_one_after_another_give_the_unsharded_result(npz_file, tmp_path):
     first = spinalnet(*common, "--shard", "1/2", "--output", str(shared))
     assert first.returncode == 0, first.stderr[-2000:]
     assert "shard 1/2: 2 of the 4 runs" in first.stdout and "2 of the 4 runs of the comparison are done" in first.stdout
-    assert sorted(p.name for p in (shared / "runs").iterdir()) == ["fc-seed0", "fc-seed1"]
+    assert sorted(p.name for p in (shared / "runs").iterdir()) == ["fc-seed0", "spinal-seed0"]
     assert not (shared / "results.json").exists()  # not every run is finished yet
     second = spinalnet(*common, "--shard", "2/2", "--output", str(shared))
     assert second.returncode == 0, second.stderr[-2000:]
@@ -128,6 +128,7 @@ def test_report_on_unfinished_shards_names_what_is_missing(npz_file, tmp_path):
     (["--jobs", "0"], "--jobs must be >= 1"),
     (["--jobs", "two"], "--jobs must be a whole number"),
     (["--jobs", "999"], "each worker needs one; use at most --jobs"),
+    (["--jobs", "999", "--seeds", "1", "--shard", "1/2"], "use at most --jobs"),  # refused even with one run
     (["--jobs", "2", "--devices", "2", "--accelerator", "cpu"], "use one or the other"),
     (["--num-nodes", "2"], "--num-nodes 2 needs the same command started on every node"),
 ])
@@ -189,6 +190,30 @@ def test_a_failed_run_fails_the_comparison_with_its_own_line(npz_file, tmp_path)
     assert line.startswith("spinalnet: error: [") and " seed 0] " in line
 
 
+def _workers_of(pid: int) -> list[int]:
+    """The pool's worker processes among ``pid``'s children (not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+@pytest.mark.skipif(cpu_cores() < 2 or not Path("/proc/self/task").is_dir(), reason="two cores and Linux's /proc")
+def test_a_killed_worker_fails_the_comparison_with_one_line(npz_file, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "spinalnet", "compare", "--dataset", f"npz:{npz_file}", "--model",
+                             "default-cnn", "--epochs", "100", "--batch-size", "16", "--lr", "0.01", "--no-progress",
+                             "--seeds", "2", "--jobs", "2", "--output", str(tmp_path / "k")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "] epoch 1/100" not in proc.stdout.readline():
+        pass
+    workers = _workers_of(proc.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 1, stderr[-2000:]
+    assert stderr.strip().splitlines() == ["spinalnet: error: a worker process died before its run ended (killed, "
+                                           "or out of memory?); finished runs are kept: rerun with --resume to continue"]
+
+
 def test_train_help_shows_num_nodes():
     assert "--num-nodes" in spinalnet("train", "--help").stdout
 
@@ -215,3 +240,55 @@ def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
     assert result["config"]["num_nodes"] == 2
     assert result["test_acc"] > 50  # learnt (4 classes)
     assert "test accuracy" in outputs[0][0] and "test accuracy" not in outputs[1][0]  # rank zero prints
+
+
+def test_shards_partition_the_grid_into_consecutive_near_equal_parts():
+    from spinalnet.shards import grid, share
+
+    runs = grid(("fc", "spinal"), 3, 5)
+    assert runs[:3] == [("fc", 3), ("spinal", 3), ("fc", 4)]
+    for n in (1, 2, 3, 4, 7, 10, 12):
+        parts = [share(runs, (k, n)) for k in range(1, n + 1)]
+        assert [r for part in parts for r in part] == runs  # every run once, in order
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert share(runs, (2, 5)) == [("fc", 4), ("spinal", 4)]  # a seed's pair stays together when N divides it
+
+
+def test_shards_must_agree_on_their_number_and_fit_the_grid(npz_file, tmp_path):
+    common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2", "--output", str(tmp_path / "s")]
+    line = one_error_line(spinalnet(*common, "--shard", "1/5"))  # 4 runs
+    assert "this comparison has 4 runs (2 heads x --seeds), so at most 4 shards" in line
+    assert not (tmp_path / "s").exists()
+    assert spinalnet(*common, "--shard", "1/3").returncode == 0
+    before = sorted(p.as_posix() for p in (tmp_path / "s").rglob("*"))
+    line = one_error_line(spinalnet(*common, "--shard", "2/2"))  # another split would leave a run untrained
+    assert "it is split into 3 shards; use K/3" in line
+    assert sorted(p.as_posix() for p in (tmp_path / "s").rglob("*")) == before
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("[1, 2]", "not a comparison record written by spinalnet"),
+    ('{"options": "x"}', "not a comparison record written by spinalnet"),
+    ('{"options": {"lr": 0.0', "not a readable JSON file"),
+    ("", "not a readable JSON file"),
+])
+def test_a_damaged_record_is_one_line_naming_it(npz_file, tmp_path, damage, message):
+    out = tmp_path / "s"
+    common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "1", "--output", str(out)]
+    assert spinalnet(*common, "--shard", "1/2").returncode == 0
+    (out / "comparison.json").write_text(damage)
+    for args in ((*common, "--shard", "2/2"), ("report", str(out))):
+        line = one_error_line(spinalnet(*args))
+        assert str(out / "comparison.json") in line and message in line
+    assert not (out / "runs" / "spinal-seed0").exists()
+
+
+def test_a_cut_off_run_result_is_named_before_a_shard_trains(npz_file, tmp_path):
+    out = tmp_path / "s"
+    common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "1", "--output", str(out)]
+    assert spinalnet(*common, "--shard", "1/2").returncode == 0
+    result = out / "runs" / "fc-seed0" / "result.json"
+    result.write_text(result.read_text()[:40])
+    line = one_error_line(spinalnet(*common, "--shard", "2/2"))
+    assert str(result) in line and "not a readable JSON file" in line
+    assert not (out / "runs" / "spinal-seed0").exists()  # refused before training

@@ -24,7 +24,7 @@ from spinalnet.errors import UsageError
 from spinalnet.feature_cache import cache_plan, check_cache_dir, check_views, feature_splits
 from spinalnet.plots import plot_curves, plot_summary
 from spinalnet.rundir import atomic_write_text, hardware, open_run_dir, read_json, timestamped, versions, write_json
-from spinalnet.shards import RECORD, check_grid, grid, parse_shard, record_grid, share
+from spinalnet.shards import check_grid, check_shards, grid, parse_shard, read_record, record_grid, share
 from spinalnet.training.config import CompareConfig, TrainConfig
 from spinalnet.training.machine import gpu_count
 from spinalnet.training.module import Classifier, data_facts
@@ -58,8 +58,11 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     run = open_run_dir(config.output, "compare", lambda: timestamped("runs", Path(config.dataset).name, config.model),
                        resume=config.resume, force=config.force, shared=shard is not None)
     title = f"{config.dataset} / {config.model}: {config.seeds} seed(s) x {config.epochs} epoch(s)"
+    everything = grid(HEADS, config.seed, config.seeds)
+    check_shards(shard, len(everything))
     if run.resume:
-        check_grid(run.path, config, sharded=shard is not None)
+        check_grid(run.path, config, shard)
+        finished_runs(run.path, everything, config)  # a cut-off result.json is named now, not after training
     if run.resume and run.finished:  # report it; more seeds or epochs continue it
         stored = read_json(run.path / "results.json")
         check_same_run(stored["config"], config, run.path / "results.json")
@@ -71,7 +74,6 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
     for head in HEADS:  # impossible model options fail here, before anything is written
         Classifier({**base, "head": head}, data_facts(splits))
-    everything = grid(HEADS, config.seed, config.seeds)
     mine = share(everything, shard)
     gpus = gpu_count() if config.accelerator in ("auto", "gpu", "cuda") else 0
     jobs = check_jobs(config.jobs, len(mine), config.accelerator, config.devices, config.num_nodes, gpus)
@@ -80,7 +82,7 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
         check_views(config, splits)
         check_cache_dir(cache_dir)
     out = run.create()
-    record_grid(out, config, sharded=shard is not None, experiment=experiment)
+    record_grid(out, config, shard, experiment=experiment)
     feature_cache: dict[str, Any] = {"used": False, "hit": False, "extract_seconds": None, "images": None,
                                      "key": None}
     if no_cache and config.freeze_backbone:
@@ -148,6 +150,9 @@ def finished_runs(out: Path, runs: list[tuple[str, int]], config: CompareConfig)
         done = out / "runs" / f"{head}-seed{seed}" / RESULT_FILE
         if done.is_file():
             stored = read_json(done)
+            if not isinstance(stored, dict) or not isinstance(stored.get("epochs"), int):
+                raise UsageError(f"{done}: not a run result written by spinalnet; restore it or move the run "
+                                 "directory away, then run again")
             if stored["epochs"] >= config.epochs:
                 found[(head, seed)] = stored
     return found
@@ -204,7 +209,7 @@ def finish_comparison(out: Path, log: Callable[[str], None] = print) -> dict[str
     """Write the summary of a comparison whose runs were all trained, by any shards, from its record
     (``report`` on a sharded directory whose last shard did not write it, e.g. one killed at the end)."""
     out = Path(out)
-    record = read_json(out / RECORD)
+    record = read_record(out)
     config = CompareConfig.from_dict({**record["options"], "output": str(out)})
     everything = grid(HEADS, config.seed, config.seeds)
     kept = finished_runs(out, everything, config)

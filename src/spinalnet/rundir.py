@@ -84,7 +84,12 @@ def create_json_once(path: Path, data: Any) -> bool:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file spinalnet wrote; a cut-off or foreign one is a one-line error naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: not a readable JSON file ({err}); it may have been cut off: "
+                         "restore it or move it away, then run again") from None
 
 
 def timestamped(root: str | Path, *parts: str) -> Path:

@@ -1,8 +1,8 @@
 """A comparison's grid of (head, seed) runs, and the share of it that one ``--shard K/N`` trains.
 
 Shards are separate processes, started by any scheduler (a SLURM job array, a Kubernetes indexed Job,
-or one after the other), that all write into one ``--output``. Each trains every N-th run of the grid,
-starting with the K-th; whichever finds the whole grid finished writes the summary. ``K`` counts from
+or one after the other), that all write into one ``--output``. Each trains the K-th of N consecutive
+parts of the grid (seed by seed); whichever finds the whole grid finished writes the summary. ``K`` counts from
 1, as in ``--array=1-N``.
 
 The grid's options are recorded in ``comparison.json`` when the directory is created, so a shard (or a
@@ -42,12 +42,20 @@ def grid(heads: tuple[str, ...], first_seed: int, seeds: int) -> list[tuple[str,
     return [(head, seed) for seed in range(first_seed, first_seed + seeds) for head in heads]
 
 
+def check_shards(shard: Shard | None, runs: int) -> None:
+    if shard is not None and shard[1] > runs:
+        raise UsageError(f"--shard {shard[0]}/{shard[1]}: this comparison has {runs} runs (2 heads x --seeds), so "
+                         f"at most {runs} shards; some shards would have nothing to train")
+
+
 def share(runs: list[tuple[str, int]], shard: Shard | None) -> list[tuple[str, int]]:
-    """The runs shard ``(k, n)`` trains: every n-th, from the k-th; all of them when not sharded."""
+    """The runs shard ``(k, n)`` trains: the k-th of n consecutive, nearly equal parts of the grid, so a
+    seed's fc and Spinal runs mostly go to one shard (and each shard gets both heads' costs); all when
+    not sharded."""
     if shard is None:
         return list(runs)
     k, n = shard
-    return runs[k - 1::n]
+    return runs[(k - 1) * len(runs) // n:k * len(runs) // n]
 
 
 def grid_options(config: Any) -> dict[str, Any]:
@@ -58,16 +66,32 @@ def grid_options(config: Any) -> dict[str, Any]:
     return {key: values[key] for key in (*result_options(TrainConfig), *GRID_OPTIONS)}
 
 
-def check_grid(out: Path, config: Any, sharded: bool) -> None:
-    """Refuse to add runs with other options to the comparison in ``out``; a shard must also have its grid.
+def read_record(out: Path) -> dict[str, Any] | None:
+    """The comparison's record in ``out``: None if it has none; one line if it is not one spinalnet wrote."""
+    record = Path(out) / RECORD
+    if not record.is_file():
+        return None
+    data = read_json(record)
+    if not isinstance(data, dict) or not isinstance(data.get("options"), dict):
+        raise UsageError(f"{record}: not a comparison record written by spinalnet (expected an object with "
+                         "'options'); restore it or move it away, then run again")
+    return data
+
+
+def check_grid(out: Path, config: Any, shard: Shard | None) -> None:
+    """Refuse to add runs with other options to the comparison in ``out``; a shard must also have its grid
+    and the same number of shards (another split would leave runs that no shard trains).
 
     A plain ``--resume`` may extend the grid (more seeds or epochs), so it is held to the run options only.
     """
-    record = Path(out) / RECORD
-    if not record.is_file():
+    data = read_record(out)
+    if data is None:
         return  # a new directory, or one written before comparisons were recorded (each run is checked alone)
-    saved = read_json(record)["options"]
-    current = grid_options(config)
+    sharded = shard is not None
+    saved, current = data["options"], grid_options(config)
+    if sharded and data.get("shards") not in (None, shard[1]):
+        raise UsageError(f"cannot add shard {shard[0]}/{shard[1]} to the comparison in {out}: it is split into "
+                         f"{data['shards']} shards; use K/{data['shards']}, or another --output")
     keys = current if sharded else [k for k in current if k not in GRID_OPTIONS]
     for key in keys:
         if key in saved and saved[key] != current[key]:
@@ -79,13 +103,18 @@ def check_grid(out: Path, config: Any, sharded: bool) -> None:
                              f"{key}={current[key]!r}; use another --output or --force")
 
 
-def record_grid(out: Path, config: Any, sharded: bool, experiment: dict[str, Any] | None = None) -> None:
-    """Record the comparison's options (and the paper experiment it runs) once; a concurrent shard that
-    recorded first is checked instead. A plain run (or ``--resume``, which may extend the grid) replaces it.
+def record_grid(out: Path, config: Any, shard: Shard | None, experiment: dict[str, Any] | None = None) -> None:
+    """Record the comparison's options, its number of shards and the paper experiment it runs, once; a
+    concurrent shard that recorded first is checked instead. A plain run (or ``--resume``, which may extend
+    the grid) replaces the record and keeps its number of shards.
     """
-    data = {"options": grid_options(config), "experiment": experiment}
-    if sharded:
+    data = {"options": grid_options(config), "shards": shard[1] if shard else None, "experiment": experiment}
+    if shard is not None:
         if not create_json_once(Path(out) / RECORD, data):
-            check_grid(out, config, sharded=True)
+            check_grid(out, config, shard)
+            before = read_record(out)
+            if before.get("shards") is None:  # started unsharded: from now on, shards must agree on N
+                write_json(Path(out) / RECORD, {**before, "shards": shard[1]})
     else:
-        write_json(Path(out) / RECORD, data)
+        before = read_record(out)
+        write_json(Path(out) / RECORD, {**data, "shards": (before or {}).get("shards")})

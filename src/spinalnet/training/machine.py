@@ -51,7 +51,7 @@ def check_num_nodes(num_nodes: int) -> None:
     if num_nodes > 1 and not any(name in os.environ for name in LAUNCHERS.values()):
         raise UsageError(f"--num-nodes {num_nodes} needs the same command started on every node by a launcher: "
                          "torchrun (--nnodes), SLURM (srun), or NODE_RANK, MASTER_ADDR and MASTER_PORT set on "
-                         "each node (see README, Multi-node DDP)")
+                         "each node (see README, Scale out)")
 
 
 def check_machine(accelerator: str, devices: str | int, strategy: str, num_nodes: int = 1) -> int | str:

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 from spinalnet.errors import TrainingError, UsageError
@@ -28,7 +29,7 @@ from spinalnet.training.machine import cpu_cores
 
 def check_jobs(jobs: int, runs: int, accelerator: str, devices: str | int, num_nodes: int, gpus: int) -> int:
     """How many workers to start for ``runs`` runs; refuse what cannot share this machine."""
-    if jobs == 1 or runs <= 1:
+    if jobs == 1:
         return 1
     if str(devices) not in ("auto", "1") or num_nodes > 1:
         raise UsageError(f"--jobs {jobs} trains several runs at once, each on one device; --devices and --num-nodes "
@@ -42,7 +43,7 @@ def check_jobs(jobs: int, runs: int, accelerator: str, devices: str | int, num_n
     if not on_gpu and jobs > cpu_cores():
         raise UsageError(f"--jobs {jobs}: this machine has {cpu_cores()} CPU core(s), and each worker needs one; "
                          f"use at most --jobs {cpu_cores()}")
-    return min(jobs, runs)
+    return max(1, min(jobs, runs))
 
 
 class _Prefixed(io.TextIOBase):
@@ -150,6 +151,9 @@ def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int,
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
             for future in done:
                 error = future.exception()
+                if isinstance(error, BrokenProcessPool):  # a worker was killed (e.g. out of memory)
+                    raise TrainingError("a worker process died before its run ended (killed, or out of memory?); "
+                                        "finished runs are kept: rerun with --resume to continue") from None
                 if error is not None:
                     raise error
                 result = future.result()
