@@ -16,6 +16,7 @@ import pytest
 from spinalnet.training.machine import LAUNCHERS, cpu_cores
 
 FAST = ["--model", "default-cnn", "--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--no-progress"]
+CHILDREN = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists()  # Linux: a process's children
 STATS = ("difference_mean", "difference_ci95", "p_value", "p_value_wilcoxon", "prob_improvement", "better_in",
          "error_reduction_pct")
 
@@ -168,14 +169,14 @@ def test_ctrl_c_stops_every_worker_and_resume_finishes(npz_file, tmp_path):
         if "] epoch 2/100" in line:  # epoch 1 is checkpointed (checkpoints are written after the line)
             seen.add(line.split("]")[0])
     assert len(seen) == 2, "the workers did not start training"
+    workers = _workers_of(proc.pid) if CHILDREN else []
     proc.send_signal(signal.SIGINT)  # to the parent alone: it passes Ctrl-C on to its workers
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
     assert stderr.strip().splitlines() == ["spinalnet: interrupted; rerun the same command with --resume to continue"]
     assert not (out / "results.json").exists()
     assert len(list(out.glob("runs/*/checkpoints/last.ckpt"))) >= 2  # both interrupted runs can continue
-    assert not [p for p in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout.splitlines()
-                if str(out) in p and "multiprocessing" in p]  # no worker left behind
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # no worker left behind
     resumed = spinalnet(*args, "--resume", timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert len(results(out)["spinal"]["test_acc"]) == 2
@@ -196,7 +197,7 @@ def _workers_of(pid: int) -> list[int]:
     return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
-@pytest.mark.skipif(cpu_cores() < 2 or not Path("/proc/self/task").is_dir(), reason="two cores and Linux's /proc")
+@pytest.mark.skipif(cpu_cores() < 2 or not CHILDREN, reason="two cores and Linux's /proc/PID/task/PID/children")
 def test_a_killed_worker_fails_the_comparison_with_one_line(npz_file, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "spinalnet", "compare", "--dataset", f"npz:{npz_file}", "--model",
                              "default-cnn", "--epochs", "100", "--batch-size", "16", "--lr", "0.01", "--no-progress",
@@ -214,8 +215,11 @@ def test_a_killed_worker_fails_the_comparison_with_one_line(npz_file, tmp_path):
                                            "or out of memory?); finished runs are kept: rerun with --resume to continue"]
 
 
-def test_train_help_shows_num_nodes():
+def test_train_help_shows_num_nodes_and_nodes_share_one_output(npz_file):
     assert "--num-nodes" in spinalnet("train", "--help").stdout
+    launched = {"NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"}
+    line = one_error_line(spinalnet("train", "--dataset", f"npz:{npz_file}", *FAST, "--num-nodes", "2", env=launched))
+    assert "--num-nodes needs --output" in line
 
 
 def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):

@@ -60,6 +60,9 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     title = f"{config.dataset} / {config.model}: {config.seeds} seed(s) x {config.epochs} epoch(s)"
     everything = grid(HEADS, config.seed, config.seeds)
     check_shards(shard, len(everything))
+    mine = share(everything, shard)
+    gpus = gpu_count() if config.accelerator in ("auto", "gpu", "cuda") else 0
+    jobs = check_jobs(config.jobs, len(mine), config.accelerator, config.devices, config.num_nodes, gpus)
     if run.resume:
         check_grid(run.path, config, shard)
         finished_runs(run.path, everything, config)  # a cut-off result.json is named now, not after training
@@ -74,13 +77,11 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
     for head in HEADS:  # impossible model options fail here, before anything is written
         Classifier({**base, "head": head}, data_facts(splits))
-    mine = share(everything, shard)
-    gpus = gpu_count() if config.accelerator in ("auto", "gpu", "cuda") else 0
-    jobs = check_jobs(config.jobs, len(mine), config.accelerator, config.devices, config.num_nodes, gpus)
     cache_dir, no_cache = cache_plan(config)
     if cache_dir is not None:
         check_views(config, splits)
         check_cache_dir(cache_dir)
+    kept, todo = runs_to_train(run.path, base, mine, run, log)  # checks earlier runs' options, writes nothing
     out = run.create()
     record_grid(out, config, shard, experiment=experiment)
     feature_cache: dict[str, Any] = {"used": False, "hit": False, "extract_seconds": None, "images": None,
@@ -91,20 +92,19 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
         splits, feature_cache = feature_splits(config, splits, cache_dir, log)
     if shard is not None:
         log(f"shard {shard[0]}/{shard[1]}: {len(mine)} of the {len(everything)} runs")
-    kept, todo = runs_to_train(out, base, mine, run, log)
     workers = min(jobs, len(todo))
     if workers <= 1:
         for run_config in todo:
             log(f"[{run_config.head} seed {run_config.seed}] training {config.model} on {config.dataset} "
                 f"for {config.epochs} epoch(s)")
             result = train(run_config, splits)
-            log(f"[{run_config.head} seed {run_config.seed}] test accuracy {result['test_acc']:.2f}% "
-                f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
+            log(result_line(result))
             kept[(run_config.head, run_config.seed)] = result
     else:
         for run_config in todo:  # one progress bar per worker would garble the terminal: one line per epoch
             run_config.progress = False
-        for run_config, result in zip(todo, train_in_workers(todo, splits, workers, gpus, log)):
+        results = train_in_workers(todo, splits, workers, gpus, log, on_done=lambda r: log(result_line(r)))
+        for run_config, result in zip(todo, results):
             kept[(run_config.head, run_config.seed)] = result
     if shard is not None:
         kept = finished_runs(out, everything, config)
@@ -115,6 +115,11 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
             return {"shard": list(shard), "finished_runs": len(kept), "runs": len(everything)}
     runs = [kept[key] for key in everything]
     return write_comparison(out, runs, config, log, experiment, feature_cache)
+
+
+def result_line(result: dict[str, Any]) -> str:
+    return (f"[{result['head']} seed {result['seed']}] test accuracy {result['test_acc']:.2f}% "
+            f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
 
 
 def runs_to_train(out: Path, base: dict[str, Any], runs: list[tuple[str, int]], run: Any,
@@ -150,7 +155,8 @@ def finished_runs(out: Path, runs: list[tuple[str, int]], config: CompareConfig)
         done = out / "runs" / f"{head}-seed{seed}" / RESULT_FILE
         if done.is_file():
             stored = read_json(done)
-            if not isinstance(stored, dict) or not isinstance(stored.get("epochs"), int):
+            if not isinstance(stored, dict) or not isinstance(stored.get("epochs"), int) \
+                    or not isinstance(stored.get("config"), dict):
                 raise UsageError(f"{done}: not a run result written by spinalnet; restore it or move the run "
                                  "directory away, then run again")
             if stored["epochs"] >= config.epochs:

@@ -16,6 +16,7 @@ import platform
 import re
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,13 +73,20 @@ def write_json(path: Path, data: Any) -> None:
 def create_json_once(path: Path, data: Any) -> bool:
     """Write ``path`` only if no file is there, atomically even against another process doing the same
     (the complete file is hard-linked into place); False when one was there first."""
-    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.new")
+    tmp = Path(path).with_name(f".{Path(path).name}.{uuid.uuid4().hex}.new")  # pods may share a pid
     write_json(tmp, data)
     try:
         os.link(tmp, path)
         return True
     except FileExistsError:
         return False
+    except OSError:  # a file system without hard links (some FUSE mounts): exclusive creation instead
+        try:
+            with open(path, "x") as handle:
+                handle.write(tmp.read_text())
+            return True
+        except FileExistsError:
+            return False
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -172,6 +180,9 @@ def open_run_dir(path: str | Path | None, kind: str, default: Callable[[], Path]
     """
     chosen = f"SPINALNET_{kind.upper()}_DIR"
     if process_rank() != 0:
+        if shared:  # join as rank zero did (it passes its decision on to the ranks it launches)
+            joined = os.environ.get(f"{chosen}_JOINED")
+            resume = joined == "1" if joined is not None else resume or Path(path or ".").is_dir()
         return RunDir(Path(path or os.environ.get(chosen) or default()).expanduser(), kind, resume, False)
     if shared:
         if path is None:
@@ -183,6 +194,8 @@ def open_run_dir(path: str | Path | None, kind: str, default: Callable[[], Path]
         resume = resume or (where.is_dir() and kind_of(where) == kind)
     run = _decide(path, kind, default, resume, force, can_resume, resumable)
     os.environ[chosen] = str(run.path)
+    if shared:
+        os.environ[f"{chosen}_JOINED"] = "1" if run.resume else "0"
     return run
 
 

@@ -201,6 +201,8 @@ class TrainConfig(ConfigBase):
 
         self.check_ranges()
         check_machine(self.accelerator, self.devices, self.strategy, self.num_nodes)  # before the imports below: fast refusals
+        if self.num_nodes > 1 and self.output is None:
+            raise UsageError("--num-nodes needs --output: every node must write into the same run directory")
         from spinalnet.data import augment_spec
         from spinalnet.data.registry import check_dataset_name
         from spinalnet.models.registry import check_model_name

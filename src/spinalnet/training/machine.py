@@ -22,7 +22,8 @@ def parse_devices(devices: str | int) -> int | str:
 
 
 def cpu_cores() -> int:
-    """The cores this process may run on (a container's or ``taskset``'s limit, not the machine's)."""
+    """The cores this process may run on: its CPU affinity (``taskset``, cpusets), not the machine's count.
+    A container's CPU quota (docker ``--cpus``, Kubernetes limits) is not seen here: pass --jobs to match it."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows

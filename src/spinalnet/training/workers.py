@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
 
 from spinalnet.errors import TrainingError, UsageError
-from spinalnet.training.machine import cpu_cores
+from spinalnet.training.machine import cpu_cores, mps_available
 
 
 def check_jobs(jobs: int, runs: int, accelerator: str, devices: str | int, num_nodes: int, gpus: int) -> int:
@@ -38,8 +38,9 @@ def check_jobs(jobs: int, runs: int, accelerator: str, devices: str | int, num_n
     if on_gpu and jobs > gpus:
         raise UsageError(f"--jobs {jobs}: this machine has {gpus} GPU(s), and each worker needs its own; "
                          f"use at most --jobs {gpus}")
-    if not on_gpu and accelerator == "mps":
-        raise UsageError("--jobs needs CPUs or CUDA GPUs; Apple's MPS is one device shared by every process")
+    if not on_gpu and (accelerator == "mps" or accelerator == "auto" and mps_available()):
+        raise UsageError("--jobs needs CPUs or CUDA GPUs; Apple's MPS is one device shared by every process "
+                         "(with --jobs, pass --accelerator cpu)")
     if not on_gpu and jobs > cpu_cores():
         raise UsageError(f"--jobs {jobs}: this machine has {cpu_cores()} CPU core(s), and each worker needs one; "
                          f"use at most --jobs {cpu_cores()}")
@@ -118,9 +119,10 @@ def _interrupt_workers(stop: Any) -> None:
             pass
 
 
-def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int,
-                     log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Train ``configs`` in ``workers`` processes; results in the order of ``configs``.
+def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int, log: Callable[[str], None],
+                     on_done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    """Train ``configs`` in ``workers`` processes; ``on_done`` sees each result as it comes; results in the
+    order of ``configs``.
 
     The first failed run stops the others (each keeps its last checkpoint) and raises its error.
     """
@@ -129,11 +131,13 @@ def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int,
     context = tmp.get_context("spawn")
     threads = max(1, cpu_cores() // workers)
     slots = None
-    if gpus:
+    if gpus:  # the GPUs this process was given (CUDA_VISIBLE_DEVICES may name a subset, or UUIDs)
+        visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+        ids = visible[:gpus] if visible else [str(i) for i in range(gpus)]
         slots = context.Queue()
         for index in range(workers):
-            slots.put(index % gpus)
-    where = f"{workers} GPUs" if gpus else f"{threads} CPU thread(s) each"
+            slots.put(ids[index % len(ids)])
+    where = "one GPU each" if gpus else f"{threads} CPU thread(s) each"
     log(f"training {len(configs)} runs in {workers} worker processes ({where})")
     stop = context.Event()
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
@@ -156,16 +160,20 @@ def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int,
                                         "finished runs are kept: rerun with --resume to continue") from None
                 if error is not None:
                     raise error
-                result = future.result()
-                log(f"[{result['head']} seed {result['seed']}] test accuracy {result['test_acc']:.2f}% "
-                    f"(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
+                on_done(future.result())
+        pool.shutdown(wait=True)
+        return [f.result() for f in futures]
     except BaseException:
         _interrupt_workers(stop)
-        pool.shutdown(wait=True, cancel_futures=True)
-        # Release the pool's semaphores now: after Ctrl-C the CLI leaves with os._exit, which runs no
-        # finalizer, and multiprocessing's resource tracker would warn about them.
-        del pool, futures, pending, stop, slots
-        gc.collect()
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:  # a second Ctrl-C: stop waiting for the workers' graceful stop
+            for child in multiprocessing.active_children():
+                child.kill()
+            raise
+        finally:
+            # Release the pool's semaphores now: after Ctrl-C the CLI leaves with os._exit, which runs no
+            # finalizer, and multiprocessing's resource tracker would warn about them.
+            del pool, futures, stop, slots
+            gc.collect()
         raise
-    pool.shutdown(wait=True)
-    return [f.result() for f in futures]
