@@ -55,8 +55,10 @@ def test_jobs_two_gives_the_one_process_result_and_files(npz_file, tmp_path):
     assert "[fc seed 1] epoch 1/1: train loss" in two.stdout  # a worker's own line, prefixed
     assert run_accuracies(tmp_path / "two") == run_accuracies(tmp_path / "one")
     a, b = results(tmp_path / "one"), results(tmp_path / "two")
-    for key in ("fc", "spinal", *STATS):
-        assert a[key]["test_acc"] == b[key]["test_acc"] if key in ("fc", "spinal") else a[key] == b[key]
+    for head in ("fc", "spinal"):
+        assert a[head]["test_acc"] == b[head]["test_acc"]
+    for key in STATS:
+        assert a[key] == b[key], key
     names = lambda out: sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if "checkpoints" not in p.parts)  # noqa: E731
     assert names(tmp_path / "one") == names(tmp_path / "two")
 

@@ -37,7 +37,12 @@ CSV_COLUMNS = ("head", "seed", "test_acc", "val_acc", "params", "head_params", "
 
 
 def load_run_predictions(out: Path, heads_seeds: list[tuple[str, int]]) -> dict[tuple[str, int], dict | None]:
-    return {(h, s): read_predictions(out / "runs" / f"{h}-seed{s}" / PREDICTIONS_FILE) for h, s in heads_seeds}
+    return {(h, s): read_predictions(run_path(out, h, s) / PREDICTIONS_FILE) for h, s in heads_seeds}
+
+
+def run_path(out: Path, head: str, seed: int) -> Path:
+    """Where a comparison keeps its (head, seed) run."""
+    return Path(out) / "runs" / f"{head}-seed{seed}"
 
 
 def write_csv(runs: list[dict[str, Any]], path: Path) -> None:
@@ -63,9 +68,10 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     mine = share(everything, shard)
     gpus = gpu_count() if config.accelerator in ("auto", "gpu", "cuda") else 0
     jobs = check_jobs(config.jobs, len(mine), config.accelerator, config.devices, config.num_nodes, gpus)
+    earlier: dict[tuple[str, int], dict[str, Any]] = {}
     if run.resume:
         check_grid(run.path, config, shard)
-        finished_runs(run.path, everything, config)  # a cut-off result.json is named now, not after training
+        earlier = stored_results(run.path, everything)  # a cut-off result.json is named now, not after training
     if run.resume and run.finished:  # report it; more seeds or epochs continue it
         stored = read_json(run.path / "results.json")
         check_same_run(stored["config"], config, run.path / "results.json")
@@ -81,7 +87,7 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     if cache_dir is not None:
         check_views(config, splits)
         check_cache_dir(cache_dir)
-    kept, todo = runs_to_train(run.path, base, mine, run, log)  # checks earlier runs' options, writes nothing
+    kept, todo = runs_to_train(run.path, base, mine, run, earlier, log)  # checks earlier runs' options; writes nothing
     out = run.create()
     record_grid(out, config, shard, experiment=experiment)
     feature_cache: dict[str, Any] = {"used": False, "hit": False, "extract_seconds": None, "images": None,
@@ -107,7 +113,7 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
         for run_config, result in zip(todo, results):
             kept[(run_config.head, run_config.seed)] = result
     if shard is not None:
-        kept = finished_runs(out, everything, config)
+        kept = finished_runs(out, everything, config.epochs)  # the other shards' runs too
         if len(kept) < len(everything):
             log(f"shard {shard[0]}/{shard[1]} finished its runs; {len(kept)} of the {len(everything)} runs of the "
                 "comparison are done. The last shard to finish writes the summary (or compare --resume, or report "
@@ -123,20 +129,21 @@ def result_line(result: dict[str, Any]) -> str:
 
 
 def runs_to_train(out: Path, base: dict[str, Any], runs: list[tuple[str, int]], run: Any,
+                  earlier: dict[tuple[str, int], dict[str, Any]],
                   log: Callable[[str], None]) -> tuple[dict, list[TrainConfig]]:
-    """Split ``runs`` into those finished earlier (kept, with their results) and the configs still to train.
+    """Split ``runs`` into those finished earlier (kept, with their results) and the configs still to train;
+    ``earlier`` holds the results already on disk (:func:`stored_results`).
 
     A (head, seed) run killed before its first checkpoint starts over; a later one continues.
     """
     kept: dict[tuple[str, int], dict[str, Any]] = {}
     todo: list[TrainConfig] = []
     for head, seed in runs:
-        run_dir = out / "runs" / f"{head}-seed{seed}"
+        run_dir = run_path(out, head, seed)
         run_config = TrainConfig.from_dict({**base, "head": head, "seed": seed, "output": str(run_dir)})
-        done = run_dir / RESULT_FILE
-        if run.resume and done.is_file():
-            stored = read_json(done)
-            check_same_run(stored["config"], run_config, done)
+        stored = earlier.get((head, seed))
+        if stored is not None:
+            check_same_run(stored["config"], run_config, run_dir / RESULT_FILE)
             if stored["epochs"] >= run_config.epochs:
                 log(f"[{head} seed {seed}] finished earlier, kept: {run_dir}")
                 kept[(head, seed)] = stored
@@ -148,20 +155,24 @@ def runs_to_train(out: Path, base: dict[str, Any], runs: list[tuple[str, int]], 
     return kept, todo
 
 
-def finished_runs(out: Path, runs: list[tuple[str, int]], config: CompareConfig) -> dict[tuple[str, int], dict]:
-    """The runs of ``runs`` that have a result for ``config.epochs`` epochs (trained by any shard)."""
+def stored_results(out: Path, runs: list[tuple[str, int]]) -> dict[tuple[str, int], dict]:
+    """The result.json of each run of ``runs`` that has one (trained by any shard, for any epochs)."""
     found = {}
     for head, seed in runs:
-        done = out / "runs" / f"{head}-seed{seed}" / RESULT_FILE
+        done = run_path(out, head, seed) / RESULT_FILE
         if done.is_file():
             stored = read_json(done)
             if not isinstance(stored, dict) or not isinstance(stored.get("epochs"), int) \
                     or not isinstance(stored.get("config"), dict):
                 raise UsageError(f"{done}: not a run result written by spinalnet; restore it or move the run "
                                  "directory away, then run again")
-            if stored["epochs"] >= config.epochs:
-                found[(head, seed)] = stored
+            found[(head, seed)] = stored
     return found
+
+
+def finished_runs(out: Path, runs: list[tuple[str, int]], epochs: int) -> dict[tuple[str, int], dict]:
+    """The runs of ``runs`` trained for at least ``epochs`` epochs."""
+    return {key: r for key, r in stored_results(out, runs).items() if r["epochs"] >= epochs}
 
 
 def write_comparison(out: Path, runs: list[dict[str, Any]], config: CompareConfig, log: Callable[[str], None],
@@ -218,7 +229,7 @@ def finish_comparison(out: Path, log: Callable[[str], None] = print) -> dict[str
     record = read_record(out)
     config = CompareConfig.from_dict({**record["options"], "output": str(out)})
     everything = grid(HEADS, config.seed, config.seeds)
-    kept = finished_runs(out, everything, config)
+    kept = finished_runs(out, everything, config.epochs)
     if len(kept) < len(everything):
         raise UsageError(f"{out}: {len(kept)} of the {len(everything)} runs of this comparison are finished and it "
                          "has no results.json yet; run the remaining shards (or compare --resume) first")

@@ -34,7 +34,7 @@ def check_jobs(jobs: int, runs: int, accelerator: str, devices: str | int, num_n
     if str(devices) not in ("auto", "1") or num_nodes > 1:
         raise UsageError(f"--jobs {jobs} trains several runs at once, each on one device; --devices and --num-nodes "
                          "spread one run over several devices: use one or the other")
-    on_gpu = gpus > 0 and accelerator in ("auto", "gpu", "cuda")
+    on_gpu = gpus > 0  # the caller counts GPUs only for an accelerator that may use them
     if on_gpu and jobs > gpus:
         raise UsageError(f"--jobs {jobs}: this machine has {gpus} GPU(s), and each worker needs its own; "
                          f"use at most --jobs {gpus}")
