@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spinalnet.activations import activation_name, create_activation
+from spinalnet.spinal_function import FusedPlan, FusedSpinal, fused_plan
 from spinalnet.split import split_sizes  # noqa: F401  (re-exported: spinalnet.layers.split_sizes)
 
 
@@ -161,6 +162,11 @@ class SpinalLinear(nn.Module):
         )
         self.output = nn.Linear(num_layers * layer_width, out_features, bias=bias)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle (``torch.save(module)``, ``deepcopy``) without the per-process caches of the forward."""
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        return {k: v for k, v in state.items() if k not in ("_operand_cache", "_fused_plan_cache")}
+
     def reset_parameters(self) -> None:
         """Initialise each hidden layer as ``nn.Linear`` would (uniform, bound 1/sqrt(fan_in))."""
         for layer in self.layers:
@@ -244,7 +250,12 @@ class SpinalLinear(nn.Module):
             )
         shape = list(x.shape)
         shape[-1] = self.out_features
-        x = x.reshape(-1, self.in_features)
+        flat = x.dim() == 2
+        x = x if flat else x.reshape(-1, self.in_features)
+        fused = None if torch.jit.is_scripting() else self._fused_plan(x)
+        if fused is not None:
+            y = self._fused_forward(fused, x)
+            return y if flat else y.reshape(shape)
         proj = self._input_projections(x)
         hidden: list[Tensor] = []
         h = x
@@ -259,7 +270,18 @@ class SpinalLinear(nn.Module):
             h = layer.act(z)
             hidden.append(h)
         feats = _dropout(torch.cat(hidden, dim=1), self.dropout, self.training)
-        return self.output(feats).reshape(shape)
+        y = self.output(feats)
+        return y if flat else y.reshape(shape)
+
+    @torch.jit.unused
+    def _fused_plan(self, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:
+        return fused_plan(self, x)
+
+    @torch.jit.unused
+    def _fused_forward(self, fused: tuple[FusedPlan, list[Tensor]], x: Tensor) -> Tensor:
+        """The same function as the code below, as one autograd node (see :mod:`spinalnet.spinal_function`)."""
+        plan, params = fused
+        return FusedSpinal.apply(plan, x, *params)
 
     # ------------------------------------------------------------------ the authors' heads
     @classmethod

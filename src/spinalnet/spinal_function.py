@@ -1,0 +1,349 @@
+"""SpinalLinear's training step as one autograd node, with a hand-written backward.
+
+Why: at the paper's small shapes (the MNIST head 320 / 8 x 6, the VGG head at batch 64) a step is a few
+dozen tiny operations, and autograd's bookkeeping around each of them (graph nodes, saved-tensor
+wrappers, transposes, one gradient accumulation per intermediate) costs as much as the arithmetic.
+Here the forward runs without recording anything and the backward calls the same ATen kernels that
+autograd would (``threshold_backward``, ``native_batch_norm_backward``, ...) directly, so a step has
+one graph node instead of about fifty. Gradients go straight into each per-layer parameter's shape:
+the grouped weight gradient of a chunk is one matrix product whose row blocks are the layers' gradients.
+
+:func:`fused_plan` says when this applies (known activations, plain BatchNorm1d, no autocast, no
+tracing or compiling); otherwise :class:`spinalnet.layers.SpinalLinear` runs its autograd path, which
+computes the same function. Double backward is not supported here (``once_differentiable``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+Fn = Callable[[Tensor], Tensor]
+GradFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class ActivationMath:
+    """An activation module's forward and its ATen backward, which reads its input or its output."""
+
+    forward: Fn
+    backward: GradFn
+    reads_input: bool
+
+
+def _activation_math(act: nn.Module) -> Optional[ActivationMath]:
+    """The functions autograd would run for an activation module, or None when it is not a known one.
+
+    Options (slope, alpha, approximation) are read from the module at every call, as its forward does.
+    Exact types only: a subclass may change the function, so it takes the autograd path.
+    """
+    kind, aten = type(act), torch.ops.aten  # an ``inplace`` flag only saves memory: computed out of place here
+    if kind is nn.ReLU:
+        return ActivationMath(torch.relu, lambda g, h: aten.threshold_backward(g, h, 0), False)
+    if kind is nn.Identity:
+        return ActivationMath(lambda z: z, lambda g, h: g, False)
+    if kind is nn.Tanh:
+        return ActivationMath(torch.tanh, aten.tanh_backward, False)
+    if kind is nn.Sigmoid:
+        return ActivationMath(torch.sigmoid, aten.sigmoid_backward, False)
+    if kind is nn.LeakyReLU:
+        return ActivationMath(lambda z: F.leaky_relu(z, act.negative_slope),
+                              lambda g, z: aten.leaky_relu_backward(g, z, act.negative_slope, False), True)
+    if kind is nn.GELU:
+        return ActivationMath(lambda z: F.gelu(z, approximate=act.approximate),
+                              lambda g, z: aten.gelu_backward(g, z, approximate=act.approximate), True)
+    if kind is nn.SiLU:
+        return ActivationMath(F.silu, aten.silu_backward, True)
+    if kind is nn.Mish:
+        return ActivationMath(F.mish, aten.mish_backward, True)
+    if kind is nn.Hardswish:
+        return ActivationMath(F.hardswish, aten.hardswish_backward, True)
+    if kind is nn.ELU:
+        return ActivationMath(lambda z: F.elu(z, act.alpha),
+                              lambda g, z: aten.elu_backward(g, act.alpha, 1, 1, False, z), True)
+    if kind is nn.SELU:
+        return ActivationMath(F.selu, lambda g, z: aten.elu_backward(g, _SELU_ALPHA, _SELU_SCALE, 1, False, z), True)
+    return None
+
+
+def _plain_batch_norm(norm: Optional[nn.Module]) -> bool:
+    return norm is None or (type(norm) is nn.BatchNorm1d and norm.affine and norm.track_running_stats
+                            and norm.running_mean is not None and norm.num_batches_tracked is not None)
+
+
+@dataclass(frozen=True)
+class FusedPlan:
+    """What one fused step needs besides the tensors: the block's structure and its modules."""
+
+    width: int
+    groups: tuple[tuple[int, ...], ...]  # layer indices reading chunk s, for every chunk s
+    offsets: tuple[int, ...]
+    sizes: tuple[int, ...]
+    has_bias: bool
+    dropout: float  # 0.0 unless training with dropout
+    act_math: tuple[ActivationMath, ...]
+    norms: tuple[Optional[nn.BatchNorm1d], ...]
+    any_norm: bool
+    reads_input: bool  # some activation's backward reads its input (else only outputs are kept)
+    grouped: bool  # input weights of a chunk concatenated for one forward matmul (small weights)
+    group_widths: tuple[list[int], ...]  # [w] * count per chunk, for split_with_sizes
+    hidden_widths: list[int]  # [w] * L
+
+
+# Concatenating a chunk's input weights costs a copy of them in every step; it pays (one matmul instead
+# of one per layer) only while they are small. Measured by benchmarks/layer_speed.py.
+_GROUPED_MAX_ELEMENTS = 1 << 16
+
+
+def _build_plan(module: nn.Module, acts: tuple[nn.Module, ...], norms: tuple) -> Optional[FusedPlan]:
+    math = tuple(_activation_math(act) for act in acts)
+    if any(m is None for m in math) or not all(_plain_batch_norm(n) for n in norms):
+        return None
+    L, S, w = module.num_layers, module.num_splits, module.layer_width
+    groups = tuple(tuple(range(s, L, S)) for s in range(S))
+    largest = max(len(g) * w * m for g, m in zip(groups, module.split_sizes))
+    return FusedPlan(width=w, groups=groups, offsets=tuple(module.split_offsets), sizes=tuple(module.split_sizes),
+                     has_bias=module.has_bias, dropout=module.dropout if module.training else 0.0,
+                     act_math=math, norms=norms, any_norm=any(n is not None for n in norms),  # type: ignore
+                     reads_input=any(m.reads_input for m in math), grouped=largest <= _GROUPED_MAX_ELEMENTS,
+                     group_widths=tuple([w] * len(g) for g in groups), hidden_widths=[w] * L)
+
+
+def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:
+    """The plan and parameters for a fused step of a SpinalLinear on 2-D ``x``, or None for the autograd path.
+
+    The plan is cached on the module and rebuilt when its mode or any activation or norm module changes;
+    parameters are read afresh on every call (they may be replaced).
+    """
+    if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return None  # graphs see the plain operations (and fuse them themselves)
+    if torch._C._are_functorch_transforms_active() or not x.is_floating_point():
+        return None
+    if torch.is_autocast_enabled(x.device.type):
+        return None
+    mods = [layer._modules for layer in module.layers._modules.values()]
+    acts = tuple(m["act"] for m in mods)
+    norms = tuple(m.get("norm") for m in mods)
+    key = (module.training, module.dropout, module.has_bias, acts, norms,
+           tuple(n.training for n in norms if n is not None))
+    cached = module.__dict__.get("_fused_plan_cache")
+    if cached is None or cached[0] != key:
+        cached = module.__dict__["_fused_plan_cache"] = (key, _build_plan(module, acts, norms))
+    plan = cached[1]
+    if plan is None or (x.shape[0] < 2 and any(n is not None and n.training for n in norms)):
+        return None  # the autograd path raises BatchNorm's own error for one sample
+    params = [m["input"]._parameters["weight"] for m in mods]
+    if plan.has_bias:
+        params += [m["input"]._parameters["bias"] for m in mods]
+    params += [m["chain"]._parameters["weight"] for m in mods[1:]]
+    if plan.any_norm:
+        params += [p for m in mods for p in (m["norm"]._parameters["weight"], m["norm"]._parameters["bias"])]
+    output = module._modules["output"]._parameters
+    params.append(output["weight"])
+    if plan.has_bias:
+        params.append(output["bias"])
+    return plan, params
+
+
+def _unpack(plan: FusedPlan, params: Sequence[Tensor]) -> tuple[list, list, list, list, list]:
+    L = len(plan.act_math)
+    it = iter(params)
+    w_in = [next(it) for _ in range(L)]
+    b_in = [next(it) for _ in range(L)] if plan.has_bias else [None] * L
+    w_chain = [None] + [next(it) for _ in range(L - 1)]
+    bn = [(next(it), next(it)) if norm is not None else (None, None) for norm in plan.norms]
+    out = [next(it), next(it) if plan.has_bias else None]
+    return w_in, b_in, w_chain, bn, out
+
+
+def _keep(x: Tensor, p: float) -> Tensor:
+    """A dropout keep-mask for ``x``: ``rand >= p``, as :func:`spinalnet.layers._dropout` draws it."""
+    return torch.rand_like(x) >= p
+
+
+def _batch_norm_forward(norm: nn.BatchNorm1d, z: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``norm(z)`` as nn.BatchNorm1d computes it (running statistics included), keeping what backward needs."""
+    factor = 0.0 if norm.momentum is None else norm.momentum
+    if norm.training:
+        norm.num_batches_tracked.add_(1)
+        factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+    return torch.native_batch_norm(z, weight, bias, norm.running_mean, norm.running_var, norm.training,
+                                   factor, norm.eps)
+
+
+class FusedSpinal(torch.autograd.Function):
+    """``SpinalLinear.forward`` on a 2-D input with its backward written out (see the module docstring).
+
+    Saved for backward: the input, the hidden outputs, the weights the backward multiplies by, and only
+    with dropout, batch norm or an activation whose backward reads its input, what those need.
+    """
+
+    @staticmethod
+    def forward(ctx, plan: FusedPlan, x: Tensor, *params: Tensor) -> Tensor:  # type: ignore[override]
+        w_in, b_in, w_chain, bn, (w_out, b_out) = _unpack(plan, params)
+        n, w, p = x.shape[0], plan.width, plan.dropout
+        scale = 1.0 / (1.0 - p)
+        L = len(plan.act_math)
+        proj: list[Tensor] = [x] * L
+        input_keep: list[Tensor] = []  # per chunk with dropout: every member's keep-mask, (count, n, size)
+        for s, members in enumerate(plan.groups):
+            chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
+            if p > 0.0:
+                copies = chunk.unsqueeze(0).expand(len(members), n, plan.sizes[s])
+                keep = _keep(copies, p)
+                input_keep.append(keep)
+                copies = copies * keep * scale
+                weights = torch.stack([w_in[i] for i in members]).transpose(1, 2)
+                if plan.has_bias:
+                    parts = torch.baddbmm(torch.stack([b_in[i] for i in members]).unsqueeze(1), copies, weights)
+                else:
+                    parts = torch.bmm(copies, weights)
+                parts = parts.unbind(0)
+            elif plan.grouped and len(members) > 1:
+                weight = torch.cat([w_in[i] for i in members])
+                if plan.has_bias:
+                    out = torch.addmm(torch.cat([b_in[i] for i in members]), chunk, weight.t())
+                else:
+                    out = torch.mm(chunk, weight.t())
+                parts = out.split_with_sizes(plan.group_widths[s], 1)
+            else:
+                parts = [torch.addmm(b_in[i], chunk, w_in[i].t()) if plan.has_bias else torch.mm(chunk, w_in[i].t())
+                         for i in members]
+            for k, i in enumerate(members):
+                proj[i] = parts[k]
+
+        hidden: list[Tensor] = []
+        extra: list[Optional[Tensor]] = []  # per layer with dropout: (h[i-1] as layer i's chain read it, its mask)
+        norm_saved: list[Optional[Tensor]] = []  # per layer with a norm: its input, saved mean and inverse std
+        act_in: list[Optional[Tensor]] = []  # per layer, when some activation's backward reads its input
+        h = x
+        for i in range(L):
+            z = proj[i]
+            if i > 0:
+                if p > 0.0:
+                    keep = _keep(h, p)
+                    h = h * keep * scale
+                    extra += (h, keep)
+                z = torch.addmm(z, h, w_chain[i].t())
+            norm = plan.norms[i]
+            if norm is not None:
+                normed, mean, invstd = _batch_norm_forward(norm, z, *bn[i])
+                norm_saved += (z, mean, invstd)
+                z = normed
+            if plan.reads_input:
+                act_in.append(z)
+            h = plan.act_math[i].forward(z)
+            hidden.append(h)
+        feats = torch.cat(hidden, dim=1)
+        if p > 0.0:
+            keep = _keep(feats, p)
+            feats_in = feats * keep * scale
+            extra += (feats_in, keep)
+        else:
+            feats_in = feats
+        y = torch.addmm(b_out, feats_in, w_out.t()) if b_out is not None else torch.mm(feats_in, w_out.t())
+
+        ctx.plan = plan
+        ctx.counts = (len(input_keep), len(extra), len(norm_saved))
+        ctx.save_for_backward(x, feats, w_out, *w_in, *w_chain[1:], *(pair[0] for pair in bn if pair[0] is not None),
+                              *input_keep, *extra, *norm_saved, *act_in)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y: Tensor) -> tuple[Optional[Tensor], ...]:  # type: ignore[override]
+        plan: FusedPlan = ctx.plan
+        L, w, p = len(plan.act_math), plan.width, plan.dropout
+        n_keep, n_extra, n_norm = ctx.counts
+        saved = ctx.saved_tensors
+        x, feats, w_out = saved[0], saved[1], saved[2]
+        w_in = saved[3: 3 + L]
+        w_chain = (None, *saved[3 + L: 2 + 2 * L])
+        at = 2 + 2 * L
+        bn_weight = [None] * L
+        for i, norm in enumerate(plan.norms):
+            if norm is not None:
+                bn_weight[i], at = saved[at], at + 1
+        input_keep, at = saved[at: at + n_keep], at + n_keep
+        extra, at = saved[at: at + n_extra], at + n_extra
+        norm_saved, act_in = saved[at: at + n_norm], saved[at + n_norm:]
+        scale = 1.0 / (1.0 - p)
+        grad_x_needed = ctx.needs_input_grad[1]
+
+        feats_in = feats if p == 0.0 else extra[-2]
+        grad_w_out = grad_y.t().mm(feats_in)
+        grad_b_out = grad_y.sum(0) if plan.has_bias else None
+        grad_feats = grad_y.mm(w_out)
+        if p > 0.0:
+            grad_feats = grad_feats * extra[-1] * scale
+        grad_hidden = grad_feats.split_with_sizes(plan.hidden_widths, 1)
+        hidden = feats.split_with_sizes(plan.hidden_widths, 1)
+
+        grad_z: list[Tensor] = [grad_y] * L
+        grad_chain: list[Optional[Tensor]] = [None] * L
+        grad_bn: list[Optional[Tensor]] = []
+        carry: Optional[Tensor] = None
+        k_norm = n_norm
+        for i in range(L - 1, -1, -1):
+            g = grad_hidden[i] if carry is None else grad_hidden[i] + carry
+            math = plan.act_math[i]
+            g = math.backward(g, act_in[i] if math.reads_input else hidden[i])
+            norm = plan.norms[i]
+            if norm is not None:
+                k_norm -= 3
+                g, gw, gb = torch.ops.aten.native_batch_norm_backward(
+                    g, norm_saved[k_norm], bn_weight[i], norm.running_mean, norm.running_var, norm_saved[k_norm + 1],
+                    norm_saved[k_norm + 2], norm.training, norm.eps, [True, True, True])
+                grad_bn += (gb, gw)  # reversed below
+            grad_z[i] = g
+            if i > 0:
+                if p > 0.0:
+                    chain_in, keep = extra[2 * (i - 1)], extra[2 * (i - 1) + 1]
+                    grad_chain[i] = g.t().mm(chain_in)
+                    carry = g.mm(w_chain[i]) * keep * scale
+                else:
+                    grad_chain[i] = g.t().mm(hidden[i - 1])
+                    carry = g.mm(w_chain[i])
+
+        grad_w_in: list[Optional[Tensor]] = [None] * L
+        grad_b_in: list[Optional[Tensor]] = [None] * L
+        grad_x_parts: list[Tensor] = []
+        for s, members in enumerate(plan.groups):
+            chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
+            if p > 0.0:
+                gz = torch.stack([grad_z[i] for i in members])  # (count, n, w)
+                copies = chunk.unsqueeze(0) * input_keep[s] * scale  # the dropped copies the forward multiplied
+                grad_w = torch.bmm(gz.transpose(1, 2), copies).unbind(0)
+                grad_b = gz.sum(1).unbind(0) if plan.has_bias else None
+                if grad_x_needed:
+                    grad_copies = torch.bmm(gz, torch.stack([w_in[i] for i in members]))
+                    grad_x_parts.append((grad_copies * input_keep[s]).sum(0) * scale)
+            else:
+                gz = torch.cat([grad_z[i] for i in members], dim=1) if len(members) > 1 else grad_z[members[0]]
+                grad_w = gz.t().mm(chunk).split_with_sizes(plan.group_widths[s], 0)
+                grad_b = gz.sum(0).split_with_sizes(plan.group_widths[s]) if plan.has_bias else None
+                if grad_x_needed:
+                    weight = torch.cat([w_in[i] for i in members]) if len(members) > 1 else w_in[members[0]]
+                    grad_x_parts.append(gz.mm(weight))
+            for k, i in enumerate(members):
+                grad_w_in[i] = grad_w[k]
+                if grad_b is not None:
+                    grad_b_in[i] = grad_b[k]
+        grad_x = torch.cat(grad_x_parts, dim=1) if grad_x_needed else None
+
+        grads: list[Optional[Tensor]] = grad_w_in
+        if plan.has_bias:
+            grads += grad_b_in
+        grads += grad_chain[1:]
+        grads += grad_bn[::-1]
+        grads.append(grad_w_out)
+        if plan.has_bias:
+            grads.append(grad_b_out)
+        return (None, grad_x, *grads)
