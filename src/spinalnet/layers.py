@@ -24,18 +24,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spinalnet.activations import activation_name, create_activation
-from spinalnet.spinal_function import FusedPlan, FusedSpinal, fused_plan
+from spinalnet.spinal_function import FusedPlan, FusedSpinal, dropout_mask, fused_plan
 from spinalnet.split import split_sizes  # noqa: F401  (re-exported: spinalnet.layers.split_sizes)
 
 
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout. On CPU a ``rand`` mask is about 3x faster than ``bernoulli_`` (measured by
-    benchmarks/layer_speed.py); elsewhere ``F.dropout`` uses its fused kernel."""
+    """Inverted dropout: :func:`dropout_mask` on CPU, ``F.dropout``'s fused kernel elsewhere."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
-    return x * (torch.rand_like(x) >= p) * (1.0 / (1.0 - p))
+    return x * dropout_mask(x, p, 1.0 / (1.0 - p))
 
 
 def _check_positive_int(name: str, value: object) -> int:
