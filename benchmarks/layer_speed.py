@@ -1,8 +1,10 @@
 """SpinalLinear against the per-layer formulation of the paper's scripts, side by side in one run.
 
 For every shape and batch: forward+backward time (median of interleaved repeats) of both, with the
-same parameters, and the memory the backward pass holds (bytes of the tensors autograd saves).
-Prints ratios (per-layer time / SpinalLinear time: > 1 means SpinalLinear is faster).
+same parameters, the memory the backward pass holds (bytes of the tensors autograd saves) and the
+floating-point work of the step (``FlopCounterMode``: matrix products). Prints ratios (per-layer /
+SpinalLinear for time and work: > 1 means SpinalLinear is faster or does less; SpinalLinear / per-layer
+for memory). The work ratio is what the speedup would be if both ran their products equally fast.
 
     python benchmarks/layer_speed.py            # all shapes, batches 64 and 512, eager and torch.compile
     python benchmarks/layer_speed.py --quick    # under a minute
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from reference import ReferenceSpinal  # noqa: E402  (the plain per-layer implementation)
@@ -81,6 +84,13 @@ def saved_bytes(module: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(seen.values())
 
 
+def step_flops(module: torch.nn.Module, x: torch.Tensor) -> int:
+    """Floating-point operations of one forward+backward step, as PyTorch's FlopCounterMode counts them."""
+    with FlopCounterMode(display=False) as counter:
+        step(module, x)
+    return counter.get_total_flops()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no torch.compile (under a minute)")
@@ -105,7 +115,8 @@ def main() -> None:
     print(f"# SpinalLinear vs per-layer, forward+backward, {device.type}: "
           f"{torch.cuda.get_device_name(0) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}")
-    print(f"{'shape':<30}{'batch':>6}{'per-layer ms':>14}{'spinal ms':>11}{'speedup':>9}{'mem ratio':>11}")
+    print(f"{'shape':<30}{'batch':>6}{'per-layer ms':>14}{'spinal ms':>11}{'speedup':>9}{'mem ratio':>11}"
+          f"{'work ratio':>12}")
     speedups, at_512 = [], []
     for name, in_f, width, layers, out_f, drop, bn in shapes:
         for batch in batches:
@@ -116,10 +127,12 @@ def main() -> None:
             x = torch.randn(batch, in_f, device=device)
             t_ref, t_fast = compare_times(ref, fast, x, device, repeats, inner)
             mem = saved_bytes(fast, x) / max(saved_bytes(ref, x), 1)
+            work = step_flops(ref, x) / max(step_flops(fast, x), 1)
             speedups.append(t_ref / t_fast)
             if batch == 512:
                 at_512.append(t_ref / t_fast)
-            print(f"{name:<30}{batch:>6}{t_ref * 1e3:>14.3f}{t_fast * 1e3:>11.3f}{t_ref / t_fast:>8.2f}x{mem:>10.2f}x")
+            print(f"{name:<30}{batch:>6}{t_ref * 1e3:>14.3f}{t_fast * 1e3:>11.3f}{t_ref / t_fast:>8.2f}x{mem:>10.2f}x"
+                  f"{work:>11.2f}x")
     geo = math.exp(statistics.fmean(math.log(s) for s in speedups))
     print(f"geometric mean speedup {geo:.2f}x; minimum {min(speedups):.2f}x"
           + (f"; minimum at batch 512 {min(at_512):.2f}x" if at_512 else ""))

@@ -224,7 +224,7 @@ class FusedSpinal(torch.autograd.Function):
                 proj[i] = parts[k]
 
         hidden: list[Tensor] = []
-        extra: list[Optional[Tensor]] = []  # per layer with dropout: (h[i-1] as layer i's chain read it, its mask)
+        masks: list[Tensor] = []  # with dropout: the chain's masks (layers 1..L-1), then the output's
         norm_saved: list[Optional[Tensor]] = []  # per layer with a norm: its input, saved mean and inverse std
         act_in: list[Optional[Tensor]] = []  # per layer, when some activation's backward reads its input
         h = x
@@ -234,7 +234,7 @@ class FusedSpinal(torch.autograd.Function):
                 if p > 0.0:
                     mask = dropout_mask(h, p, scale)
                     h = h * mask
-                    extra += (h, mask)
+                    masks.append(mask)
                 z = torch.addmm(z, h, w_chain[i].t())
             norm = plan.norms[i]
             if norm is not None:
@@ -249,15 +249,15 @@ class FusedSpinal(torch.autograd.Function):
         if p > 0.0:
             mask = dropout_mask(feats, p, scale)
             feats_in = feats * mask
-            extra += (feats_in, mask)
+            masks.append(mask)
         else:
             feats_in = feats
         y = torch.addmm(b_out, feats_in, w_out.t()) if b_out is not None else torch.mm(feats_in, w_out.t())
 
         ctx.plan = plan
-        ctx.counts = (len(input_mask), len(extra), len(norm_saved))
+        ctx.counts = (len(input_mask), len(masks), len(norm_saved))
         ctx.save_for_backward(x, feats, w_out, *w_in, *w_chain[1:], *(pair[0] for pair in bn if pair[0] is not None),
-                              *input_mask, *extra, *norm_saved, *act_in)
+                              *input_mask, *masks, *norm_saved, *act_in)
         return y
 
     @staticmethod
@@ -265,7 +265,7 @@ class FusedSpinal(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor) -> tuple[Optional[Tensor], ...]:  # type: ignore[override]
         plan: FusedPlan = ctx.plan
         L, w, p = len(plan.act_math), plan.width, plan.dropout
-        n_mask, n_extra, n_norm = ctx.counts
+        n_mask, n_masks, n_norm = ctx.counts
         saved = ctx.saved_tensors
         x, feats, w_out = saved[0], saved[1], saved[2]
         w_in = saved[3: 3 + L]
@@ -276,16 +276,16 @@ class FusedSpinal(torch.autograd.Function):
             if norm is not None:
                 bn_weight[i], at = saved[at], at + 1
         input_mask, at = saved[at: at + n_mask], at + n_mask
-        extra, at = saved[at: at + n_extra], at + n_extra
+        masks, at = saved[at: at + n_masks], at + n_masks
         norm_saved, act_in = saved[at: at + n_norm], saved[at + n_norm:]
         grad_x_needed = ctx.needs_input_grad[1]
 
-        feats_in = feats if p == 0.0 else extra[-2]
+        feats_in = feats if p == 0.0 else feats * masks[-1]  # recomputed: kept is the mask only
         grad_w_out = grad_y.t().mm(feats_in)
         grad_b_out = grad_y.sum(0) if plan.has_bias else None
         grad_feats = grad_y.mm(w_out)
         if p > 0.0:
-            grad_feats = grad_feats * extra[-1]
+            grad_feats = grad_feats * masks[-1]
         grad_hidden = grad_feats.split_with_sizes(plan.hidden_widths, 1)
         hidden = feats.split_with_sizes(plan.hidden_widths, 1)
 
@@ -308,8 +308,8 @@ class FusedSpinal(torch.autograd.Function):
             grad_z[i] = g
             if i > 0:
                 if p > 0.0:
-                    chain_in, mask = extra[2 * (i - 1)], extra[2 * (i - 1) + 1]
-                    grad_chain[i] = g.t().mm(chain_in)
+                    mask = masks[i - 1]
+                    grad_chain[i] = g.t().mm(hidden[i - 1] * mask)
                     carry = g.mm(w_chain[i]) * mask
                 else:
                     grad_chain[i] = g.t().mm(hidden[i - 1])
