@@ -8,10 +8,13 @@ Reference math (what the block computes, per sample ``x`` of width ``in_features
     y      = W_out @ drop(cat(h[0], ..., h[L-1])) + b_out
 
 Why it is fast: the input half of every ``W[i]`` does not depend on the chain, so the
-projections of all layers that read the same chunk are one matrix multiply. Only the narrow
+projections of all layers that read the same chunk are one matrix multiply, and no gradient is
+computed for the input slices that only the per-layer form concatenates. Only the narrow
 ``layer_width x layer_width`` chain is sequential. The parameters are stored per layer
 (``W[i] = [input | chain]``: ``layers.{i}.input`` reads the chunk, ``layers.{i}.chain`` reads
-``h[i-1]``); each forward concatenates the input weights of the layers sharing a chunk.
+``h[i-1]``); each forward concatenates the input weights of the layers sharing a chunk. With
+autograd on, the whole block is one autograd node with a hand-written backward
+(:mod:`spinalnet.spinal_function`); compiled, traced or exported graphs see the plain operations.
 """
 
 from __future__ import annotations

@@ -38,38 +38,39 @@ class ActivationMath:
     reads_input: bool
 
 
+_aten = torch.ops.aten
+# Activations without options: (forward, ATen backward, the backward reads the input (else the output)).
+_PLAIN_ACTIVATIONS: dict[type[nn.Module], tuple[Fn, GradFn, bool]] = {
+    nn.ReLU: (torch.relu, lambda g, h: _aten.threshold_backward(g, h, 0), False),
+    nn.Identity: (lambda z: z, lambda g, h: g, False),
+    nn.Tanh: (torch.tanh, _aten.tanh_backward, False),
+    nn.Sigmoid: (torch.sigmoid, _aten.sigmoid_backward, False),
+    nn.SiLU: (F.silu, _aten.silu_backward, True),
+    nn.Mish: (F.mish, _aten.mish_backward, True),
+    nn.Hardswish: (F.hardswish, _aten.hardswish_backward, True),
+    nn.SELU: (F.selu, lambda g, z: _aten.elu_backward(g, _SELU_ALPHA, _SELU_SCALE, 1, False, z), True),
+}
+
+
 def _activation_math(act: nn.Module) -> Optional[ActivationMath]:
     """The functions autograd would run for an activation module, or None when it is not a known one.
 
-    Options (slope, alpha, approximation) are read from the module at every call, as its forward does.
-    Exact types only: a subclass may change the function, so it takes the autograd path.
+    Exact types only: a subclass may change the function, so it takes the autograd path. Options
+    (slope, alpha, approximation) are read from the module at every call, as its forward does; an
+    ``inplace`` flag only saves memory, and the fused step computes out of place.
     """
-    kind, aten = type(act), torch.ops.aten  # an ``inplace`` flag only saves memory: computed out of place here
-    if kind is nn.ReLU:
-        return ActivationMath(torch.relu, lambda g, h: aten.threshold_backward(g, h, 0), False)
-    if kind is nn.Identity:
-        return ActivationMath(lambda z: z, lambda g, h: g, False)
-    if kind is nn.Tanh:
-        return ActivationMath(torch.tanh, aten.tanh_backward, False)
-    if kind is nn.Sigmoid:
-        return ActivationMath(torch.sigmoid, aten.sigmoid_backward, False)
+    kind = type(act)
+    if kind in _PLAIN_ACTIVATIONS:
+        return ActivationMath(*_PLAIN_ACTIVATIONS[kind])
     if kind is nn.LeakyReLU:
         return ActivationMath(lambda z: F.leaky_relu(z, act.negative_slope),
-                              lambda g, z: aten.leaky_relu_backward(g, z, act.negative_slope, False), True)
+                              lambda g, z: _aten.leaky_relu_backward(g, z, act.negative_slope, False), True)
     if kind is nn.GELU:
         return ActivationMath(lambda z: F.gelu(z, approximate=act.approximate),
-                              lambda g, z: aten.gelu_backward(g, z, approximate=act.approximate), True)
-    if kind is nn.SiLU:
-        return ActivationMath(F.silu, aten.silu_backward, True)
-    if kind is nn.Mish:
-        return ActivationMath(F.mish, aten.mish_backward, True)
-    if kind is nn.Hardswish:
-        return ActivationMath(F.hardswish, aten.hardswish_backward, True)
+                              lambda g, z: _aten.gelu_backward(g, z, approximate=act.approximate), True)
     if kind is nn.ELU:
         return ActivationMath(lambda z: F.elu(z, act.alpha),
-                              lambda g, z: aten.elu_backward(g, act.alpha, 1, 1, False, z), True)
-    if kind is nn.SELU:
-        return ActivationMath(F.selu, lambda g, z: aten.elu_backward(g, _SELU_ALPHA, _SELU_SCALE, 1, False, z), True)
+                              lambda g, z: _aten.elu_backward(g, act.alpha, 1, 1, False, z), True)
     return None
 
 
