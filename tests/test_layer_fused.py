@@ -135,3 +135,13 @@ def test_whole_module_pickles_after_a_training_step():
     loaded = torch.load(buffer, weights_only=False).eval()
     x = torch.randn(5, 12)
     torch.testing.assert_close(loaded(x), layer.eval()(x))
+
+
+def test_forward_hooks_on_inner_modules_still_run():
+    torch.manual_seed(0)
+    layer = SpinalLinear(12, 3, layer_width=4, num_layers=3)
+    seen = []
+    layer.output.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape))
+    y = layer(torch.randn(5, 12))
+    assert seen == [torch.Size([5, 12])]
+    assert _node(y) != "FusedSpinalBackward"

@@ -9,7 +9,7 @@ one graph node instead of about fifty. Gradients go straight into each per-layer
 the grouped weight gradient of a chunk is one matrix product whose row blocks are the layers' gradients.
 
 :func:`fused_plan` says when this applies (known activations, plain BatchNorm1d, no autocast, no
-tracing or compiling); otherwise :class:`spinalnet.layers.SpinalLinear` runs its autograd path, which
+tracing or compiling, no forward hooks on the block's activations, norms or output Linear); otherwise :class:`spinalnet.layers.SpinalLinear` runs its autograd path, which
 computes the same function. Double backward is not supported here (``once_differentiable``).
 """
 
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 
@@ -117,6 +118,12 @@ def _build_plan(module: nn.Module, acts: tuple[nn.Module, ...], norms: tuple) ->
                      group_widths=tuple([w] * len(g) for g in groups), hidden_widths=[w] * L)
 
 
+def _has_hooks(*modules: Optional[nn.Module]) -> bool:
+    if _global_forward_hooks or _global_forward_pre_hooks:
+        return True
+    return any(m is not None and (m._forward_hooks or m._forward_pre_hooks) for m in modules)
+
+
 def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:
     """The plan and parameters for a fused step of a SpinalLinear on 2-D ``x``, or None for the autograd path.
 
@@ -133,13 +140,15 @@ def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[T
     acts = tuple(m["act"] for m in mods)
     norms = tuple(m.get("norm") for m in mods)
     key = (module.training, module.dropout, module.has_bias, acts, norms,
-           tuple(n.training for n in norms if n is not None))
+           tuple((n.training, n.track_running_stats, n.running_mean is None) for n in norms if n is not None))
     cached = module.__dict__.get("_fused_plan_cache")
     if cached is None or cached[0] != key:
         cached = module.__dict__["_fused_plan_cache"] = (key, _build_plan(module, acts, norms))
     plan = cached[1]
     if plan is None or (x.shape[0] < 2 and any(n is not None and n.training for n in norms)):
         return None  # the autograd path raises BatchNorm's own error for one sample
+    if _has_hooks(module._modules["output"], *acts, *norms):
+        return None  # the autograd path calls those modules, so their hooks run
     params = [m["input"]._parameters["weight"] for m in mods]
     if plan.has_bias:
         params += [m["input"]._parameters["bias"] for m in mods]
