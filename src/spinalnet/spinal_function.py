@@ -222,14 +222,10 @@ class FusedSpinal(torch.autograd.Function):
                 parts = parts.unbind(0)
             elif plan.grouped and len(members) > 1:
                 weight = torch.cat([w_in[i] for i in members])
-                if plan.has_bias:
-                    out = torch.addmm(torch.cat([b_in[i] for i in members]), chunk, weight.t())
-                else:
-                    out = torch.mm(chunk, weight.t())
+                out = F.linear(chunk, weight, torch.cat([b_in[i] for i in members]) if plan.has_bias else None)
                 parts = out.split_with_sizes(plan.group_widths[s], 1)
             else:
-                parts = [torch.addmm(b_in[i], chunk, w_in[i].t()) if plan.has_bias else torch.mm(chunk, w_in[i].t())
-                         for i in members]
+                parts = [F.linear(chunk, w_in[i], b_in[i]) for i in members]
             for k, i in enumerate(members):
                 proj[i] = parts[k]
 
@@ -245,7 +241,7 @@ class FusedSpinal(torch.autograd.Function):
                     mask = dropout_mask(h, p, scale)
                     h = h * mask
                     masks.append(mask)
-                z = torch.addmm(z, h, w_chain[i].t())
+                z = F.linear(h, w_chain[i], z)
             norm = plan.norms[i]
             if norm is not None:
                 normed, mean, invstd = _batch_norm_forward(norm, z, *bn[i])
@@ -262,11 +258,11 @@ class FusedSpinal(torch.autograd.Function):
             masks.append(mask)
         else:
             feats_in = feats
-        y = torch.addmm(b_out, feats_in, w_out.t()) if b_out is not None else torch.mm(feats_in, w_out.t())
+        y = F.linear(feats_in, w_out, b_out)
 
         ctx.plan = plan
         ctx.counts = (len(input_mask), len(masks), len(norm_saved))
-        ctx.save_for_backward(x, feats, w_out, *w_in, *w_chain[1:], *(pair[0] for pair in bn if pair[0] is not None),
+        ctx.save_for_backward(x, feats, w_out, *(w_in if x.requires_grad else ()), *w_chain[1:], *(pair[0] for pair in bn if pair[0] is not None),
                               *input_mask, *masks, *norm_saved, *act_in)
         return y
 
@@ -278,9 +274,11 @@ class FusedSpinal(torch.autograd.Function):
         n_mask, n_masks, n_norm = ctx.counts
         saved = ctx.saved_tensors
         x, feats, w_out = saved[0], saved[1], saved[2]
-        w_in = saved[3: 3 + L]
-        w_chain = (None, *saved[3 + L: 2 + 2 * L])
-        at = 2 + 2 * L
+        grad_x_needed = ctx.needs_input_grad[1]
+        at = 3 + L if grad_x_needed else 3  # the input weights are kept only for the input's gradient
+        w_in = saved[3: at]
+        w_chain = (None, *saved[at: at + L - 1])
+        at += L - 1
         bn_weight = [None] * L
         for i, norm in enumerate(plan.norms):
             if norm is not None:
@@ -288,7 +286,6 @@ class FusedSpinal(torch.autograd.Function):
         input_mask, at = saved[at: at + n_mask], at + n_mask
         masks, at = saved[at: at + n_masks], at + n_masks
         norm_saved, act_in = saved[at: at + n_norm], saved[at + n_norm:]
-        grad_x_needed = ctx.needs_input_grad[1]
 
         feats_in = feats if p == 0.0 else feats * masks[-1]  # recomputed: kept is the mask only
         grad_w_out = grad_y.t().mm(feats_in)
