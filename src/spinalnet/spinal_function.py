@@ -206,14 +206,17 @@ class FusedSpinal(torch.autograd.Function):
         scale = 1.0 / (1.0 - p)
         L = len(plan.act_math)
         proj: list[Tensor] = [x] * L
-        input_mask: list[Tensor] = []  # per chunk with dropout: every member's mask, (count, n, size)
+        dropped: list[Tensor] = []  # per chunk with dropout: every member's dropped copy (count, n, size), and
+        input_mask: list[Tensor] = []  # its mask when the input needs a gradient
         for s, members in enumerate(plan.groups):
             chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
             if p > 0.0:
                 copies = chunk.unsqueeze(0).expand(len(members), n, plan.sizes[s])
                 mask = dropout_mask(copies, p, scale)
-                input_mask.append(mask)
                 copies = copies * mask
+                dropped.append(copies)
+                if x.requires_grad:
+                    input_mask.append(mask)
                 weights = torch.stack([w_in[i] for i in members]).transpose(1, 2)
                 if plan.has_bias:
                     parts = torch.baddbmm(torch.stack([b_in[i] for i in members]).unsqueeze(1), copies, weights)
@@ -261,9 +264,9 @@ class FusedSpinal(torch.autograd.Function):
         y = F.linear(feats_in, w_out, b_out)
 
         ctx.plan = plan
-        ctx.counts = (len(input_mask), len(masks), len(norm_saved))
+        ctx.counts = (len(dropped), len(input_mask), len(masks), len(norm_saved))
         ctx.save_for_backward(x, feats, w_out, *(w_in if x.requires_grad else ()), *w_chain[1:], *(pair[0] for pair in bn if pair[0] is not None),
-                              *input_mask, *masks, *norm_saved, *act_in)
+                              *dropped, *input_mask, *masks, *norm_saved, *act_in)
         return y
 
     @staticmethod
@@ -271,7 +274,7 @@ class FusedSpinal(torch.autograd.Function):
     def backward(ctx, grad_y: Tensor) -> tuple[Optional[Tensor], ...]:  # type: ignore[override]
         plan: FusedPlan = ctx.plan
         L, w, p = len(plan.act_math), plan.width, plan.dropout
-        n_mask, n_masks, n_norm = ctx.counts
+        n_dropped, n_mask, n_masks, n_norm = ctx.counts
         saved = ctx.saved_tensors
         x, feats, w_out = saved[0], saved[1], saved[2]
         grad_x_needed = ctx.needs_input_grad[1]
@@ -283,6 +286,7 @@ class FusedSpinal(torch.autograd.Function):
         for i, norm in enumerate(plan.norms):
             if norm is not None:
                 bn_weight[i], at = saved[at], at + 1
+        dropped, at = saved[at: at + n_dropped], at + n_dropped
         input_mask, at = saved[at: at + n_mask], at + n_mask
         masks, at = saved[at: at + n_masks], at + n_masks
         norm_saved, act_in = saved[at: at + n_norm], saved[at + n_norm:]
@@ -329,8 +333,7 @@ class FusedSpinal(torch.autograd.Function):
             chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
             if p > 0.0:
                 gz = torch.stack([grad_z[i] for i in members])  # (count, n, w)
-                copies = chunk.unsqueeze(0) * input_mask[s]  # the dropped copies the forward multiplied
-                grad_w = torch.bmm(gz.transpose(1, 2), copies).unbind(0)
+                grad_w = torch.bmm(gz.transpose(1, 2), dropped[s]).unbind(0)
                 grad_b = gz.sum(1).unbind(0) if plan.has_bias else None
                 if grad_x_needed:
                     grad_copies = torch.bmm(gz, torch.stack([w_in[i] for i in members]))
