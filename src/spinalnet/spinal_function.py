@@ -99,9 +99,10 @@ class FusedPlan:
     hidden_widths: list[int]  # [w] * L
 
 
-# Concatenating a chunk's input weights costs a copy of them in every step; it pays (one matmul instead
-# of one per layer) only while they are small. Measured by benchmarks/layer_speed.py.
-_GROUPED_MAX_ELEMENTS = 1 << 16
+# Concatenating a chunk's input weights costs a copy of them in every step; one matmul instead of one
+# per layer paid 1.02x to 1.15x for the benchmark's heads up to 2 x 128 x 2048 and 8 x 64 x 1024 weights
+# and lost (0.99x) for 2 x 512 x 1024 (1 thread, benchmarks/layer_speed.py shapes, side by side).
+_GROUPED_MAX_ELEMENTS = 1 << 19
 
 
 def _build_plan(module: nn.Module, acts: tuple[nn.Module, ...], norms: tuple) -> Optional[FusedPlan]:
