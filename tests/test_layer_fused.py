@@ -18,6 +18,10 @@ class UnlistedReLU(nn.ReLU):
     """A ReLU the fused step does not know: SpinalLinear computes it with autograd."""
 
 
+class UnlistedTanh(nn.Tanh):
+    """A Tanh the fused step does not know (a second derivative that is not zero)."""
+
+
 def _node(y: torch.Tensor) -> str:
     """The autograd node that computed ``y``, looking through reshapes."""
     fn = y.grad_fn
@@ -104,12 +108,45 @@ def test_batch_norm_with_cumulative_average_matches_the_reference():
         torch.testing.assert_close(fast.layers[i].norm.running_mean, norm.running_mean, atol=1e-12, rtol=0)
 
 
-def test_a_second_derivative_is_refused_rather_than_wrong():
-    layer = SpinalLinear(8, 2, layer_width=3, num_layers=2)
-    x = torch.randn(4, 8, requires_grad=True)
-    (grad,) = torch.autograd.grad(layer(x).pow(2).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        grad.sum().backward()
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_second_derivatives_match_the_autograd_path(training):
+    """A gradient penalty through dropout and batch norm: the fused step's replayed backward gives the same
+    input gradient, the same gradient of the penalty for every parameter and the same running statistics."""
+    kwargs = dict(layer_width=5, num_layers=4, num_splits=2, dropout=0.3, batch_norm=True)
+    torch.manual_seed(0)
+    fused = SpinalLinear(11, 3, activation=nn.Tanh, **kwargs).double().train(training)
+    plain = SpinalLinear(11, 3, activation=UnlistedTanh, **kwargs).double().train(training)
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(7, 11, dtype=torch.double)
+    results = []
+    for module in (fused, plain):
+        xi = x.clone().requires_grad_()
+        torch.manual_seed(1)
+        y = module(xi)
+        (grad_x,) = torch.autograd.grad(y.pow(2).sum(), xi, create_graph=True)
+        grad_x.pow(2).sum().backward()
+        results.append((_node(y), grad_x.detach(), _grads(module), fused.layers[1].norm.running_var.clone()))
+    (node_f, gx_f, grads_f, var_f), (node_p, gx_p, grads_p, var_p) = results
+    assert node_f == "FusedSpinalBackward" != node_p
+    torch.testing.assert_close(gx_f, gx_p, atol=1e-12, rtol=0)
+    assert grads_f.keys() == grads_p.keys()
+    for name in grads_f:
+        assert grads_f[name].abs().sum() > 0, name  # every parameter takes part in the penalty
+        torch.testing.assert_close(grads_f[name], grads_p[name], atol=1e-12, rtol=0, msg=name)
+    torch.testing.assert_close(var_f, var_p, atol=1e-12, rtol=0)  # the replay did not update them again
+
+
+def test_second_derivatives_pass_gradgradcheck():
+    torch.manual_seed(0)
+    layer = SpinalLinear(9, 2, layer_width=3, num_layers=3, activation="gelu", batch_norm=True).double()
+    params = list(layer.parameters())
+    x = torch.randn(5, 9, dtype=torch.double, requires_grad=True)
+
+    def step(x, *values):
+        return torch.func.functional_call(layer, dict(zip([n for n, _ in layer.named_parameters()], values)), (x,))
+
+    assert _node(layer(x)) == "FusedSpinalBackward"
+    assert torch.autograd.gradgradcheck(step, (x, *params))
 
 
 def test_in_place_activation_matches_the_reference():
@@ -145,3 +182,23 @@ def test_forward_hooks_on_inner_modules_still_run():
     y = layer(torch.randn(5, 12))
     assert seen == [torch.Size([5, 12])]
     assert _node(y) != "FusedSpinalBackward"
+
+
+def test_parametrized_weights_take_the_autograd_path():
+    """A parametrization (weight norm, spectral norm, ...) replaces a parameter by a computed weight."""
+
+    class Doubled(nn.Module):
+        def forward(self, weight):
+            return 2 * weight
+
+    torch.manual_seed(0)
+    layer = SpinalLinear(8, 2, layer_width=3, num_layers=2).double()
+    expected = ReferenceSpinal.like(layer)
+    with torch.no_grad():
+        for seq in expected.hidden()[:1]:
+            ReferenceSpinal._find(seq, nn.Linear).weight.mul_(2)
+    torch.nn.utils.parametrize.register_parametrization(layer.layers[0].input, "weight", Doubled())
+    x = torch.randn(4, 8, dtype=torch.double)
+    y = layer(x)
+    assert _node(y) != "FusedSpinalBackward"
+    torch.testing.assert_close(y, expected(x), atol=1e-12, rtol=0)

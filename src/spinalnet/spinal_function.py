@@ -9,8 +9,9 @@ one graph node instead of about fifty. Gradients go straight into each per-layer
 the grouped weight gradient of a chunk is one matrix product whose row blocks are the layers' gradients.
 
 :func:`fused_plan` says when this applies (known activations, plain BatchNorm1d, no autocast, no
-tracing or compiling, no forward hooks on the block's activations, norms or output Linear); otherwise :class:`spinalnet.layers.SpinalLinear` runs its autograd path, which
-computes the same function. Double backward is not supported here (``once_differentiable``).
+tracing or compiling, no forward hooks on the block's activations, norms or output Linear); otherwise
+:class:`spinalnet.layers.SpinalLinear` runs its autograd path, which computes the same function. A second
+derivative (``create_graph=True``) recomputes the step with autograd from the saved inputs and masks.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.autograd.function import once_differentiable
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
@@ -150,16 +150,16 @@ def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[T
         return None  # the autograd path raises BatchNorm's own error for one sample
     if _has_hooks(module._modules["output"], *acts, *norms):
         return None  # the autograd path calls those modules, so their hooks run
-    params = [m["input"]._parameters["weight"] for m in mods]
+    params = [m["input"]._parameters.get("weight") for m in mods]
     if plan.has_bias:
-        params += [m["input"]._parameters["bias"] for m in mods]
-    params += [m["chain"]._parameters["weight"] for m in mods[1:]]
+        params += [m["input"]._parameters.get("bias") for m in mods]
+    params += [m["chain"]._parameters.get("weight") for m in mods[1:]]
     if plan.any_norm:
-        params += [p for m in mods for p in (m["norm"]._parameters["weight"], m["norm"]._parameters["bias"])]
+        params += [m["norm"]._parameters.get(name) for m in mods for name in ("weight", "bias")]
     output = module._modules["output"]._parameters
-    params.append(output["weight"])
-    if plan.has_bias:
-        params.append(output["bias"])
+    params += [output.get("weight"), output.get("bias")] if plan.has_bias else [output.get("weight")]
+    if any(p is None for p in params):
+        return None  # a parametrized weight (weight norm, ...) is computed by its module: the autograd path
     return plan, params
 
 
@@ -265,99 +265,151 @@ class FusedSpinal(torch.autograd.Function):
         y = F.linear(feats_in, w_out, b_out)
 
         ctx.plan = plan
-        ctx.counts = (len(dropped), len(input_mask), len(masks), len(norm_saved))
-        ctx.save_for_backward(x, feats, w_out, *(w_in if x.requires_grad else ()), *w_chain[1:], *(pair[0] for pair in bn if pair[0] is not None),
-                              *dropped, *input_mask, *masks, *norm_saved, *act_in)
+        ctx.counts = (len(params), len(dropped), len(input_mask), len(masks), len(norm_saved))
+        # The parameters are saved whole (references, no copies): the backward multiplies by some, and a
+        # second derivative recomputes the step from all of them.
+        ctx.save_for_backward(x, feats, *params, *dropped, *input_mask, *masks, *norm_saved, *act_in)
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_y: Tensor) -> tuple[Optional[Tensor], ...]:  # type: ignore[override]
-        plan: FusedPlan = ctx.plan
-        L, w, p = len(plan.act_math), plan.width, plan.dropout
-        n_dropped, n_mask, n_masks, n_norm = ctx.counts
+        saved = _Saved(ctx)
+        if torch.is_grad_enabled():  # backward(create_graph=True): gradients to differentiate again
+            return _replayed_backward(ctx, saved, grad_y)
+        return _fast_backward(ctx.plan, saved, grad_y, ctx.needs_input_grad[1])
+
+
+class _Saved:
+    """What :meth:`FusedSpinal.forward` saved, by name."""
+
+    def __init__(self, ctx) -> None:
+        n_params, n_dropped, n_mask, n_masks, n_norm = ctx.counts
         saved = ctx.saved_tensors
-        x, feats, w_out = saved[0], saved[1], saved[2]
-        grad_x_needed = ctx.needs_input_grad[1]
-        at = 3 + L if grad_x_needed else 3  # the input weights are kept only for the input's gradient
-        w_in = saved[3: at]
-        w_chain = (None, *saved[at: at + L - 1])
-        at += L - 1
-        bn_weight = [None] * L
-        for i, norm in enumerate(plan.norms):
-            if norm is not None:
-                bn_weight[i], at = saved[at], at + 1
-        dropped, at = saved[at: at + n_dropped], at + n_dropped
-        input_mask, at = saved[at: at + n_mask], at + n_mask
-        masks, at = saved[at: at + n_masks], at + n_masks
-        norm_saved, act_in = saved[at: at + n_norm], saved[at + n_norm:]
+        self.x, self.feats = saved[0], saved[1]
+        at = 2
+        self.params, at = list(saved[at: at + n_params]), at + n_params
+        self.dropped, at = saved[at: at + n_dropped], at + n_dropped
+        self.input_mask, at = saved[at: at + n_mask], at + n_mask
+        self.masks, at = saved[at: at + n_masks], at + n_masks
+        self.norm_saved, self.act_in = saved[at: at + n_norm], saved[at + n_norm:]
 
-        feats_in = feats if p == 0.0 else feats * masks[-1]  # recomputed: kept is the mask only
-        grad_w_out = grad_y.t().mm(feats_in)
-        grad_b_out = grad_y.sum(0) if plan.has_bias else None
-        grad_feats = grad_y.mm(w_out)
-        if p > 0.0:
-            grad_feats = grad_feats * masks[-1]
-        grad_hidden = grad_feats.split_with_sizes(plan.hidden_widths, 1)
-        hidden = feats.split_with_sizes(plan.hidden_widths, 1)
 
-        grad_z: list[Tensor] = [grad_y] * L
-        grad_chain: list[Optional[Tensor]] = [None] * L
-        grad_bn: list[Optional[Tensor]] = []
-        carry: Optional[Tensor] = None
-        k_norm = n_norm
-        for i in range(L - 1, -1, -1):
-            g = grad_hidden[i] if carry is None else grad_hidden[i] + carry
-            math = plan.act_math[i]
-            g = math.backward(g, act_in[i] if math.reads_input else hidden[i])
-            norm = plan.norms[i]
-            if norm is not None:
-                k_norm -= 3
-                g, gw, gb = torch.ops.aten.native_batch_norm_backward(
-                    g, norm_saved[k_norm], bn_weight[i], norm.running_mean, norm.running_var, norm_saved[k_norm + 1],
-                    norm_saved[k_norm + 2], norm.training, norm.eps, [True, True, True])
-                grad_bn += (gb, gw)  # reversed below
-            grad_z[i] = g
-            if i > 0:
-                if p > 0.0:
-                    mask = masks[i - 1]
-                    grad_chain[i] = g.t().mm(hidden[i - 1] * mask)
-                    carry = g.mm(w_chain[i]) * mask
-                else:
-                    grad_chain[i] = g.t().mm(hidden[i - 1])
-                    carry = g.mm(w_chain[i])
-
-        grad_w_in: list[Optional[Tensor]] = [None] * L
-        grad_b_in: list[Optional[Tensor]] = [None] * L
-        grad_x_parts: list[Tensor] = []
-        for s, members in enumerate(plan.groups):
-            chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
-            if p > 0.0:
-                gz = torch.stack([grad_z[i] for i in members])  # (count, n, w)
-                grad_w = torch.bmm(gz.transpose(1, 2), dropped[s]).unbind(0)
-                grad_b = gz.sum(1).unbind(0) if plan.has_bias else None
-                if grad_x_needed:
-                    grad_copies = torch.bmm(gz, torch.stack([w_in[i] for i in members]))
-                    grad_x_parts.append((grad_copies * input_mask[s]).sum(0))
+def _replay(plan: FusedPlan, saved: _Saved) -> Tensor:
+    """The forward step again, recorded by autograd: the same dropout masks, batch norm on the same
+    statistics (the batch's in training, the running ones in eval) without touching the running ones."""
+    w_in, b_in, w_chain, bn, (w_out, b_out) = _unpack(plan, saved.params)
+    x, p, L = saved.x, plan.dropout, len(plan.act_math)
+    proj: list[Tensor] = [x] * L
+    for s, members in enumerate(plan.groups):
+        chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
+        for k, i in enumerate(members):
+            if p == 0.0:
+                dropped = chunk
+            elif saved.input_mask:  # the input needs a gradient: drop it again with the same mask
+                dropped = chunk * saved.input_mask[s][k]
             else:
-                gz = torch.cat([grad_z[i] for i in members], dim=1) if len(members) > 1 else grad_z[members[0]]
-                grad_w = gz.t().mm(chunk).split_with_sizes(plan.group_widths[s], 0)
-                grad_b = gz.sum(0).split_with_sizes(plan.group_widths[s]) if plan.has_bias else None
-                if grad_x_needed:
-                    weight = torch.cat([w_in[i] for i in members]) if len(members) > 1 else w_in[members[0]]
-                    grad_x_parts.append(gz.mm(weight))
-            for k, i in enumerate(members):
-                grad_w_in[i] = grad_w[k]
-                if grad_b is not None:
-                    grad_b_in[i] = grad_b[k]
-        grad_x = torch.cat(grad_x_parts, dim=1) if grad_x_needed else None
+                dropped = saved.dropped[s][k]
+            proj[i] = F.linear(dropped, w_in[i], b_in[i])
+    hidden: list[Tensor] = []
+    for i in range(L):
+        z = proj[i]
+        if i > 0:
+            z = z + F.linear(hidden[-1] * saved.masks[i - 1] if p > 0.0 else hidden[-1], w_chain[i])
+        norm = plan.norms[i]
+        if norm is not None:
+            stats = (None, None) if norm.training else (norm.running_mean, norm.running_var)
+            z = F.batch_norm(z, *stats, bn[i][0], bn[i][1], norm.training, 0.0, norm.eps)
+        hidden.append(plan.act_math[i].forward(z))
+    feats = torch.cat(hidden, dim=1)
+    return F.linear(feats * saved.masks[-1] if p > 0.0 else feats, w_out, b_out)
 
-        grads: list[Optional[Tensor]] = grad_w_in
-        if plan.has_bias:
-            grads += grad_b_in
-        grads += grad_chain[1:]
-        grads += grad_bn[::-1]
-        grads.append(grad_w_out)
-        if plan.has_bias:
-            grads.append(grad_b_out)
-        return (None, grad_x, *grads)
+
+def _replayed_backward(ctx, saved: _Saved, grad_y: Tensor) -> tuple[Optional[Tensor], ...]:
+    """Gradients with their own graph, for a second derivative (gradient penalties, Hessian-vector
+    products): the step is recomputed with autograd and differentiated with ``create_graph``. Rare, so
+    it costs a second forward rather than a hand-written double backward."""
+    needed = ctx.needs_input_grad[1:]
+    inputs = [t for t, need in zip([saved.x, *saved.params], needed) if need]
+    y = _replay(ctx.plan, saved)
+    grads = iter(torch.autograd.grad(y, inputs, grad_y, create_graph=True, allow_unused=True))
+    return (None, *(next(grads) if need else None for need in needed))
+
+
+def _fast_backward(plan: FusedPlan, saved: _Saved, grad_y: Tensor, grad_x_needed: bool) -> tuple[Optional[Tensor], ...]:
+    """The backward written out with ATen's own backward kernels (no autograd recording)."""
+    L, p = len(plan.act_math), plan.dropout
+    w_in, _, w_chain, bn, (w_out, _) = _unpack(plan, saved.params)
+    bn_weight = [pair[0] for pair in bn]
+    x, feats, dropped, input_mask, masks = saved.x, saved.feats, saved.dropped, saved.input_mask, saved.masks
+    norm_saved, act_in = saved.norm_saved, saved.act_in
+    n_norm = len(norm_saved)
+
+    feats_in = feats if p == 0.0 else feats * masks[-1]  # recomputed: kept is the mask only
+    grad_w_out = grad_y.t().mm(feats_in)
+    grad_b_out = grad_y.sum(0) if plan.has_bias else None
+    grad_feats = grad_y.mm(w_out)
+    if p > 0.0:
+        grad_feats = grad_feats * masks[-1]
+    grad_hidden = grad_feats.split_with_sizes(plan.hidden_widths, 1)
+    hidden = feats.split_with_sizes(plan.hidden_widths, 1)
+
+    grad_z: list[Tensor] = [grad_y] * L
+    grad_chain: list[Optional[Tensor]] = [None] * L
+    grad_bn: list[Optional[Tensor]] = []
+    carry: Optional[Tensor] = None
+    k_norm = n_norm
+    for i in range(L - 1, -1, -1):
+        g = grad_hidden[i] if carry is None else grad_hidden[i] + carry
+        math = plan.act_math[i]
+        g = math.backward(g, act_in[i] if math.reads_input else hidden[i])
+        norm = plan.norms[i]
+        if norm is not None:
+            k_norm -= 3
+            g, gw, gb = torch.ops.aten.native_batch_norm_backward(
+                g, norm_saved[k_norm], bn_weight[i], norm.running_mean, norm.running_var, norm_saved[k_norm + 1],
+                norm_saved[k_norm + 2], norm.training, norm.eps, [True, True, True])
+            grad_bn += (gb, gw)  # reversed below
+        grad_z[i] = g
+        if i > 0:
+            if p > 0.0:
+                mask = masks[i - 1]
+                grad_chain[i] = g.t().mm(hidden[i - 1] * mask)
+                carry = g.mm(w_chain[i]) * mask
+            else:
+                grad_chain[i] = g.t().mm(hidden[i - 1])
+                carry = g.mm(w_chain[i])
+
+    grad_w_in: list[Optional[Tensor]] = [None] * L
+    grad_b_in: list[Optional[Tensor]] = [None] * L
+    grad_x_parts: list[Tensor] = []
+    for s, members in enumerate(plan.groups):
+        chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
+        if p > 0.0:
+            gz = torch.stack([grad_z[i] for i in members])  # (count, n, w)
+            grad_w = torch.bmm(gz.transpose(1, 2), dropped[s]).unbind(0)
+            grad_b = gz.sum(1).unbind(0) if plan.has_bias else None
+            if grad_x_needed:
+                grad_copies = torch.bmm(gz, torch.stack([w_in[i] for i in members]))
+                grad_x_parts.append((grad_copies * input_mask[s]).sum(0))
+        else:
+            gz = torch.cat([grad_z[i] for i in members], dim=1) if len(members) > 1 else grad_z[members[0]]
+            grad_w = gz.t().mm(chunk).split_with_sizes(plan.group_widths[s], 0)
+            grad_b = gz.sum(0).split_with_sizes(plan.group_widths[s]) if plan.has_bias else None
+            if grad_x_needed:
+                weight = torch.cat([w_in[i] for i in members]) if len(members) > 1 else w_in[members[0]]
+                grad_x_parts.append(gz.mm(weight))
+        for k, i in enumerate(members):
+            grad_w_in[i] = grad_w[k]
+            if grad_b is not None:
+                grad_b_in[i] = grad_b[k]
+    grad_x = torch.cat(grad_x_parts, dim=1) if grad_x_needed else None
+
+    grads: list[Optional[Tensor]] = grad_w_in
+    if plan.has_bias:
+        grads += grad_b_in
+    grads += grad_chain[1:]
+    grads += grad_bn[::-1]
+    grads.append(grad_w_out)
+    if plan.has_bias:
+        grads.append(grad_b_out)
+    return (None, grad_x, *grads)
