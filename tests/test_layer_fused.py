@@ -202,3 +202,161 @@ def test_parametrized_weights_take_the_autograd_path():
     y = layer(x)
     assert _node(y) != "FusedSpinalBackward"
     torch.testing.assert_close(y, expected(x), atol=1e-12, rtol=0)
+
+
+def _twins(**kwargs) -> tuple[SpinalLinear, SpinalLinear]:
+    """The same block twice, in float64: one takes the fused step, the other (UnlistedReLU) the autograd path."""
+    torch.manual_seed(0)
+    fused = SpinalLinear(11, 3, layer_width=4, num_layers=4, activation=nn.ReLU, **kwargs).double()
+    plain = SpinalLinear(11, 3, layer_width=4, num_layers=4, activation=UnlistedReLU, **kwargs).double()
+    plain.load_state_dict(fused.state_dict())
+    return fused, plain
+
+
+def _step(module: nn.Module, x: torch.Tensor, between=lambda m: None, seed: int = 0):
+    """Forward, ``between(module)``, backward; the output's node, its value, and every gradient."""
+    module.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    y = module(x)
+    between(module)
+    y.pow(2).sum().backward()
+    return _node(y), y.detach(), {n: p.grad for n, p in module.named_parameters()}
+
+
+def _assert_same_steps(fused_step, plain_step) -> None:
+    (node_f, y_f, grads_f), (node_p, y_p, grads_p) = fused_step, plain_step
+    assert node_f == "FusedSpinalBackward" != node_p
+    torch.testing.assert_close(y_f, y_p, atol=1e-12, rtol=0)
+    for name in grads_f:
+        if grads_p[name] is None:
+            assert grads_f[name] is None, name
+        else:
+            torch.testing.assert_close(grads_f[name], grads_p[name], atol=1e-12, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("forward_mode", ["train", "eval"])
+def test_the_backward_uses_the_forward_s_batch_norm_mode(forward_mode):
+    """Switching train/eval between forward and backward must not change that step's gradients."""
+    fused, plain = _twins(batch_norm=True)
+    x = torch.randn(6, 11, dtype=torch.double)
+    switch = (lambda m: m.eval()) if forward_mode == "train" else (lambda m: m.train())
+    steps = []
+    for module in (fused, plain):
+        module.train(forward_mode == "train")
+        for layer in module.layers:  # statistics away from their defaults
+            layer.norm.running_var.fill_(2.0)
+        steps.append(_step(module, x, switch))
+    _assert_same_steps(*steps)
+
+
+def test_running_statistics_changed_before_an_eval_backward_are_refused_as_autograd_does():
+    for module in _twins(batch_norm=True):
+        module.eval()
+        y = module(torch.randn(5, 11, dtype=torch.double))
+        module.layers[1].norm.running_var.mul_(2)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.sum().backward()
+
+
+def test_in_place_changes_autograd_allows_are_allowed():
+    """Biases and a dropped-out input are not needed by the backward, so changing them is allowed."""
+    fused, plain = _twins(dropout=0.3, batch_norm=True)
+    x0 = torch.randn(6, 11, dtype=torch.double)
+    steps = []
+    for module in (fused, plain):
+        x = x0.clone()
+
+        def change(module):
+            with torch.no_grad():
+                module.output.bias.add_(1), module.layers[1].input.bias.add_(1), module.layers[2].norm.bias.add_(1)
+                x.add_(1)
+
+        steps.append(_step(module, x, change))
+    _assert_same_steps(*steps)
+
+
+def test_backward_hooks_on_inner_modules_run():
+    for target in ("output", "act", "norm"):
+        fused, _ = _twins(batch_norm=True)
+        module = fused.output if target == "output" else getattr(fused.layers[1], target)
+        calls = []
+        module.register_full_backward_hook(lambda *_: calls.append(1))
+        fused(torch.randn(5, 11, dtype=torch.double)).sum().backward()
+        assert calls == [1], target
+
+
+def test_tied_weights_get_one_gradient_in_a_second_derivative():
+    """One Parameter used by two layers: its gradient with ``create_graph`` is counted once, as autograd does."""
+    x = torch.randn(6, 11, dtype=torch.double)
+    grads = []
+    for module in _twins():
+        module.layers[3].chain.weight = module.layers[2].chain.weight
+        y = module(x)
+        (grad,) = torch.autograd.grad(y.pow(2).sum(), module.layers[2].chain.weight, create_graph=True)
+        assert grad.requires_grad
+        grads.append(grad.detach())
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-12, rtol=0)
+
+
+def test_a_second_derivative_after_an_in_place_parameter_change_is_refused():
+    fused, _ = _twins()
+    x = torch.randn(6, 11, dtype=torch.double, requires_grad=True)
+    y = fused(x)
+    with torch.no_grad():
+        fused.output.bias.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+
+
+def test_forward_mode_ad_takes_the_autograd_path():
+    fused, plain = _twins()
+    x, tangent = torch.randn(5, 11, dtype=torch.double), torch.randn(5, 11, dtype=torch.double)
+    with torch.autograd.forward_ad.dual_level():
+        outs = [torch.autograd.forward_ad.unpack_dual(m(torch.autograd.forward_ad.make_dual(x, tangent)))
+                for m in (fused, plain)]
+    torch.testing.assert_close(outs[0].tangent, outs[1].tangent, atol=1e-12, rtol=0)
+
+
+def test_mixed_norms_frozen_parameters_and_options_changed_between_forward_and_backward():
+    """Batch norm on some layers only, a frozen output Linear, and a LeakyReLU slope changed after the
+    forward: the same gradients (None for the frozen ones) as the autograd path."""
+
+    class UnlistedLeakyReLU(nn.LeakyReLU):
+        pass
+
+    steps = []
+    for activation in (nn.LeakyReLU, UnlistedLeakyReLU):
+        torch.manual_seed(0)
+        module = SpinalLinear(11, 3, layer_width=4, num_layers=4, batch_norm=True, activation=activation).double()
+        module.layers[2].norm = None
+        module.output.requires_grad_(False)
+        x = torch.randn(6, 11, dtype=torch.double)
+        steps.append(_step(module, x, lambda m: setattr(m.layers[1].act, "negative_slope", 0.5)))
+    (node_f, _, grads_f), (node_p, _, _) = steps
+    assert grads_f["output.weight"] is None and grads_f["output.bias"] is None
+    _assert_same_steps(*steps)
+
+
+def test_norms_without_a_batch_counter_take_the_autograd_path():
+    fused, plain = _twins(batch_norm=True)
+    x = torch.randn(6, 11, dtype=torch.double)
+    fused(x).sum().backward()  # builds and caches the fused plan
+    fused.layers[1].norm.num_batches_tracked = None
+    y = fused(x)
+    assert _node(y) != "FusedSpinalBackward"
+    y.sum().backward()
+
+
+@pytest.mark.parametrize("forward_mode", ["train", "eval"])
+def test_a_second_derivative_uses_the_forward_s_batch_norm_mode(forward_mode):
+    x0 = torch.randn(6, 11, dtype=torch.double)
+    steps = []
+    for module in _twins(batch_norm=True):
+        module.train(forward_mode == "train")
+        x = x0.clone().requires_grad_()
+        y = module(x)
+        module.train(forward_mode != "train")
+        (grad_x,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)
+        grad_x.pow(2).sum().backward()
+        steps.append((_node(y), grad_x.detach(), {n: p.grad for n, p in module.named_parameters()}))
+    _assert_same_steps(*steps)

@@ -163,6 +163,32 @@ def test_ctrl_c_at_any_time_is_one_line_naming_resume_and_exit_130(npz_file, tmp
         assert "Traceback" not in done.stderr, name
 
 
+def test_ctrl_c_inside_an_atomic_write_waits_until_the_file_is_in_place(tmp_path):
+    """A KeyboardInterrupt inside torch.save's zip writer became its own RuntimeError and a traceback: an
+    interrupt arriving during a checkpoint write is raised once the file is complete."""
+    from spinalnet.cli import CtrlC
+    from spinalnet.rundir import atomic_write
+
+    target = tmp_path / "last.ckpt"
+    old_int, old_alarm = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGALRM)
+    CtrlC.install()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            def write(handle):
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the write
+                time.sleep(0.2)  # the handler runs here and defers the interrupt
+                handle.write(b"complete")
+
+            atomic_write(target, write)
+            time.sleep(1)  # the deferred interrupt arrives within 50 ms
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGINT, old_int), signal.signal(signal.SIGALRM, old_alarm)
+        CtrlC.pending = False
+    assert target.read_bytes() == b"complete"
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
 def test_a_run_stopped_before_its_first_checkpoint_is_started_over_by_the_same_command(npz_file, tmp_path):
     """Ctrl-C during start-up can leave a run directory with no checkpoint: --resume has nothing to
     continue, so the plain command starts it over instead of refusing both ways."""

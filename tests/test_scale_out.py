@@ -233,15 +233,20 @@ def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
                             "-m", "spinalnet", "train", "--dataset", f"npz:{npz_file}", *FAST, "--epochs", "2",
                             "--accelerator", "cpu", "--devices", "1", "--num-nodes", "2", "--output", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    nodes = [subprocess.Popen(command(rank), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for rank in (0, 1)]
-    try:
-        outputs = [node.communicate(timeout=300) for node in nodes]
-    finally:
-        for node in nodes:
-            node.kill()
-    for node, (stdout, stderr) in zip(nodes, outputs):
-        assert node.returncode == 0, stderr[-3000:]
+    logs = [(tmp_path / f"node{rank}.out", tmp_path / f"node{rank}.err") for rank in (0, 1)]
+    nodes = []
+    for rank, (out_log, err_log) in enumerate(logs):  # files, not pipes: a full pipe would stall a node
+        with open(out_log, "w") as stdout, open(err_log, "w") as stderr:
+            nodes.append(subprocess.Popen(command(rank), stdout=stdout, stderr=stderr, env=env))
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and any(node.poll() is None for node in nodes):
+        time.sleep(0.2)
+    for node in nodes:
+        node.kill()
+        node.wait()
+    outputs = [(out_log.read_text(), err_log.read_text()) for out_log, err_log in logs]
+    for rank, (node, (_, stderr)) in enumerate(zip(nodes, outputs)):
+        assert node.returncode == 0, (rank, node.returncode, [err[-2000:] for _, err in outputs])
     result = json.loads((out / "result.json").read_text())
     assert result["config"]["num_nodes"] == 2
     assert result["test_acc"] > 50  # learnt (4 classes)

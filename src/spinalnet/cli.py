@@ -51,9 +51,13 @@ def interrupted_message(argv: Sequence[str]) -> str:
 
 
 class CtrlC:
-    """Ctrl-C as KeyboardInterrupt, but never raised inside an import: interrupted there, torch's C++
-    start-up aborts the process (SIGABRT) and scipy under torchmetrics leaves a half-made module behind
-    (RecursionError). Inside an import the interrupt waits, re-checked every 50 ms, until the import is over.
+    """Ctrl-C as KeyboardInterrupt, but never raised where it would do harm; there it waits, re-checked
+    every 50 ms, until that code is done:
+
+    - inside an import: torch's C++ start-up aborts the process (SIGABRT) and scipy under torchmetrics
+      leaves a half-made module behind (RecursionError);
+    - inside an atomic file write (:func:`spinalnet.rundir.atomic_write`, e.g. a checkpoint): torch.save's
+      zip writer turns the interrupt into its own RuntimeError and a traceback.
 
     Installed ``once`` (in ``--jobs`` workers, which get each Ctrl-C from the terminal and again from the
     parent), only the first interrupt counts."""
@@ -62,9 +66,12 @@ class CtrlC:
     once = False
 
     @staticmethod
-    def importing(frame: FrameType | None) -> bool:
+    def must_wait(frame: FrameType | None) -> bool:
+        rundir = sys.modules.get("spinalnet.rundir")
+        write = rundir.atomic_write.__code__ if rundir is not None else None
         while frame is not None:
-            if frame.f_code.co_filename.startswith("<frozen importlib"):
+            code = frame.f_code
+            if code is write or code.co_filename.startswith("<frozen importlib"):
                 return True
             frame = frame.f_back
         return False
@@ -73,7 +80,7 @@ class CtrlC:
     def on_signal(cls, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGALRM and not cls.pending:
             return
-        if cls.importing(frame) and signal.getsignal(signal.SIGALRM) == cls.on_signal:
+        if cls.must_wait(frame) and signal.getsignal(signal.SIGALRM) == cls.on_signal:
             cls.pending = True
             signal.setitimer(signal.ITIMER_REAL, 0.05)
             return
@@ -95,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if as_program:
         CtrlC.install()
     try:
-        return _run(argv)
+        code = _run(argv)
+        _leave_process_group()
+        return code
     except KeyboardInterrupt:
         print(interrupted_message(argv), file=sys.stderr)
         if as_program:
@@ -105,6 +114,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(130)
         return 130
+
+
+def _leave_process_group() -> None:
+    """A DDP rank (torchrun, srun, Lightning's launcher) leaves its process group before the interpreter
+    shuts down. Left to the shutdown, gloo's threads sometimes aborted a rank that had finished its run
+    (SIGABRT, "terminate called without an active exception"), and torchrun's other node waited for it."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _run(argv: list[str]) -> int:

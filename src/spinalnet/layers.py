@@ -13,8 +13,8 @@ computed for the input slices that only the per-layer form concatenates. Only th
 ``layer_width x layer_width`` chain is sequential. The parameters are stored per layer
 (``W[i] = [input | chain]``: ``layers.{i}.input`` reads the chunk, ``layers.{i}.chain`` reads
 ``h[i-1]``); each forward concatenates the input weights of the layers sharing a chunk. With
-autograd on, the whole block is one autograd node with a hand-written backward
-(:mod:`spinalnet.spinal_function`); compiled, traced or exported graphs see the plain operations.
+autograd on, a training step is usually one autograd node with a hand-written backward
+(:mod:`spinalnet.spinal_function` says when); compiled, traced or exported graphs see the plain operations.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from spinalnet.split import split_sizes  # noqa: F401  (re-exported: spinalnet.l
 
 
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout: :func:`dropout_mask` on CPU, ``F.dropout``'s fused kernel elsewhere."""
+    """Inverted dropout: :func:`dropout_mask` on CPU, ``F.dropout``'s fused kernel elsewhere (the fused step
+    draws :func:`dropout_mask` on every device: off CPU the two paths draw different masks from one seed)."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
@@ -281,7 +282,7 @@ class SpinalLinear(nn.Module):
 
     @torch.jit.unused
     def _fused_forward(self, fused: tuple[FusedPlan, list[Tensor]], x: Tensor) -> Tensor:
-        """The same function as the code below, as one autograd node (see :mod:`spinalnet.spinal_function`)."""
+        """The function of :meth:`forward`'s autograd path, as one autograd node (:mod:`spinalnet.spinal_function`)."""
         plan, params = fused
         return FusedSpinal.apply(plan, x, *params)
 
