@@ -110,3 +110,14 @@ def test_spinalize_timm_headless_model_uses_num_features():
     spinalize(model, 4, layer_width=8)
     assert model.fc.in_features == 512
     assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 4)
+
+
+@pytest.mark.parametrize("build", [torchvision.models.resnet18, torchvision.models.vgg11], ids=["resnet18", "vgg11"])
+def test_a_spinalized_torchvision_model_can_be_spinalized_again(build):
+    """find_classifier finds the SpinalLinear an earlier spinalize put in, e.g. to change the classes."""
+    model = spinalize(build(weights=None), 10, layer_width=8)
+    site = find_classifier(model)
+    assert isinstance(site.parent.get_submodule(site.name), SpinalLinear)
+    again = spinalize(model, 5, layer_width=8)
+    assert again(torch.randn(1, 3, 64, 64)).shape == (1, 5)
+    assert sum(isinstance(m, SpinalLinear) for m in again.modules()) == 1

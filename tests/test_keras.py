@@ -77,6 +77,11 @@ def test_bad_arguments_raise_value_error():
         SpinalDense(3, layer_width=4, activation="swish2")
     with pytest.raises(ValueError, match="layer_width must be an integer >= 1"):
         SpinalDense(3, layer_width=0)
+    with pytest.raises(ValueError, match="batch_norm must be True or False, got 'False'"):
+        SpinalDense(3, layer_width=4, batch_norm="False")
+    with pytest.raises(ValueError, match="dropout must be a probability"):
+        SpinalDense(3, layer_width=4, dropout=True)
+    assert SpinalDense(np.int64(3), layer_width=np.int64(4), dropout=np.float32(0.5)).get_config()["units"] == 3
     with pytest.raises(ValueError, match="head must be one of"):
         vgg5((28, 28, 1), 3, head="spinal2")
 

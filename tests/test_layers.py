@@ -186,7 +186,10 @@ def test_deeper_head_loads_the_hidden_layers_it_shares():
     (dict(activation="swishy"), r"unknown activation 'swishy'; expected one of"),
     (dict(activation=42), r"activation must be a name"),
     (dict(dropout=1.0), r"dropout must be a probability in \[0, 1\)"),
-    (dict(layer_width=2.5), r"layer_width must be an integer >= 1, got 2.5"),
+    (dict(layer_width=2.5), r"layer_width must be an integer >= 1, got 2.5 \(float\)"),
+    (dict(batch_norm="False"), r"batch_norm must be True or False, got 'False' \(str\)"),
+    (dict(bias=None), r"bias must be True or False, got None"),
+    (dict(in_features=torch.tensor(10)), r"in_features must be an integer >= 1, got tensor\(10\) \(Tensor\)"),
 ])
 def test_bad_arguments_raise_value_error(kwargs, match):
     args = dict(in_features=10, out_features=3, layer_width=4)
@@ -270,3 +273,29 @@ def test_inference_reuses_operands_until_a_parameter_changes():
     layer.load_state_dict(SpinalLinear(12, 3, layer_width=4, num_layers=4).state_dict())
     with torch.no_grad():
         torch.testing.assert_close(layer(x), ReferenceSpinal.like(layer).eval()(x))
+
+
+def test_numpy_scalars_are_accepted_as_plain_numbers():
+    import numpy as np
+
+    layer = SpinalLinear(np.int64(10), np.int32(3), layer_width=np.int64(4), dropout=np.float32(0.5),
+                         batch_norm=np.bool_(True))
+    assert (type(layer.in_features), layer.in_features, layer.dropout, layer.batch_norm) == (int, 10, 0.5, True)
+    assert SpinalLinear.count_params(np.int64(10), 3, layer_width=4) == SpinalLinear(10, 3, layer_width=4).num_params
+
+
+def test_an_in_place_activation_computes_the_same_on_every_path():
+    """The first hidden layer reads a view of the grouped product: an in-place ReLU must not write into it
+    (a forward hook on the output Linear sends the step to the autograd path)."""
+    torch.manual_seed(0)
+    layer = SpinalLinear(12, 3, layer_width=4, num_layers=4, activation=nn.ReLU(inplace=True), dropout=0.2).double()
+    ref = ReferenceSpinal.like(layer)
+    layer.output.register_forward_hook(lambda *_: None)
+    x = torch.randn(5, 12, dtype=torch.double)
+    layer.eval(), ref.eval()
+    torch.testing.assert_close(layer(x), ref(x), atol=1e-12, rtol=0)
+    layer.train()
+    y = layer(x)
+    assert y.grad_fn.name() != "FusedSpinalBackward"
+    y.sum().backward()
+    assert all(p.grad is not None for p in layer.parameters())

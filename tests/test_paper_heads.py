@@ -85,6 +85,22 @@ def test_neither_form_is_refused_in_one_sentence():
         SpinalLinear.from_paper(state)
 
 
+def test_damaged_heads_and_wrong_arguments_are_one_value_error_naming_the_problem():
+    mnist = AuthorsMnistHead().state_dict()
+    cases = [
+        ({k: v for k, v in mnist.items() if k != "fc1_2.weight"}, {}, r"^fc1_2.weight is missing"),
+        ({k: v for k, v in mnist.items() if k != "fc2.bias"}, {},
+         r"^hidden layer 1 has a bias but the output Linear has none"),
+        ({**mnist, "fc2.bias": torch.zeros(7)}, {}, r"^the head's tensors do not fit .*output.bias"),
+        (mnist, {"prefix": None}, r"^prefix must be a string"),
+        (mnist, {"in_features": "320"}, r"^in_features must be an integer >= 1, got '320' \(str\)"),
+        (list(mnist.values()), {}, r"^state_dict must be a mapping of names to tensors"),
+    ]
+    for state, kwargs, match in cases:
+        with pytest.raises(ValueError, match=match):
+            SpinalLinear.from_paper(state, **kwargs)
+
+
 def test_split_rule_differences_are_refused():
     # n = 4k + 1: the authors' round(n/2) = 2k halves leave the last feature unread.
     state = ReferenceSpinal(8, 3, layer_width=4, num_layers=4).state_dict()  # halves of 4 and 4

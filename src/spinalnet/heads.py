@@ -25,9 +25,13 @@ class ClassifierSite:
     drop_after: tuple[str, ...] = ()  # later entries of a Sequential head, removed with it
 
 
-def _first_linear_in(seq: nn.Sequential) -> tuple[str, nn.Linear] | None:
+# A classifier is a Linear, or a SpinalLinear that an earlier spinalize put there (spinalize again replaces it).
+_CLASSIFIERS = (nn.Linear, SpinalLinear)
+
+
+def _first_linear_in(seq: nn.Sequential) -> tuple[str, nn.Linear | SpinalLinear] | None:
     for name, module in seq.named_children():
-        if isinstance(module, nn.Linear):
+        if isinstance(module, _CLASSIFIERS):
             return name, module
     return None
 
@@ -38,7 +42,7 @@ def _is_timm(model: nn.Module) -> bool:
 
 def _timm_site(model: nn.Module) -> ClassifierSite:
     head = model.get_classifier()
-    if isinstance(head, nn.Linear):
+    if isinstance(head, _CLASSIFIERS):
         in_features = head.in_features
     elif hasattr(model, "num_features"):
         in_features = int(getattr(model, "head_hidden_size", model.num_features))
@@ -62,7 +66,7 @@ def find_classifier(model: nn.Module) -> ClassifierSite:
         return _timm_site(model)
     for attr in CLASSIFIER_ATTRIBUTES:
         module = getattr(model, attr, None)
-        if isinstance(module, nn.Linear):
+        if isinstance(module, _CLASSIFIERS):
             return ClassifierSite(model, attr, module.in_features, attr)
         if isinstance(module, nn.Sequential) and (found := _first_linear_in(module)):
             name, linear = found
@@ -72,7 +76,7 @@ def find_classifier(model: nn.Module) -> ClassifierSite:
     looked = ", ".join(f".{a}" for a in CLASSIFIER_ATTRIBUTES)
     raise ValueError(
         f"spinalize: cannot find the classifier of {type(model).__name__}: looked for timm's "
-        f"get_classifier() and for {looked} as an nn.Linear or an nn.Sequential containing one"
+        f"get_classifier() and for {looked} as an nn.Linear (or a SpinalLinear) or an nn.Sequential containing one"
     )
 
 

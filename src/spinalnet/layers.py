@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spinalnet.activations import activation_name, create_activation
+from spinalnet.arguments import dropout_probability, flag, positive_int
 from spinalnet.spinal_function import FusedPlan, FusedSpinal, dropout_mask, fused_plan
 from spinalnet.split import split_sizes  # noqa: F401  (re-exported: spinalnet.layers.split_sizes)
 
@@ -41,17 +42,14 @@ def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
     return x * dropout_mask(x, p, 1.0 / (1.0 - p))
 
 
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def check_sizes(in_features: int, out_features: int, layer_width: int, num_layers: int, num_splits: int) -> None:
-    """Refuse sizes no SpinalLinear can have; shared by the constructor and :meth:`SpinalLinear.count_params`."""
-    for name, value in (("in_features", in_features), ("out_features", out_features), ("layer_width", layer_width),
-                        ("num_layers", num_layers), ("num_splits", num_splits)):
-        _check_positive_int(name, value)
+def check_sizes(in_features: int, out_features: int, layer_width: int, num_layers: int,
+                num_splits: int) -> tuple[int, int, int, int, int]:
+    """Refuse sizes no SpinalLinear can have, else return them as Python ints; shared by the constructor
+    and :meth:`SpinalLinear.count_params`."""
+    in_features, out_features, layer_width, num_layers, num_splits = (
+        positive_int(name, value) for name, value in (
+            ("in_features", in_features), ("out_features", out_features), ("layer_width", layer_width),
+            ("num_layers", num_layers), ("num_splits", num_splits)))
     if in_features < num_splits:
         raise ValueError(
             f"in_features ({in_features}) must be >= num_splits ({num_splits}): "
@@ -62,6 +60,7 @@ def check_sizes(in_features: int, out_features: int, layer_width: int, num_layer
             f"num_layers ({num_layers}) must be >= num_splits ({num_splits}): "
             "otherwise some input features would never be read"
         )
+    return in_features, out_features, layer_width, num_layers, num_splits
 
 
 def _concat_operands(weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
@@ -141,9 +140,9 @@ class SpinalLinear(nn.Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        check_sizes(in_features, out_features, layer_width, num_layers, num_splits)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        in_features, out_features, layer_width, num_layers, num_splits = check_sizes(
+            in_features, out_features, layer_width, num_layers, num_splits)
+        dropout, batch_norm, bias = dropout_probability(dropout), flag("batch_norm", batch_norm), flag("bias", bias)
         create_activation(activation)  # validates before anything is built
 
         self.in_features = in_features
@@ -270,6 +269,9 @@ class SpinalLinear(nn.Module):
             norm = layer.norm
             if norm is not None:
                 z = norm(z)
+            if not torch.jit.is_scripting():
+                if chain is None and norm is None and getattr(layer.act, "inplace", False):
+                    z = z.clone()  # an in-place activation must not write into a view of the grouped product
             h = layer.act(z)
             hidden.append(h)
         feats = _dropout(torch.cat(hidden, dim=1), self.dropout, self.training)
@@ -347,7 +349,8 @@ class SpinalLinear(nn.Module):
 
         For equal chunks ``m`` this is the paper's ``m*w + (L-1)*(m+w)*w + L*w*C`` plus biases.
         """
-        check_sizes(in_features, out_features, layer_width, num_layers, num_splits)
+        in_features, out_features, layer_width, num_layers, num_splits = check_sizes(
+            in_features, out_features, layer_width, num_layers, num_splits)
         sizes = split_sizes(in_features, num_splits)
         w, L = layer_width, num_layers
         total = sum(sizes[i % num_splits] * w for i in range(L)) + (L - 1) * w * w + L * w * out_features

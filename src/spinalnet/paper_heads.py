@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import Mapping
+from collections.abc import Mapping
 
 from torch import Tensor, nn
 
+from spinalnet.arguments import positive_int
 from spinalnet.layers import SpinalLinear, split_sizes
 
 #: Dropout probability assumed when the authors' head has Dropout modules (their scripts' value, and
@@ -71,6 +72,10 @@ def _parse_mnist(state: Mapping[str, Tensor]) -> tuple[list[_Linear], _Linear]:
     names = ["fc1"] + [f"fc1_{k}" for k in range(1, count + 1)]
     if sorted(n for n in params if n != "fc2") != sorted(names):
         raise ValueError(f"expected fc1, fc1_1..fc1_{count} and fc2, found {', '.join(sorted(params))}")
+    for name in [*names, "fc2"]:
+        if "weight" not in params[name]:
+            raise ValueError(f"{name}.weight is missing (found {', '.join(sorted(params[name])) or 'nothing'} "
+                             f"under {name}.)")
     hidden = [_Linear(params[n]["weight"], params[n].get("bias"), None, dropout=False) for n in names]
     return hidden, _Linear(params["fc2"]["weight"], params["fc2"].get("bias"), None, dropout=False)
 
@@ -102,7 +107,13 @@ def from_paper_state_dict(state_dict: Mapping[str, Tensor], *, activation: str |
     ``in_features``: the backbone's width, needed only to check an odd width (see the module docstring);
     by default it is the sum of the two halves the head reads.
     """
-    state = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not isinstance(state_dict, Mapping):
+        raise ValueError(f"state_dict must be a mapping of names to tensors (a state dict), got {type(state_dict).__name__}")
+    if not isinstance(prefix, str):
+        raise ValueError(f"prefix must be a string such as 'fc.', got {prefix!r}")
+    if in_features is not None:
+        in_features = positive_int("in_features", in_features)
+    state = {k[len(prefix):]: v for k, v in state_dict.items() if isinstance(k, str) and k.startswith(prefix)}
     if any(_SEQUENTIAL_KEY.fullmatch(k) for k in state):
         hidden, out = _parse_sequential(state)
     elif "fc1.weight" in state and "fc2.weight" in state:
@@ -119,10 +130,15 @@ def from_paper_state_dict(state_dict: Mapping[str, Tensor], *, activation: str |
     has_bias, batch_norm = out.bias is not None, hidden[0].norm is not None
     for i, layer in enumerate(hidden):
         expected = (width, chunks[i % 2] + (width if i else 0))
-        if tuple(layer.weight.shape) != expected or (layer.bias is not None) != has_bias \
-                or (layer.norm is not None) != batch_norm:
-            raise ValueError(f"hidden layer {i + 1} does not match layer 1: weight {tuple(layer.weight.shape)}, "
-                             f"expected {expected}, the same bias and batch norm")
+        if tuple(layer.weight.shape) != expected:
+            raise ValueError(f"hidden layer {i + 1} has a weight of shape {tuple(layer.weight.shape)}, expected "
+                             f"{expected} (width {width}, halves {chunks[0]} and {chunks[1]})")
+        if (layer.bias is not None) != has_bias:
+            raise ValueError(f"hidden layer {i + 1} has {'a' if layer.bias is not None else 'no'} bias but the output "
+                             f"Linear has {'one' if has_bias else 'none'}: the authors' Linears all have biases")
+        if (layer.norm is not None) != batch_norm:
+            raise ValueError(f"hidden layer {i + 1} has {'a' if layer.norm is not None else 'no'} batch norm but "
+                             f"hidden layer 1 has {'one' if batch_norm else 'none'}")
     if tuple(out.weight.shape[1:]) != (len(hidden) * width,):
         raise ValueError(f"the output Linear reads {out.weight.shape[1]} features, expected {len(hidden) * width}")
     had_dropout = any(layer.dropout for layer in [*hidden, out])
@@ -142,5 +158,9 @@ def from_paper_state_dict(state_dict: Mapping[str, Tensor], *, activation: str |
     if out.bias is not None:
         converted["output.bias"] = out.bias
     own = layer.state_dict()
-    layer.load_state_dict({**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **converted})
+    try:
+        layer.load_state_dict({**{k: v for k, v in own.items() if k.endswith("num_batches_tracked")}, **converted})
+    except RuntimeError as err:  # a bias or norm vector of another size, a value that is not a tensor
+        details = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        raise ValueError(f"the head's tensors do not fit the SpinalLinear they describe: {details[0] if details else err}") from None
     return layer

@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from spinalnet.activation_names import activation_key
+from spinalnet.arguments import dropout_probability, flag, positive_int
 from spinalnet.keras.activations import KERAS_ACTIVATIONS
 from spinalnet.keras.batchnorm import BatchNorm
 from spinalnet.split import split_sizes
@@ -35,21 +36,18 @@ class SpinalDense(keras.layers.Layer):
                  activation: Any = "relu", dropout: float = 0.0, batch_norm: bool = False,
                  use_bias: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        for name, value in (("units", units), ("layer_width", layer_width), ("num_layers", num_layers),
-                            ("num_splits", num_splits)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        units, layer_width, num_layers, num_splits = (positive_int(name, value) for name, value in (
+            ("units", units), ("layer_width", layer_width), ("num_layers", num_layers), ("num_splits", num_splits)))
         if num_layers < num_splits:
             raise ValueError(f"num_layers ({num_layers}) must be >= num_splits ({num_splits}): "
                              "otherwise some input features would never be read")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
         self.units, self.layer_width, self.num_layers, self.num_splits = units, layer_width, num_layers, num_splits
         self.activation = activation_key(activation)
-        self.dropout, self.batch_norm, self.use_bias = float(dropout), bool(batch_norm), bool(use_bias)
+        self.dropout, self.batch_norm = dropout_probability(dropout), flag("batch_norm", batch_norm)
+        self.use_bias = flag("use_bias", use_bias)
         policy = self.dtype_policy  # sublayers compute like this layer (a per-layer mixed policy included)
         self.drops = [keras.layers.Dropout(self.dropout, dtype=policy) for _ in range(num_layers + 1)]
-        self.norms = [BatchNorm(dtype=policy) for _ in range(num_layers)] if batch_norm else []
+        self.norms = [BatchNorm(dtype=policy) for _ in range(num_layers)] if self.batch_norm else []
 
     def build(self, input_shape) -> None:
         in_features = int(input_shape[-1])
