@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from spinalnet.training.machine import cpu_cores
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -44,7 +46,7 @@ def main() -> None:
         args.epochs = 1
     extra = [*(["--epochs", str(args.epochs)] if args.epochs else []),
              *(["--data-dir", args.data_dir] if args.data_dir else [])]
-    print(f"cores: {len(os.sched_getaffinity(0))}, load average before: {os.getloadavg()[0]:.2f}")
+    print(f"cores: {cpu_cores()}, load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
         times, accs = {}, {}
         for jobs in (1, 2):

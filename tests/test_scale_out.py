@@ -172,6 +172,8 @@ def test_ctrl_c_stops_every_worker_and_resume_finishes(npz_file, tmp_path):
             seen.add(line.split("]")[0])
     assert len(seen) == 2, "the workers did not start training"
     workers = _workers_of(proc.pid) if CHILDREN else []
+    if CHILDREN:
+        assert len(workers) == 2
     proc.send_signal(signal.SIGINT)  # to the parent alone: it passes Ctrl-C on to its workers
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]

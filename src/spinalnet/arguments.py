@@ -7,7 +7,8 @@ and its type. numpy scalars are accepted; a string such as "False" is refused, n
 from __future__ import annotations
 
 import numbers
-import sys
+
+import numpy as np
 
 
 def positive_int(name: str, value: object) -> int:
@@ -19,8 +20,7 @@ def positive_int(name: str, value: object) -> int:
 
 def flag(name: str, value: object) -> bool:
     """True or False (numpy's too), as a Python bool."""
-    numpy = sys.modules.get("numpy")
-    if isinstance(value, bool) or (numpy is not None and isinstance(value, numpy.bool_)):
+    if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise ValueError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
 

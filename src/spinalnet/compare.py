@@ -67,11 +67,8 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     check_shards(shard, len(everything))
     mine = share(everything, shard)
     gpus = gpu_count() if config.accelerator in ("auto", "gpu", "cuda") else 0
-    jobs = check_jobs(config.jobs, len(mine), config.accelerator, config.devices, config.num_nodes, gpus)
-    earlier: dict[tuple[str, int], dict[str, Any]] = {}
-    if run.resume:
-        check_grid(run.path, config, shard)
-        earlier = stored_results(run.path, everything)  # a cut-off result.json is named now, not after training
+    jobs = check_jobs(config.jobs, config.accelerator, config.devices, config.num_nodes, gpus)
+    recorded = check_grid(run.path, config, shard) if run.resume else None
     if run.resume and run.finished:  # report it; more seeds or epochs continue it
         stored = read_json(run.path / "results.json")
         check_same_run(stored["config"], config, run.path / "results.json")
@@ -79,6 +76,8 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
             log(f"finished earlier, stored result: {run.path / 'results.json'}")
             log(format_table(stored, title, config.schedule))
             return stored
+    # earlier runs' results, read once; a cut-off result.json is named now, not after training
+    earlier = stored_results(run.path, everything) if run.resume else {}
     splits = load_dataset(config.dataset, data_options(config))  # loaded once, shared by every run
     base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
     for head in HEADS:  # impossible model options fail here, before anything is written
@@ -89,7 +88,7 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
         check_cache_dir(cache_dir)
     kept, todo = runs_to_train(run.path, base, mine, run, earlier, log)  # checks earlier runs' options; writes nothing
     out = run.create()
-    record_grid(out, config, shard, experiment=experiment)
+    record_grid(out, config, shard, experiment=experiment, recorded=recorded)
     feature_cache: dict[str, Any] = {"used": False, "hit": False, "extract_seconds": None, "images": None,
                                      "key": None}
     if no_cache and config.freeze_backbone:

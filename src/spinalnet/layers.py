@@ -166,8 +166,7 @@ class SpinalLinear(nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle (``torch.save(module)``, ``deepcopy``) without the per-process caches of the forward."""
-        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
-        return {k: v for k, v in state.items() if k not in ("_operand_cache", "_fused_plan_cache")}
+        return {k: v for k, v in super().__getstate__().items() if k not in ("_operand_cache", "_fused_plan_cache")}
 
     def reset_parameters(self) -> None:
         """Initialise each hidden layer as ``nn.Linear`` would (uniform, bound 1/sqrt(fan_in))."""

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from spinalnet.errors import UsageError
+from spinalnet.shards import RECORD
 
 SIGNIFICANCE = 0.05
 #: Experiments costlier than this on 2 CPU cores are marked "needs a GPU" when not run.
@@ -20,7 +21,7 @@ RESULTS_KINDS = "the results.json of compare, regress or reproduce"
 def load_results(path: Path) -> dict[str, Any]:
     """A results file as a dict; anything else (a single run's result.json, a list, bad JSON) is a UsageError."""
     file = path / "results.json" if path.is_dir() else path
-    if path.is_dir() and not file.is_file() and (path / "comparison.json").is_file():  # shards, all done?
+    if path.is_dir() and not file.is_file() and (path / RECORD).is_file():  # shards, all done?
         from spinalnet.compare import finish_comparison
 
         finish_comparison(path, log=lambda line: None)

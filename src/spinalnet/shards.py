@@ -78,15 +78,16 @@ def read_record(out: Path) -> dict[str, Any] | None:
     return data
 
 
-def check_grid(out: Path, config: Any, shard: Shard | None) -> None:
+def check_grid(out: Path, config: Any, shard: Shard | None) -> dict[str, Any] | None:
     """Refuse to add runs with other options to the comparison in ``out``; a shard must also have its grid
     and the same number of shards (another split would leave runs that no shard trains).
 
     A plain ``--resume`` may extend the grid (more seeds or epochs), so it is held to the run options only.
+    Returns the record (None if there is none), for :func:`record_grid`.
     """
     data = read_record(out)
     if data is None:
-        return  # a new directory, or one written before comparisons were recorded (each run is checked alone)
+        return None  # a new directory, or one written before comparisons were recorded (each run is checked alone)
     sharded = shard is not None
     saved, current = data["options"], grid_options(config)
     if sharded and data.get("shards") not in (None, shard[1]):
@@ -101,20 +102,23 @@ def check_grid(out: Path, config: Any, shard: Shard | None) -> None:
                                  "the same options (or use another --output)")
             raise UsageError(f"cannot resume {out}: it was trained with {key}={saved[key]!r}, this run has "
                              f"{key}={current[key]!r}; use another --output or --force")
+    return data
 
 
-def record_grid(out: Path, config: Any, shard: Shard | None, experiment: dict[str, Any] | None = None) -> None:
+def record_grid(out: Path, config: Any, shard: Shard | None, experiment: dict[str, Any] | None = None,
+                recorded: dict[str, Any] | None = None) -> None:
     """Record the comparison's options, its number of shards and the paper experiment it runs, once; a
     concurrent shard that recorded first is checked instead. A plain run (or ``--resume``, which may extend
-    the grid) replaces the record and keeps its number of shards.
+    the grid) replaces the record and keeps its number of shards. ``recorded``: the record
+    :func:`check_grid` returned (None when there was none).
     """
     data = {"options": grid_options(config), "shards": shard[1] if shard else None, "experiment": experiment}
     if shard is not None:
-        if not create_json_once(Path(out) / RECORD, data):
-            check_grid(out, config, shard)
-            before = read_record(out)
-            if before.get("shards") is None:  # started unsharded: from now on, shards must agree on N
-                write_json(Path(out) / RECORD, {**before, "shards": shard[1]})
+        if recorded is None and create_json_once(Path(out) / RECORD, data):
+            return
+        if recorded is None:  # another shard recorded it since check_grid: check against that one
+            recorded = check_grid(out, config, shard)
+        if recorded.get("shards") is None:  # started unsharded: from now on, shards must agree on N
+            write_json(Path(out) / RECORD, {**recorded, "shards": shard[1]})
     else:
-        before = read_record(out)
-        write_json(Path(out) / RECORD, {**data, "shards": (before or {}).get("shards")})
+        write_json(Path(out) / RECORD, {**data, "shards": (recorded or {}).get("shards")})

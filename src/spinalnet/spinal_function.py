@@ -311,7 +311,6 @@ class FusedSpinal(torch.autograd.Function):
             feats_in = feats
         y = F.linear(feats_in, w_out, b_out)
 
-
         ctx.plan, ctx.norm_modes = plan, tuple(norm_modes)
         ctx.inputs = (x, *params)
         ctx.versions = tuple(t._version for t in ctx.inputs)

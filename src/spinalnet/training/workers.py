@@ -27,8 +27,8 @@ from spinalnet.errors import TrainingError, UsageError
 from spinalnet.training.machine import cpu_cores, mps_available
 
 
-def check_jobs(jobs: int, runs: int, accelerator: str, devices: str | int, num_nodes: int, gpus: int) -> int:
-    """How many workers to start for ``runs`` runs; refuse what cannot share this machine."""
+def check_jobs(jobs: int, accelerator: str, devices: str | int, num_nodes: int, gpus: int) -> int:
+    """``--jobs`` if this machine can run that many workers; refuse what cannot share it."""
     if jobs == 1:
         return 1
     if str(devices) not in ("auto", "1") or num_nodes > 1:
@@ -41,10 +41,11 @@ def check_jobs(jobs: int, runs: int, accelerator: str, devices: str | int, num_n
     if not on_gpu and (accelerator == "mps" or accelerator == "auto" and mps_available()):
         raise UsageError("--jobs needs CPUs or CUDA GPUs; Apple's MPS is one device shared by every process "
                          "(with --jobs, pass --accelerator cpu)")
-    if not on_gpu and jobs > cpu_cores():
-        raise UsageError(f"--jobs {jobs}: this machine has {cpu_cores()} CPU core(s), and each worker needs one; "
-                         f"use at most --jobs {cpu_cores()}")
-    return max(1, min(jobs, runs))
+    cores = cpu_cores()
+    if not on_gpu and jobs > cores:
+        raise UsageError(f"--jobs {jobs}: this machine has {cores} CPU core(s), and each worker needs one; "
+                         f"use at most --jobs {cores}")
+    return jobs
 
 
 class _Prefixed(io.TextIOBase):
