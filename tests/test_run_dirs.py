@@ -189,6 +189,22 @@ def test_ctrl_c_inside_an_atomic_write_waits_until_the_file_is_in_place(tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
 
 
+def test_ctrl_c_while_rundir_is_half_imported_waits_instead_of_crashing(monkeypatch):
+    """CI caught Ctrl-C 0.2 s into start-up: spinalnet.rundir was in sys.modules without atomic_write yet,
+    and the handler's AttributeError ended the program with a traceback. A half-made module is an import in
+    progress, so the interrupt waits; a plain frame still gets it."""
+    import types
+
+    from spinalnet.cli import CtrlC
+
+    monkeypatch.setitem(sys.modules, "spinalnet.rundir", types.ModuleType("spinalnet.rundir"))
+    assert CtrlC.must_wait(sys._getframe()) is False
+    frames = []
+    exec(compile("frames.append(sys._getframe())", "<frozen importlib._bootstrap>", "exec"),
+         {"frames": frames, "sys": sys})
+    assert CtrlC.must_wait(frames[0]) is True
+
+
 def test_a_run_stopped_before_its_first_checkpoint_is_started_over_by_the_same_command(npz_file, tmp_path):
     """Ctrl-C during start-up can leave a run directory with no checkpoint: --resume has nothing to
     continue, so the plain command starts it over instead of refusing both ways."""

@@ -67,8 +67,8 @@ class CtrlC:
 
     @staticmethod
     def must_wait(frame: FrameType | None) -> bool:
-        rundir = sys.modules.get("spinalnet.rundir")
-        write = rundir.atomic_write.__code__ if rundir is not None else None
+        # rundir may be half-imported when the signal comes (its frames then are an import's, so we wait)
+        write = getattr(getattr(sys.modules.get("spinalnet.rundir"), "atomic_write", None), "__code__", None)
         while frame is not None:
             code = frame.f_code
             if code is write or code.co_filename.startswith("<frozen importlib"):
