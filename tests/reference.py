@@ -48,9 +48,9 @@ class ReferenceSpinal(nn.Module):
         ref = cls(fast.in_features, fast.out_features, layer_width=fast.layer_width, num_layers=fast.num_layers,
                   num_splits=fast.num_splits, activation=fast.activation if fast.activation in ACTIVATIONS
                   else type(fast.layers[0].act), dropout=fast.dropout, batch_norm=fast.batch_norm,
-                  bias=fast.has_bias)
+                  bias=fast.has_bias).to(next(fast.parameters()).dtype)  # before copying: no rounding
         ref.load_spinal_state_dict(fast.state_dict())
-        return ref.to(next(fast.parameters()).dtype)
+        return ref
 
     def hidden(self) -> list[nn.Sequential]:
         return [getattr(self, f"fc_spinal_layer{i + 1}") for i in range(self.num_layers)]

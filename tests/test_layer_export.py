@@ -69,11 +69,11 @@ def test_torch_compile_forward_and_backward_match_eager():
         torch.testing.assert_close(p.grad, g, atol=1e-5, rtol=1e-5)
 
 
-def test_torchscript_trace_under_no_grad_reads_parameters_not_a_cache():
+def test_torchscript_trace_under_no_grad_reads_parameters_not_copies():
     layer = _layer(dropout=0.0)
     x = torch.randn(4, 20)
     with torch.no_grad():
-        layer(x)  # fills the inference cache
+        layer(x)  # an eval forward first, as before exporting a trained model
         traced = torch.jit.trace(layer, (x,))
         with torch.no_grad():
             layer.layers[0].input.weight.mul_(2.0)

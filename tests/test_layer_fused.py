@@ -360,3 +360,101 @@ def test_a_second_derivative_uses_the_forward_s_batch_norm_mode(forward_mode):
         grad_x.pow(2).sum().backward()
         steps.append((_node(y), grad_x.detach(), {n: p.grad for n, p in module.named_parameters()}))
     _assert_same_steps(*steps)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["plain", "bn"])
+def test_an_empty_batch_gives_zero_gradients(batch_norm):
+    """An empty batch (the last one of a filtered dataset) crashed the process in eval mode with batch norm
+    (SIGFPE in the batch-norm backward kernel): it takes the autograd path, as nn.Linear would give zeros."""
+    torch.manual_seed(0)
+    layer = SpinalLinear(12, 3, layer_width=4, num_layers=3, batch_norm=batch_norm).train(not batch_norm)
+    x = torch.zeros(0, 12, requires_grad=True)
+    y = layer(x)
+    assert y.shape == (0, 3)
+    y.sum().backward()
+    assert x.grad.shape == (0, 12)
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and not p.grad.any(), name
+
+
+def test_a_meta_device_forward_infers_shapes_with_autograd_on():
+    with torch.device("meta"):
+        layer = SpinalLinear(12, 3, layer_width=4, num_layers=3, dropout=0.5, batch_norm=True)
+    y = layer(torch.empty(5, 2, 12, device="meta", requires_grad=True))
+    assert y.shape == (5, 2, 3) and y.is_meta
+
+
+def test_features_made_under_inference_mode_train_a_head_with_dropout():
+    """Features from a frozen backbone run under inference_mode: what Dropout + Linear accepts, so does the
+    fused step's module (it failed reading the input's version counter)."""
+    torch.manual_seed(0)
+    layer = SpinalLinear(12, 3, layer_width=4, num_layers=3, dropout=0.5)
+    with torch.inference_mode():
+        feats = torch.randn(8, 12)
+    layer(feats).pow(2).sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode, torch.enable_grad])
+def test_an_ensemble_runs_under_vmap_of_functional_call(mode):
+    """torch.func ensembling (stacked parameters, one vmap): each member's output is its own module's."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    torch.manual_seed(0)
+    members = [SpinalLinear(12, 3, layer_width=4, num_layers=4).eval() for _ in range(3)]
+    params, buffers = stack_module_state(members)
+    x = torch.randn(5, 12)
+    with mode():
+        ys = vmap(lambda p, b: functional_call(members[0], (p, b), (x,)))(params, buffers)
+    for k, member in enumerate(members):
+        torch.testing.assert_close(ys[k], member(x).detach(), atol=1e-6, rtol=0)
+
+
+def test_hooks_on_the_hidden_linears_run_pruning_and_spectral_norm_train():
+    """Pruning, old-style weight_norm and spectral_norm compute a Linear's weight in a forward pre-hook: the
+    hidden Linears are then called, not read (pruning raised on the second step; spectral_norm's weight was
+    never normalised and never trained)."""
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    layer = SpinalLinear(12, 3, layer_width=4, num_layers=3).double()
+    prune.l1_unstructured(layer.layers[1].input, "weight", amount=0.5)
+    torch.nn.utils.spectral_norm(layer.layers[2].chain)
+    seen = []
+    layer.layers[0].input.register_forward_hook(lambda _m, args, _out: seen.append(tuple(args[0].shape)))
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    x = torch.randn(6, 12, dtype=torch.double)
+    for _ in range(2):
+        opt.zero_grad()
+        y = layer(x)
+        assert _node(y) != "FusedSpinalBackward"
+        y.pow(2).sum().backward()
+        opt.step()
+    assert seen == [(6, 6), (6, 6)]
+    assert layer.layers[1].input.weight_orig.grad.abs().sum() > 0 and layer.layers[2].chain.weight_orig.grad.abs().sum() > 0
+    assert (layer.layers[1].input.weight == 0).sum() == 12  # the pruned half stays pruned
+    layer.eval()
+    with torch.no_grad():
+        y = layer(x)  # the pre-hooks set each weight from its original, as they do on nn.Linear
+        chain = layer.layers[2].chain
+        assert torch.equal(chain.weight, chain.weight_orig / torch.dot(chain.weight_u, chain.weight_orig @ chain.weight_v))
+        state = {k: v for k, v in layer.state_dict().items() if not k.endswith(("_orig", "_mask", "_u", "_v"))}
+        state["layers.1.input.weight"], state["layers.2.chain.weight"] = layer.layers[1].input.weight, chain.weight
+        plain = SpinalLinear(12, 3, layer_width=4, num_layers=3).double()
+        plain.load_state_dict(state)
+        torch.testing.assert_close(y, ReferenceSpinal.like(plain).eval()(x), atol=1e-12, rtol=0)
+
+
+def test_a_hook_on_a_hidden_layer_runs_and_changes_nothing_else():
+    """Hooks on ``layers[i]`` see that layer's inputs after dropout; the step they force computes the same
+    outputs, gradients and running statistics with the same dropout masks as the fused step, so an
+    observing hook does not change a seeded run."""
+    fused, hooked = _twins(dropout=0.3, batch_norm=True)
+    seen = []
+    hooked.layers[2].register_forward_hook(lambda _m, args, out: seen.append((args[0].shape, args[1].shape, out.shape)))
+    x = torch.randn(7, 11, dtype=torch.double)
+    _assert_same_steps(_step(fused, x, seed=3), _step(hooked, x, seed=3))
+    assert seen == [(torch.Size([7, 6]), torch.Size([7, 4]), torch.Size([7, 4]))]  # chunk 0 of 11 is 6 wide
+    for a, b in zip(fused.buffers(), hooked.buffers()):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)

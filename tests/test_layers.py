@@ -259,20 +259,31 @@ def test_count_params_refuses_what_the_constructor_refuses(kwargs, match):
         SpinalLinear(in_f, out_f, **args)
 
 
-def test_inference_reuses_operands_until_a_parameter_changes():
+@pytest.mark.parametrize("in_features, width", [(12, 4), (2048, 64)], ids=["grouped", "layer-by-layer"])
+def test_inference_reads_the_parameters_as_they_are(in_features, width):
+    """No inference cache: every way of changing a weight in place shows in the next no-grad forward,
+    including ``p.data`` updates (an EMA or mean teacher) and parameters that are views of one flat vector."""
     torch.manual_seed(0)
-    layer = SpinalLinear(12, 3, layer_width=4, num_layers=4).eval()
-    x = torch.randn(5, 12)
+    layer = SpinalLinear(in_features, 3, layer_width=width, num_layers=4).eval()
+    x = torch.randn(5, in_features)
+    ways = [lambda: layer.layers[2].input.weight.add_(1.0),  # as an optimizer step does
+            lambda: layer.layers[1].input.weight.data.mul_(0.5),
+            lambda: layer.layers[3].input.bias.data.fill_(2.0)]
+    for change in ways:
+        with torch.no_grad():
+            before = layer(x)
+            change()
+            after = layer(x)
+        assert not torch.allclose(after, before)
+        torch.testing.assert_close(after, ReferenceSpinal.like(layer).eval()(x))
+    flat = torch.nn.utils.parameters_to_vector(layer.parameters())
+    torch.nn.utils.vector_to_parameters(flat, layer.parameters())  # every parameter now a view of ``flat``
     with torch.no_grad():
-        first = layer(x)
-        torch.testing.assert_close(layer(x), first)
-        layer.layers[2].input.weight.add_(1.0)  # an in-place update, as an optimizer step does
-        changed = layer(x)
-    assert not torch.allclose(changed, first)
-    torch.testing.assert_close(changed, layer(x))  # the autograd path agrees with the cached one
-    layer.load_state_dict(SpinalLinear(12, 3, layer_width=4, num_layers=4).state_dict())
-    with torch.no_grad():
-        torch.testing.assert_close(layer(x), ReferenceSpinal.like(layer).eval()(x))
+        before = layer(x)
+        flat.mul_(0.9)
+        after = layer(x)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, ReferenceSpinal.like(layer).eval()(x))
 
 
 def test_numpy_scalars_are_accepted_as_plain_numbers():

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from spinalnet.activations import activation_name, create_activation
 from spinalnet.arguments import dropout_probability, flag, positive_int
-from spinalnet.spinal_function import FusedPlan, FusedSpinal, dropout_mask, fused_plan
+from spinalnet.spinal_function import FusedPlan, FusedSpinal, dropout_mask, fused_plan, has_hooks
 from spinalnet.split import split_sizes  # noqa: F401  (re-exported: spinalnet.layers.split_sizes)
 
 
@@ -76,7 +76,9 @@ class SpinalHiddenLayer(nn.Module):
     ``input`` (with the bias) reads the layer's input chunk and ``chain`` (no bias; ``None`` in layer 0)
     reads the previous hidden output: together they are the paper's one Linear over
     ``cat(chunk, h[i-1])``, split so that the input halves of all layers sharing a chunk are one
-    grouped matmul. A parameter container: :meth:`SpinalLinear.forward` computes it.
+    grouped matmul. :meth:`SpinalLinear.forward` usually computes all layers at once from their
+    parameters; it calls each layer (and so its hooks, and those of ``input`` and ``chain``) only when
+    one of them has hooks.
     """
 
     def __init__(self, chunk_size: int, width: int, *, chained: bool, batch_norm: bool, bias: bool,
@@ -98,6 +100,20 @@ class SpinalHiddenLayer(nn.Module):
                     param.uniform_(-bound, bound)
         if self.norm is not None:
             self.norm.reset_parameters()
+
+    def forward(self, chunk: Tensor, previous: Optional[Tensor] = None) -> Tensor:
+        """``act(norm(input(chunk) + chain(previous)))``, on inputs after dropout (as the Linear of the
+        authors' ``Sequential`` sees them); ``previous`` is ``h[i-1]``, None in layer 0."""
+        z = self.input(chunk)
+        chain = self.chain
+        if chain is not None:
+            if previous is None:
+                raise ValueError("a chained hidden layer needs the previous layer's output")
+            z = z + chain(previous)
+        norm = self.norm
+        if norm is not None:
+            z = norm(z)
+        return self.act(z)
 
 
 class SpinalLinear(nn.Module):
@@ -165,8 +181,8 @@ class SpinalLinear(nn.Module):
         self.output = nn.Linear(num_layers * layer_width, out_features, bias=bias)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle (``torch.save(module)``, ``deepcopy``) without the per-process caches of the forward."""
-        return {k: v for k, v in super().__getstate__().items() if k not in ("_operand_cache", "_fused_plan_cache")}
+        """Pickle (``torch.save(module)``, ``deepcopy``) without the per-process plan cache of the forward."""
+        return {k: v for k, v in super().__getstate__().items() if k != "_fused_plan_cache"}
 
     def reset_parameters(self) -> None:
         """Initialise each hidden layer as ``nn.Linear`` would (uniform, bound 1/sqrt(fan_in))."""
@@ -193,27 +209,21 @@ class SpinalLinear(nn.Module):
                 biases.append(layer_bias)
         return weights, biases
 
-    def _group_operands(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-        """Weight ``(count * w, chunk size)`` and bias of one group of layers, concatenated.
+    def _grouped(self, count: int, chunk_size: int) -> bool:
+        """Whether one group of layers gets one matmul over its concatenated input weights.
 
-        ``torch.cat`` of whole per-layer parameters: its backward is a cheap split into each
-        parameter's gradient. Without autograd (inference) the result is cached until a parameter
-        changes, so an eval forward does not copy the weights again.
+        ``torch.cat`` of whole per-layer parameters: its backward is a cheap split into each parameter's
+        gradient. Without autograd, only small groups are concatenated: for large ones the copy costs
+        more than the products it saves. Nothing is cached, so a forward always reads the parameters as
+        they are (a cache keyed on storage and version missed ``p.data`` updates and views of a flat
+        vector, and grew with every ``functional_call``).
+
+        The limit, 2^14 elements, was measured against that cached concatenation (eval forward, 2 threads,
+        the heads of benchmarks/layer_speed.py at batch 1, 64 and 512, side by side in one process, two
+        runs): 0.94x to 1.18x its time; concatenating up to the fused step's 2^19 took up to 1.58x.
+        (A literal: TorchScript reads no module globals.)
         """
-        if not torch.jit.is_scripting() and not torch.is_grad_enabled():
-            if not torch.jit.is_tracing() and not torch.compiler.is_compiling():  # graphs must read parameters
-                return self._cached_operands(weights, biases)
-        return _concat_operands(weights, biases)
-
-    @torch.jit.unused
-    def _cached_operands(self, weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in weights + biases)
-        cache: dict = self.__dict__.setdefault("_operand_cache", {})
-        group = id(weights[0])  # one entry per group of layers, replaced when a parameter changes
-        hit = cache.get(group)
-        if hit is None or hit[0] != key:
-            hit = cache[group] = (key, _concat_operands(weights, biases))
-        return hit[1]
+        return torch.is_grad_enabled() or count * self.layer_width * chunk_size <= (1 << 14)
 
     def _input_projections(self, x: Tensor) -> list[Tensor]:
         """``input(drop(chunk))`` of every hidden layer: one grouped matmul per chunk."""
@@ -236,10 +246,12 @@ class SpinalLinear(nn.Module):
                 else:
                     out = torch.bmm(copies, stacked)
                 parts = out.unbind(0)
-            else:
-                weight, bias = self._group_operands(weights, biases)
+            elif self._grouped(count, size):
+                weight, bias = _concat_operands(weights, biases)
                 # split, not slicing: its backward is one cat, not a zero-filled tensor per layer
                 parts = F.linear(chunk, weight, bias).split(w, dim=1)
+            else:
+                parts = [F.linear(chunk, weights[k], biases[k] if len(biases) > 0 else None) for k in range(count)]
             for k, i in enumerate(members):
                 proj[i] = parts[k]
         return proj
@@ -257,6 +269,10 @@ class SpinalLinear(nn.Module):
         if fused is not None:
             y = self._fused_forward(fused, x)
             return y if flat else y.reshape(shape)
+        if not torch.jit.is_scripting():  # (nested: TorchScript then compiles none of it)
+            if self._layers_hooked():
+                y = self._forward_layer_by_layer(x)
+                return y if flat else y.reshape(shape)
         proj = self._input_projections(x)
         hidden: list[Tensor] = []
         h = x
@@ -276,6 +292,34 @@ class SpinalLinear(nn.Module):
         feats = _dropout(torch.cat(hidden, dim=1), self.dropout, self.training)
         y = self.output(feats)
         return y if flat else y.reshape(shape)
+
+    @torch.jit.unused
+    def _layers_hooked(self) -> bool:
+        """Hooks on a hidden layer or its Linears (pruning, ``weight_norm``, ``spectral_norm``, a feature
+        probe) compute or watch what those modules see, so they are called instead of read."""
+        return has_hooks([m for layer in self.layers for m in (layer, layer.input, layer.chain)])
+
+    @torch.jit.unused
+    def _forward_layer_by_layer(self, x: Tensor) -> Tensor:
+        """The autograd path with every hidden layer called as a module. Dropout is drawn in the grouped
+        path's order (each chunk's copies for all its layers, then the chain's, then the output's), so a
+        hook does not change the masks of a seeded run."""
+        n, S, L = x.shape[0], self.num_splits, self.num_layers
+        drop = self.training and self.dropout > 0.0
+        chunks: list[Tensor] = [x] * L
+        for s in range(S):
+            members = range(s, L, S)
+            chunk = x[:, self.split_offsets[s] : self.split_offsets[s] + self.split_sizes[s]]
+            copies = chunk.unsqueeze(0).expand(len(members), n, chunk.shape[1])
+            if drop:  # as the grouped path draws it: each layer its own copy of the chunk
+                copies = _dropout(copies, self.dropout, True)
+            for k, i in enumerate(members):
+                chunks[i] = copies[k]
+        hidden: list[Tensor] = []
+        for i, layer in enumerate(self.layers):
+            previous = _dropout(hidden[-1], self.dropout, self.training) if i > 0 else None
+            hidden.append(layer(chunks[i], previous))
+        return self.output(_dropout(torch.cat(hidden, dim=1), self.dropout, self.training))
 
     @torch.jit.unused
     def _fused_plan(self, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:

@@ -9,8 +9,9 @@ one graph node instead of about fifty. Gradients go straight into each per-layer
 the grouped weight gradient of a chunk is one matrix product whose row blocks are the layers' gradients.
 
 :func:`fused_plan` says when this applies: known activations, plain BatchNorm1d, no autocast, no tracing,
-compiling, ``torch.func`` transform or forward-mode AD, no forward or backward hooks on the block's
-activations, norms or output Linear, no parametrized weights. Otherwise
+compiling, ``torch.func`` transform or forward-mode AD, a non-empty batch of ordinary tensors (not meta,
+not made under inference mode), no forward or backward hooks on the block's inner modules, no
+parametrized weights. Otherwise
 :class:`spinalnet.layers.SpinalLinear` runs its autograd path, which computes the same function. The
 backward uses the modes and options of its forward (a norm switched to eval in between does not change
 it). A second derivative (``create_graph=True``) recomputes the step with autograd from the input, the
@@ -135,13 +136,15 @@ def _build_plan(module: nn.Module, acts: tuple[nn.Module, ...], norms: tuple) ->
                                          if type(a) in _OPTIONED_ACTIVATIONS))
 
 
-def _has_hooks(*modules: Optional[nn.Module]) -> bool:
+def has_hooks(modules: Sequence[Optional[nn.Module]]) -> bool:
     """Forward or backward hooks, global or on these modules: the autograd path calls the modules, so they run."""
     if (_module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks
             or _module_hooks._global_backward_hooks or _module_hooks._global_backward_pre_hooks):
         return True
-    return any(m is not None and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                                  or m._backward_pre_hooks) for m in modules)
+    for m in modules:  # a plain loop: this runs on every training step
+        if m is not None and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks):
+            return True
+    return False
 
 
 def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:
@@ -154,6 +157,8 @@ def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[T
         return None  # graphs see the plain operations (and fuse them themselves)
     if torch._C._are_functorch_transforms_active() or not x.is_floating_point():
         return None
+    if x.shape[0] == 0 or x.is_meta or x.is_inference():
+        return None  # nothing to gain; autocast has no meta device; inference tensors have no version counter
     if torch.is_autocast_enabled(x.device.type):
         return None
     if torch.autograd.forward_ad._current_level >= 0:
@@ -171,12 +176,13 @@ def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[T
     plan = cached[1]
     if plan is None or (x.shape[0] < 2 and any(n is not None and n.training for n in norms)):
         return None  # the autograd path raises BatchNorm's own error for one sample
-    if _has_hooks(module._modules["output"], *acts, *norms):
+    inputs, chains = [m["input"] for m in mods], [m["chain"] for m in mods[1:]]
+    if has_hooks((module._modules["output"], *module.layers._modules.values(), *acts, *norms, *inputs, *chains)):
         return None  # the autograd path calls those modules, so their hooks run
-    params = [m["input"]._parameters.get("weight") for m in mods]
+    params = [linear._parameters.get("weight") for linear in inputs]
     if plan.has_bias:
-        params += [m["input"]._parameters.get("bias") for m in mods]
-    params += [m["chain"]._parameters.get("weight") for m in mods[1:]]
+        params += [linear._parameters.get("bias") for linear in inputs]
+    params += [linear._parameters.get("weight") for linear in chains]
     if plan.any_norm:
         params += [n._parameters.get(name) for n in norms if n is not None for name in ("weight", "bias")]
     output = module._modules["output"]._parameters
