@@ -80,18 +80,6 @@ def test_paired_statistics_are_recomputable_from_results_and_predictions(npz_fil
     assert results["ci_level"] == "seeds and test examples"
     assert results["difference_ci95"] == pytest.approx(bootstrap_ci(d, per_example), abs=1e-6)
 
-    # re-summarising keeps only seeds finished for both heads, whichever they are
-    import shutil
-
-    from spinalnet.compare import resummarize
-
-    shutil.rmtree(out / "runs" / "fc-seed1")
-    again = resummarize(out, log=lambda s: None)
-    assert again["spinal"]["seeds"] == again["fc"]["seeds"] == [0, 2] and again["seeds"] == 2
-    assert again["difference_mean"] == pytest.approx(d[[0, 2]].mean(), abs=1e-6)
-    assert again["experiment"] == results["experiment"] and again["config"]["epochs"] == 1
-    assert json.loads((out / "results.json").read_text())["fc"]["seeds"] == [0, 2]
-
 
 def test_heads_see_identical_data_and_p_value_is_null_with_one_seed(npz_file, tmp_path):
     config = CompareConfig(dataset=f"npz:{npz_file}", seeds=1, epochs=1, batch_size=32, progress=False,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from spinalnet.training.machine import LAUNCHERS, cpu_cores
+from spinalnet.training.machine import LAUNCHER_VARIABLES, cpu_cores
 
 FAST = ["--model", "default-cnn", "--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--no-progress"]
 CHILDREN = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists()  # Linux: a process's children
@@ -22,7 +22,7 @@ STATS = ("difference_mean", "difference_ci95", "p_value", "p_value_wilcoxon", "p
 
 
 def spinalnet(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in LAUNCHERS.values()}  # not a multi-node launch
+    clean = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}  # not a multi-node launch
     return subprocess.run([sys.executable, "-m", "spinalnet", *args], capture_output=True, text=True,
                           timeout=timeout, env={**clean, **(env or {})})
 

@@ -199,28 +199,6 @@ def write_comparison(out: Path, runs: list[dict[str, Any]], config: CompareConfi
     return results
 
 
-def resummarize(out: Path, experiment: dict[str, Any] | None = None,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Rewrite a comparison's summary from the seeds it has finished for both heads (any seeds, in any order),
-    e.g. after an interrupted run, or when runs of one comparison were trained by several processes.
-
-    The options are the runs' own; ``experiment`` defaults to the one in an earlier results.json.
-    """
-    out = Path(out)
-    finished = {(r["head"], r["seed"]): r for r in (read_json(f) for f in sorted(out.glob(f"runs/*/{RESULT_FILE}")))}
-    seeds = sorted(s for h, s in finished if h == "spinal" and ("fc", s) in finished)
-    if not seeds:
-        raise UsageError(f"{out}: no seed has finished runs of both heads under runs/")
-    earlier = out / "results.json"
-    before = read_json(earlier) if earlier.is_file() else {}
-    experiment = experiment if experiment is not None else before.get("experiment")
-    run_config = finished[("spinal", seeds[0])]["config"]
-    options = {k: v for k, v in run_config.items() if k in CompareConfig.__dataclass_fields__ and k != "head"}
-    config = CompareConfig.from_dict({**options, "seed": seeds[0], "seeds": len(seeds), "output": str(out)})
-    runs = [finished[(h, s)] for s in seeds for h in HEADS]
-    return write_comparison(out, runs, config, log, experiment, before.get("feature_cache"))
-
-
 def finish_comparison(out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Write the summary of a comparison whose runs were all trained, by any shards, from its record
     (``report`` on a sharded directory whose last shard did not write it, e.g. one killed at the end)."""

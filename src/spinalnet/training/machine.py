@@ -42,14 +42,14 @@ def mps_available() -> bool:
     return torch.backends.mps.is_available()
 
 
-#: Environment variables that say a multi-node launcher started this process (torchrun, SLURM, or
-#: Lightning's own: NODE_RANK with MASTER_ADDR and MASTER_PORT set on every node by hand).
-LAUNCHERS = {"torchrun": "TORCHELASTIC_RUN_ID", "SLURM": "SLURM_NTASKS", "NODE_RANK": "NODE_RANK"}
+#: Environment variables that say a multi-node launcher started this process: torchrun, SLURM, or
+#: Lightning's own (NODE_RANK, with MASTER_ADDR and MASTER_PORT set on every node by hand).
+LAUNCHER_VARIABLES = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "NODE_RANK")
 
 
 def check_num_nodes(num_nodes: int) -> None:
     """Without a launcher, a multi-node run would wait forever for nodes that nobody starts."""
-    if num_nodes > 1 and not any(name in os.environ for name in LAUNCHERS.values()):
+    if num_nodes > 1 and not any(name in os.environ for name in LAUNCHER_VARIABLES):
         raise UsageError(f"--num-nodes {num_nodes} needs the same command started on every node by a launcher: "
                          "torchrun (--nnodes), SLURM (srun), or NODE_RANK, MASTER_ADDR and MASTER_PORT set on "
                          "each node (see README, Scale out)")

@@ -82,7 +82,10 @@ def _on_interrupt(signum: int, frame: Any) -> None:
 def _start_worker(splits: Any, threads: int, gpu_slots: Any, stop: Any) -> None:
     from spinalnet.cli import CtrlC
 
-    CtrlC.install(once=True)  # the terminal's Ctrl-C reaches the workers too; the parent's copy is ignored
+    # CtrlC's SIGALRM handler raises interrupts deferred out of imports and atomic writes; SIGINT itself goes
+    # through _on_interrupt, which passes it to CtrlC only while a run is in progress. ``once``: the terminal's
+    # Ctrl-C reaches the workers too, and the parent's copy of it is ignored.
+    CtrlC.install(once=True)
     signal.signal(signal.SIGINT, _on_interrupt)
     import torch
 
