@@ -86,6 +86,50 @@ def test_bad_arguments_raise_value_error():
         vgg5((28, 28, 1), 3, head="spinal2")
 
 
+def test_inputs_of_another_width_or_an_unknown_width_are_refused():
+    """A wider input than the layer was built for was read only in part, with no error."""
+    dense = SpinalDense(3, layer_width=4)
+    dense(np.zeros((2, 6), "float32"))
+    for width in (9, 5):
+        with pytest.raises(ValueError, match=f"expected axis -1 of input shape to have value 6.*\\(2, {width}\\)"):
+            dense(np.zeros((2, width), "float32"))
+    with pytest.raises(ValueError, match="needs a known last dimension"):
+        SpinalDense(3, layer_width=4)(keras.Input((None,)))
+
+
+def test_batch_norm_with_leading_dimensions_matches_the_reference():
+    keras.utils.set_random_seed(0)
+    dense = SpinalDense(3, layer_width=4, num_layers=3, batch_norm=True)
+    inputs = keras.Input((5, 7))
+    model = keras.Model(inputs, dense(inputs))
+    x = np.random.default_rng(0).standard_normal((2, 5, 7)).astype("float32")
+    y = _np(model(x, training=False))
+    assert y.shape == (2, 5, 3)
+    np.testing.assert_allclose(y, reference(dense, x), atol=1e-5)
+
+
+def test_an_empty_training_batch_leaves_the_moving_statistics_alone():
+    """Its mean is NaN: the moving statistics became NaN for good, and every later output with them."""
+    dense = SpinalDense(3, layer_width=4, batch_norm=True)
+    x = np.random.default_rng(0).standard_normal((8, 6)).astype("float32")
+    dense(x, training=True)
+    before = [_np(v) for norm in dense.norms for v in (norm.moving_mean, norm.moving_variance)]
+    assert _np(dense(np.zeros((0, 6), "float32"), training=True)).shape == (0, 3)
+    after = [_np(v) for norm in dense.norms for v in (norm.moving_mean, norm.moving_variance)]
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(_np(dense(x, training=False)), reference(dense, x), atol=1e-5)
+
+
+def test_a_keras_relu_with_other_arguments_is_refused():
+    """``keras.layers.ReLU(max_value=6)`` is not the function "relu" names (it was taken as plain relu)."""
+    for layer in (keras.layers.ReLU(max_value=6.0), keras.layers.ReLU(negative_slope=0.2),
+                  keras.layers.ReLU(threshold=1.0)):
+        with pytest.raises(ValueError, match="differs from the default"):
+            SpinalDense(3, layer_width=4, activation=layer)
+    assert SpinalDense(3, layer_width=4, activation=keras.layers.ReLU()).activation == "relu"
+
+
 def test_save_and_load_keras_file_round_trips(tmp_path):
     inputs = keras.Input((12,))
     model = keras.Model(inputs, SpinalDense(4, layer_width=6, num_layers=4, batch_norm=True, dropout=0.3)(inputs))

@@ -15,6 +15,7 @@ ACTIVATION_KEYS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid", "silu", "elu
 ALIASES = {"swish": "silu", "linear": "identity"}
 #: Arguments an instance must leave at PyTorch's default to mean the function its name stands for.
 DEFAULT_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "relu": {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},  # Keras' ReLU layer has these
     "leaky_relu": {"negative_slope": 0.01},
     "gelu": {"approximate": "none"},
     "elu": {"alpha": 1.0},

@@ -24,6 +24,11 @@ class BatchNorm(keras.layers.BatchNormalization):
         if self.axis not in (-1,) or not (self.center and self.scale):
             raise ValueError("BatchNorm normalises the last axis, with scale and center")
 
+    def build(self, input_shape) -> None:
+        super().build(input_shape)
+        # any number of leading axes, as call (and torch's BatchNorm over (N, C, L)) handles them
+        self.input_spec = keras.InputSpec(min_ndim=2, axes={-1: int(input_shape[-1])})
+
     def call(self, inputs, training=None, mask=None):
         x = ops.cast(inputs, self.variable_dtype)
         if training and self.trainable:
@@ -33,9 +38,10 @@ class BatchNorm(keras.layers.BatchNormalization):
             count = ops.cast(math.prod(ops.shape(x)[:-1]), self.variable_dtype)
             unbiased = ops.multiply(variance, ops.divide(count, ops.maximum(ops.subtract(count, 1.0), 1.0)))
             m = self.momentum
-            self.moving_mean.assign(ops.add(ops.multiply(self.moving_mean, m), ops.multiply(mean, 1.0 - m)))
-            self.moving_variance.assign(ops.add(ops.multiply(self.moving_variance, m),
-                                                ops.multiply(unbiased, 1.0 - m)))
+            seen = ops.greater(count, 0.0)  # an empty batch has no statistics (its mean is NaN): keep the old ones
+            for moving, batch in ((self.moving_mean, mean), (self.moving_variance, unbiased)):
+                old = moving.value
+                moving.assign(ops.where(seen, ops.add(ops.multiply(old, m), ops.multiply(batch, 1.0 - m)), old))
         else:
             mean, variance = self.moving_mean, self.moving_variance
         scale = ops.multiply(ops.rsqrt(ops.add(variance, self.epsilon)), self.gamma)

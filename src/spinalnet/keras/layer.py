@@ -50,10 +50,15 @@ class SpinalDense(keras.layers.Layer):
         self.norms = [BatchNorm(dtype=policy) for _ in range(num_layers)] if self.batch_norm else []
 
     def build(self, input_shape) -> None:
+        if input_shape[-1] is None:
+            raise ValueError(f"SpinalDense needs a known last dimension (the number of input features), got input "
+                             f"shape {tuple(input_shape)}")
         in_features = int(input_shape[-1])
         if in_features < self.num_splits:
             raise ValueError(f"in_features ({in_features}) must be >= num_splits ({self.num_splits})")
         self.in_features = in_features
+        # Keras checks every later call against this: a wider input would otherwise be read only in part
+        self.input_spec = keras.InputSpec(min_ndim=1, axes={-1: in_features})
         self.split_sizes = split_sizes(in_features, self.num_splits)
         self.split_offsets = [sum(self.split_sizes[:s]) for s in range(self.num_splits)]
         w = self.layer_width
