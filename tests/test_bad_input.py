@@ -77,6 +77,23 @@ def test_command_line_values_get_the_same_checks(args, message, tmp_path, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command,args,message", [
+    ("train", ["--num-layers", "1000000"], "--num-layers must be <= 10000, got 1000000"),
+    ("compare", ["--seeds", "100000000"], "--seeds must be <= 10000, got 100000000"),
+    ("regress", ["--samples", "1000000000"], "--samples must be <= 10000000, got 1000000000"),
+    ("regress", ["--seeds", "100000000"], "--seeds must be <= 10000, got 100000000"),
+    ("regress", ["--num-layers", "1000000"], "--num-layers must be <= 10000, got 1000000"),
+])
+def test_sizes_that_would_fill_memory_before_training_are_refused(command, args, message, tmp_path, capsys,
+                                                                   monkeypatch):
+    """A million hidden layers, a hundred million seeds or a billion samples took all 24 GB of this machine
+    (the OOM killer, or a MemoryError traceback after the run directory was written)."""
+    monkeypatch.chdir(tmp_path)
+    assert main([command, *args]) == 2
+    assert one_error_line(capsys.readouterr().err) == f"spinalnet: error: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_gpu_without_gpu_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -100,6 +117,9 @@ def test_numbers_may_be_strings_in_yaml_as_on_the_command_line(tmp_path):
     assert TrainConfig.from_dict({"lr": "1e-3", "epochs": "3"}).lr == 0.001
     assert TrainConfig.from_dict({"epochs": "3"}).epochs == 3
     assert RegressConfig.from_dict({"fc_hidden": ["8", 4]}).fc_hidden == [8, 4]
+    # and a name that is a number: YAML's ``precision: 16`` was refused as "must be one of ..., 16, ..., got 16"
+    assert TrainConfig.from_dict({"precision": 16}).precision == "16"
+    assert TrainConfig.from_dict({"precision": 32}).precision == "32"
 
 
 def test_regress_targets_match_the_config_choices():
@@ -113,7 +133,8 @@ def test_regress_targets_match_the_config_choices():
 def test_argparse_errors_are_one_line_too():
     done = subprocess.run([*RUN, "train", "--no-such-option"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
-    assert "unrecognized arguments: --no-such-option" in one_error_line(done.stderr)
+    assert one_error_line(done.stderr) == \
+        "spinalnet: error: unrecognized arguments: --no-such-option (see spinalnet train --help)"
 
 
 def test_help_shows_each_default_once(capsys):
@@ -187,3 +208,23 @@ def test_a_relative_npz_path_is_stored_absolute_so_eval_works_from_elsewhere(npz
     capsys.readouterr()
     assert main(["eval", str(out / "checkpoints" / "best.ckpt")]) == 0
     assert capsys.readouterr().out.startswith(f"npz:{npz_file} test accuracy")
+
+
+@pytest.mark.parametrize("make_args,message", [
+    (lambda d: ["train", "--dataset", f"npz:{d}"], "npz file {d} is a directory, not a file"),
+    (lambda d: ["train", "--dataset", f"folder:{d / 'f.npz'}"], "folder dataset {d}/f.npz is a file, not a directory"),
+    (lambda d: ["train", "--model", "tv:resnet18", "--pretrained", str(d)],
+     "pretrained weights file {d} is a directory, not a file"),
+    (lambda d: ["regress", "--data", f"csv:{d}", "--y-column", "a"], "CSV file {d} is a directory, not a file"),
+    (lambda d: ["train", "--config", ""], "--config needs a YAML file, got ''"),
+    (lambda d: ["regress", "--data", ""], "--data needs csv:PATH or npz:PATH, got ''"),
+])
+def test_a_directory_or_an_empty_path_is_named_as_such(make_args, message, tmp_path, capsys, monkeypatch):
+    """These said "does not exist" of an existing directory, or were silently ignored (an empty --config)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f.npz").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert main([*make_args(data), "--epochs", "1"]) == 2
+    assert one_error_line(capsys.readouterr().err) == f"spinalnet: error: {message.format(d=data)}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -45,9 +45,16 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_unknown_option_exits_2():
+def test_unknown_option_exits_2_and_points_at_the_sub_command_s_help():
     done = run("describe", "10", "3", "--no-such-option")
-    assert done.returncode == 2 and "unrecognized arguments: --no-such-option" in done.stderr
+    assert done.returncode == 2
+    assert done.stderr == "spinalnet: error: unrecognized arguments: --no-such-option (see spinalnet describe --help)\n"
+
+
+def test_no_command_prints_the_help_and_one_error_line():
+    done = run()
+    assert done.returncode == 2 and "describe" in done.stdout
+    assert done.stderr == "spinalnet: error: a command is required (see spinalnet --help)\n"
 
 
 @pytest.mark.parametrize("args,message", [

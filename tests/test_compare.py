@@ -101,6 +101,15 @@ def test_finished_comparison_is_not_overwritten(npz_file, tmp_path, capsys):
     assert main(args) == 2
     assert "already holds a finished compare run; pass --resume to continue it, --force" in capsys.readouterr().err
     assert (out / "results.json").read_bytes() == before
+    # --resume on a results.json of valid JSON but another shape gave a TypeError or KeyError traceback
+    for damage in ("[]", "{}", '{"config": 3}'):
+        (out / "results.json").write_text(damage)
+        tree = sorted(p.as_posix() for p in out.rglob("*"))
+        assert main([*args, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"spinalnet: error: {out / 'results.json'}: not a comparison summary written by spinalnet; "
+                       "restore it or move it away, then run again\n")
+        assert sorted(p.as_posix() for p in out.rglob("*")) == tree
 
 
 def test_train_then_eval_checkpoint(npz_file, tmp_path, capsys):

@@ -112,11 +112,16 @@ def test_export_onto_a_directory_is_one_line_and_leaves_nothing(checkpoint, tmp_
     assert list(tmp_path.iterdir()) == [target] and list(target.iterdir()) == []
 
 
-@pytest.mark.parametrize("content", [b"just some text\n", b"", "truncated", "state dict"])
+@pytest.mark.parametrize("content", [b"just some text\n", b"", "truncated", "state dict", "config None",
+                                     "config text"])
 def test_eval_and_export_of_a_file_that_is_not_a_checkpoint(checkpoint, tmp_path, capsys, content):
     bad = tmp_path / "bad.ckpt"
     if content == "state dict":  # a plain state dict saved with torch.save
         torch.save(torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"], bad)
+    elif isinstance(content, str) and content.startswith("config"):  # the stored run config replaced (it gave an AttributeError traceback)
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        saved["hyper_parameters"]["config"] = None if content == "config None" else "vgg5"
+        torch.save(saved, bad)
     elif content == "truncated":
         bad.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
     else:
@@ -159,3 +164,14 @@ def test_eval_on_data_of_another_shape_is_one_line(idx_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "images of shape (1, 28, 28) (C, H, W); the data found now has (1, 32, 32)" in err
     assert len(err.splitlines()) == 1
+
+
+def test_export_onto_its_own_checkpoint_is_refused_even_with_force(checkpoint, tmp_path, capsys):
+    """--force replaced the checkpoint by the ONNX file, and the checkpoint was lost."""
+    own = tmp_path / "own.ckpt"
+    own.write_bytes(checkpoint.read_bytes())
+    before = own.read_bytes()
+    assert main(["export", str(own), "--format", "onnx", "--output", str(own), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"spinalnet: error: --output {own} is the file being read; choose another file\n"
+    assert own.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["own.ckpt"]

@@ -132,9 +132,14 @@ def _run(argv: list[str]) -> int:
         parser = build_parser()
     except ModuleNotFoundError as err:
         return _missing_extra(err)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the sub-command's parser, so the hint points at its --help
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        command = next((a for a in argv if a in commands), None)
+        commands.get(command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not hasattr(args, "func"):
         parser.print_help()
+        print("spinalnet: error: a command is required (see spinalnet --help)", file=sys.stderr)
         return 2
     try:
         args.func(args)

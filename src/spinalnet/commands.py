@@ -20,8 +20,8 @@ def add_describe(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_describe)
 
 
-#: describe prints one line per hidden layer, and describes heads that could be built in memory.
-DESCRIBE_MAX_LAYERS = 10_000
+#: describe prints one line per hidden layer (as many as train builds), and describes heads that could be
+#: built in memory.
 DESCRIBE_MAX_PARAMS = 1_000_000_000  # 4 GB of float32 weights
 
 
@@ -31,9 +31,11 @@ def run_describe(args: argparse.Namespace) -> None:
     from spinalnet.layers import SpinalLinear
     from spinalnet.errors import UsageError
 
-    if args.num_layers > DESCRIBE_MAX_LAYERS:
+    from spinalnet.training.config import MAX_LAYERS
+
+    if args.num_layers > MAX_LAYERS:
         raise UsageError(f"--num-layers {args.num_layers:,} is more than describe prints "
-                         f"(at most {DESCRIBE_MAX_LAYERS:,}, one line per layer)")
+                         f"(at most {MAX_LAYERS:,}, one line per layer)")
     sizes = dict(layer_width=args.layer_width, num_layers=args.num_layers, num_splits=args.num_splits)
     if min(args.in_features, args.out_features, *sizes.values()) >= 1 and args.num_splits <= args.num_layers:
         count = SpinalLinear.count_params(args.in_features, args.out_features, **sizes)  # by formula

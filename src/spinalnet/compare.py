@@ -71,6 +71,10 @@ def compare(config: CompareConfig, log: Callable[[str], None] = rank_zero_print,
     recorded = check_grid(run.path, config, shard) if run.resume else None
     if run.resume and run.finished:  # report it; more seeds or epochs continue it
         stored = read_json(run.path / "results.json")
+        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict) \
+                or not {"seeds", "epochs"} <= stored["config"].keys():
+            raise UsageError(f"{run.path / 'results.json'}: not a comparison summary written by spinalnet; restore "
+                             "it or move it away, then run again")
         check_same_run(stored["config"], config, run.path / "results.json")
         if (stored["config"]["seeds"], stored["config"]["epochs"]) == (config.seeds, config.epochs):
             log(f"finished earlier, stored result: {run.path / 'results.json'}")

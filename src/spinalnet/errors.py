@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Iterable
 
 
@@ -24,3 +25,19 @@ def unknown_name(kind: str, name: str, known: Iterable[str]) -> UsageError:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return UsageError(f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}")
+
+
+def require_file(path: Path, what: str) -> None:
+    """A missing path and a directory where a file belongs are different mistakes: say which one it is."""
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory, not a file")
+    if not path.is_file():
+        raise UsageError(f"{what} {path} does not exist")
+
+
+def require_directory(path: Path, what: str) -> None:
+    """As :func:`require_file`, for a path that must be a directory."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{what} {path} is a file, not a directory")
+    if not path.is_dir():
+        raise UsageError(f"{what} {path} does not exist")

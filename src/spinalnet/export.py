@@ -61,10 +61,13 @@ def weight_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-def check_output(output: Path, force: bool, example: str = "model.onnx") -> None:
-    """Refuse a directory, or an existing file without ``force``, before anything is exported or converted."""
+def check_output(output: Path, force: bool, source: Path, example: str = "model.onnx") -> None:
+    """Refuse a directory, the ``source`` file itself (even with ``force``: it would be lost), or an existing file
+    without ``force``, before anything is exported or converted."""
     if output.is_dir():
         raise UsageError(f"--output {output} is a directory; give a file name such as {output / example}")
+    if output.resolve() == Path(source).resolve():
+        raise UsageError(f"--output {output} is the file being read; choose another file")
     if output.exists() and not force:
         raise UsageError(f"{output} exists; pass --force to overwrite it")
     if output.parent.exists() and not output.parent.is_dir():
@@ -97,7 +100,7 @@ def export(checkpoint: Path, fmt: str, output: Path, force: bool = False) -> dic
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {FORMATS}, got {fmt!r}")
     output = Path(output)
-    check_output(output, force)
+    check_output(output, force, checkpoint)
     model, shape = inference_model(checkpoint)
     example = torch.rand(2, *shape)
     batch = torch.export.Dim("batch", min=1)

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from spinalnet.errors import UsageError
+from spinalnet.errors import UsageError, require_file
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an .npz file; a missing or unreadable file is a UsageError naming it."""
-    if not path.is_file():
-        raise UsageError(f"npz file {path} does not exist")
+    require_file(path, "npz file")
     if not zipfile.is_zipfile(path):  # np.load would read a .npy array or try to unpickle the file
         raise UsageError(f"{path}: not a readable .npz file (not a zip archive of arrays; write it with numpy.savez)")
     try:

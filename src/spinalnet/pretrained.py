@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
-from spinalnet.errors import UsageError
+from spinalnet.errors import UsageError, require_file
 
 ORIGINAL_WEIGHTS = "imagenet"  # --pretrained imagenet: the library's own download
 
@@ -54,8 +54,7 @@ def backbone_preprocessing(model: str, pretrained: str | None) -> Preprocessing 
 def read_state_dict(path: Path) -> dict[str, Tensor]:
     """A state dict from ``path`` (plain, or wrapped in ``{"state_dict": ...}``), or one clear UsageError."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"pretrained weights file {path} does not exist")
+    require_file(path, "pretrained weights file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file
@@ -180,7 +179,7 @@ def convert_weights(src: Path, model: str, output: Path, force: bool = False) ->
     from spinalnet.rundir import atomic_write
 
     src, output = Path(src), Path(output)
-    check_output(output, force, example=src.name)
+    check_output(output, force, src, example=src.name)
     state = read_state_dict(src)
     target = reference_model(model).state_dict()
     converted = convert_state_dict(state, target, str(src), model)

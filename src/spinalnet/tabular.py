@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from spinalnet.errors import UsageError
+from spinalnet.errors import UsageError, require_file
 from spinalnet.npz_file import read_npz
 
 
 def load_csv(path: Path, y_column: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Every column but ``y_column`` is an input; all must be numeric and finite."""
-    if not path.is_file():
-        raise UsageError(f"CSV file {path} does not exist")
+    require_file(path, "CSV file")
     if not y_column:
         raise UsageError("--y-column NAME is required with --data csv:PATH")
     try:

@@ -14,7 +14,7 @@ from torchvision.transforms import v2
 from spinalnet.data.arrays import split_fraction
 from spinalnet.data.download import download, other_ways
 from spinalnet.data.locate import DataOptions, not_found, search
-from spinalnet.errors import UsageError
+from spinalnet.errors import UsageError, require_directory
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TRAIN_DIRS = ("train", "Training")
@@ -104,8 +104,7 @@ def find_folder_root(name: str, options: DataOptions) -> Path:
 
 def load_folder(root: Path, options: DataOptions, size: int) -> tuple[TransformedSubset, TransformedSubset, int, list[str]]:
     """Train and test subsets from ``root/train`` + ``root/test`` (or val), or one folder split 80/20."""
-    if not root.is_dir():
-        raise UsageError(f"folder dataset {root} does not exist")
+    require_directory(root, "folder dataset")
     train_dir = _subdir(root, TRAIN_DIRS)
     train_tf, eval_tf = image_transforms(size, True), image_transforms(size, False)
     if train_dir is None:

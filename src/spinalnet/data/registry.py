@@ -123,9 +123,16 @@ def infer_classes(name: str, train: ImageArrays, test: ImageArrays) -> int:
     present = torch.unique(torch.cat([train.labels, test.labels])).tolist()
     check_class_count(name, len(present))
     if len(present) != present[-1] + 1:
-        missing = sorted(set(range(present[-1] + 1)) - set(present))
+        # the first few gaps, never the whole range (a label of 10**9 must not build a billion-element set)
+        seen, missing = set(present), []
+        for label in range(present[-1] + 1):
+            if label not in seen:
+                missing.append(label)
+                if len(missing) > 6:
+                    break
+        shown = _preview(missing[:6]) + (", ..." if len(missing) > 6 else "")
         raise UsageError(f"{name}: labels must be 0..K-1 without gaps; found {len(present)} distinct labels "
-                         f"({_preview(present)}) with none for {_preview(missing)}; renumber them, e.g. "
+                         f"({_preview(present)}) with none for {shown}; renumber them, e.g. "
                          "y = numpy.unique(y, return_inverse=True)[1]")
     unseen = sorted(set(test.labels.tolist()) - set(train.labels.tolist()))
     if unseen:

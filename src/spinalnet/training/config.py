@@ -30,6 +30,11 @@ Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 Precision = Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64"]
 OPTIMIZERS, SCHEDULES = get_args(Optimizer), get_args(Schedule)
 BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+#: Upper bounds for sizes whose cost grows without limit before any training starts: a million hidden
+#: layers (a module each) or a hundred million seeds (a run each) filled 24 GB of memory.
+MAX_LAYERS = 10_000
+MAX_SEEDS = 10_000
+MAX_SAMPLES = 10_000_000  # regress: 10 million rows of synthetic features, about 0.6 GB
 
 
 def option(default: Any, help: str, **extra: Any) -> Any:
@@ -90,6 +95,9 @@ def check_value(name: str, value: Any, tp: Any) -> Any:
     from pydantic import ValidationError
 
     numeric = any(t in (int, float) or get_origin(t) is list for t in _non_none(tp))
+    if isinstance(value, int) and not isinstance(value, bool) and not numeric \
+            and any(get_origin(t) is Literal for t in _non_none(tp)):
+        value = str(value)  # YAML reads ``precision: 16`` as a number; the command line gives the string "16"
     try:
         if isinstance(value, bool) and numeric:
             raise ValueError  # lax pydantic reads True as 1
@@ -156,7 +164,7 @@ class TrainConfig(ConfigBase):
     model: str = option("default-cnn", "model name, tv:NAME or timm:NAME (see README)")
     head: Literal["fc", "spinal"] = option("spinal", "classifier head")
     layer_width: int | None = option(None, "Spinal hidden width (default: the model's paper setting)", ge=1)
-    num_layers: int | None = option(None, "Spinal hidden layers (default: the model's)", ge=1)
+    num_layers: int | None = option(None, "Spinal hidden layers (default: the model's)", ge=1, le=MAX_LAYERS)
     num_splits: int | None = option(None, "Spinal input splits (default: the model's)", ge=1)
     spinal_dropout: float | None = option(None, "dropout inside the Spinal head (default: the model's)", ge=0, lt=1)
     pretrained: str | None = option(None, "imagenet (download the official weights) or PATH to a weights file")
@@ -227,7 +235,7 @@ class TrainConfig(ConfigBase):
 
 @dataclass
 class CompareConfig(TrainConfig):
-    seeds: int = option(3, "number of seeds per head (seeds are --seed, --seed + 1, ...)", ge=1)
+    seeds: int = option(3, "number of seeds per head (seeds are --seed, --seed + 1, ...)", ge=1, le=MAX_SEEDS)
     feature_cache: str | None = option(None, "with --freeze-backbone and pretrained weights: run the backbone once "
                                              "per split and train the heads on its cached features, stored in "
                                              "DIR (default: the user's cache directory, e.g. "
@@ -255,10 +263,10 @@ class RegressConfig(ConfigBase):
                                                                           "(ignored with --data)")
     data: str | None = option(None, "your tabular data instead: csv:PATH (with --y-column) or npz:PATH (x, y)")
     y_column: str | None = option(None, "the CSV column to predict")
-    samples: int = option(1000, "samples per synthetic target", ge=1)
+    samples: int = option(1000, "samples per synthetic target", ge=1, le=MAX_SAMPLES)
     noise: float = option(0.2, "scale of the U(0, 1) noise added to synthetic targets", ge=0)
     epochs: int = option(200, "training epochs", ge=1)
-    seeds: int = option(5, "seeds (each draws its own data, split and initialisation)", ge=1)
+    seeds: int = option(5, "seeds (each draws its own data, split and initialisation)", ge=1, le=MAX_SEEDS)
     seed: int = option(0, "first seed", ge=0, le=2**32 - 1)
     batch_size: int = option(64, "batch size", ge=1)
     lr: float = option(0.01, "Adam learning rate", gt=0)
@@ -270,7 +278,7 @@ class RegressConfig(ConfigBase):
                                             "(default: on for --data, off for synthetic targets)")
     fc_hidden: list[int] = option([200, 100], "hidden sizes of the ordinary MLP", ge=1)
     layer_width: int = option(50, "width of the Spinal hidden layers", ge=1)
-    num_layers: int = option(6, "number of Spinal hidden layers", ge=1)
+    num_layers: int = option(6, "number of Spinal hidden layers", ge=1, le=MAX_LAYERS)
     num_splits: int = option(2, "input splits of the Spinal layers (1 to the number of input features)", ge=1)
     activation: str = option("leaky_relu", "activation of both models")
     output: str | None = option(None, "output directory (default: runs/regress-<time>)")
@@ -278,6 +286,8 @@ class RegressConfig(ConfigBase):
 
     def validate(self) -> "RegressConfig":
         self.check_ranges()
+        if self.data is not None and not self.data.strip():
+            raise UsageError("--data needs csv:PATH or npz:PATH, got ''")
         return self
 
 
@@ -348,6 +358,8 @@ def config_from_args(args: argparse.Namespace, cls: type = TrainConfig, extra: d
     a one-line note, so the README's demo config trains one model.
     """
     values: dict[str, Any] = dict(extra or {})
+    if getattr(args, "config", None) is not None and not args.config.strip():
+        raise UsageError("--config needs a YAML file, got ''")
     if getattr(args, "config", None):
         data = read_yaml(args.config)
         if cls is TrainConfig:

@@ -31,7 +31,8 @@ def load_classifier(path: Path) -> Classifier:
         raise UsageError(f"{path}: not a readable spinalnet checkpoint ({type(err).__name__}: {detail}); "
                          f"expected {expected}") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-    if not isinstance(hparams, dict) or not {"config", "facts"} <= hparams.keys() or "state_dict" not in checkpoint:
+    if (not isinstance(hparams, dict) or not {"config", "facts"} <= hparams.keys() or "state_dict" not in checkpoint
+            or not isinstance(hparams["config"], dict) or not isinstance(hparams["facts"], dict)):
         raise UsageError(f"{path}: not a spinalnet checkpoint (a {type(checkpoint).__name__} without the stored "
                          f"run config; a plain state dict cannot be evaluated); expected {expected}")
     if hparams["facts"].get("features"):
