@@ -97,6 +97,16 @@ def test_inputs_of_another_width_or_an_unknown_width_are_refused():
         SpinalDense(3, layer_width=4)(keras.Input((None,)))
 
 
+def test_a_model_that_has_predicted_once_still_refuses_a_wider_input():
+    """TensorFlow re-traces predict with an unknown last dimension, past input_spec: the layer itself must
+    not read only the first columns of a wider input (it did, silently)."""
+    model = keras.Sequential([keras.Input((12,)), SpinalDense(3, layer_width=8)])
+    rng = np.random.default_rng(0)
+    model.predict(rng.random((8, 12)).astype("float32"), verbose=0)
+    with pytest.raises(Exception):  # Keras' ValueError, or the backend's own shape error inside the graph
+        model.predict(rng.random((2, 13)).astype("float32"), verbose=0)
+
+
 def test_batch_norm_with_leading_dimensions_matches_the_reference():
     keras.utils.set_random_seed(0)
     dense = SpinalDense(3, layer_width=4, num_layers=3, batch_norm=True)

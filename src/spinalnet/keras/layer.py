@@ -78,9 +78,14 @@ class SpinalDense(keras.layers.Layer):
     def call(self, inputs, training=None):
         act = KERAS_ACTIVATIONS[self.activation]
         outs, h = [], None
+        last = self.num_splits - 1
         for i in range(self.num_layers):
             s = i % self.num_splits
-            chunk = inputs[..., self.split_offsets[s] : self.split_offsets[s] + self.split_sizes[s]]
+            # The last chunk runs to the end of the input: a graph traced with an unknown last dimension (TF's
+            # predict after its first call) then fails in that chunk's matmul on another width, instead of
+            # silently reading the first in_features columns; input_spec refuses it where the width is known.
+            end = None if s == last else self.split_offsets[s] + self.split_sizes[s]
+            chunk = inputs[..., self.split_offsets[s] : end]
             x = chunk if h is None else ops.concatenate([chunk, h], axis=-1)
             z = ops.matmul(self.drops[i](x, training=training), self.kernels[i])
             if self.use_bias:
