@@ -148,13 +148,16 @@ def _interrupt(args: list[str], cwd: Path, when) -> subprocess.CompletedProcess:
 
 
 def test_ctrl_c_at_any_time_is_one_line_naming_resume_and_exit_130(npz_file, tmp_path):
-    out = tmp_path / "run"
-    args = _train(npz_file, out, epochs=50)
     # at several points of the imports (torch's C++ start-up aborted, and scipy's left a half-made module,
-    # when a KeyboardInterrupt was raised inside them), then during training
+    # when a KeyboardInterrupt was raised inside them), then during training; each in its own directory (an
+    # interrupt held back through the imports may land after the first checkpoint, and the same command
+    # would then rightly ask for --resume)
     moments = [(f"importing, {delay} s in", lambda delay=delay: time.time() > start + delay)
                for delay in (0.2, 0.4, 0.6, 0.9)]
-    for name, when in (*moments, ("while training", lambda: (out / "checkpoints" / "last.ckpt").exists())):
+    moments.append(("while training", lambda: (out / "checkpoints" / "last.ckpt").exists()))
+    for k, (name, when) in enumerate(moments):
+        out = tmp_path / f"run{k}"
+        args = _train(npz_file, out, epochs=50)
         start = time.time()
         done = _interrupt(args, tmp_path, when)
         assert done.returncode == 130, (name, done.stderr)
@@ -187,6 +190,44 @@ def test_ctrl_c_inside_an_atomic_write_waits_until_the_file_is_in_place(tmp_path
         CtrlC.pending = False
     assert target.read_bytes() == b"complete"
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_an_error_raised_while_handling_ctrl_c_is_still_an_interrupt(monkeypatch, capsys):
+    """CI: Ctrl-C just as Lightning started its loop; Lightning's clean-up then raised RuntimeError ("Please call
+    iter(combined_loader) first") during the KeyboardInterrupt, and the program ended with a traceback."""
+    import spinalnet.cli as cli
+
+    def interrupted_then_broken(argv):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("Please call `iter(combined_loader)` first.")
+
+    monkeypatch.setattr(cli, "_run", interrupted_then_broken)
+    assert cli.main(["train", "--epochs", "1"]) == 130
+    assert capsys.readouterr().err == "spinalnet: interrupted; rerun the same command with --resume to continue\n"
+    monkeypatch.setattr(cli, "_run", lambda argv: (_ for _ in ()).throw(RuntimeError("a real bug")))
+    with pytest.raises(RuntimeError, match="a real bug"):  # any other error is not hidden
+        cli.main(["train"])
+
+
+def test_an_interrupt_still_waiting_when_the_command_ends_is_dropped(capsys):
+    """A Ctrl-C held back through the imports, then a command that ends on its own (here a usage error): the
+    waiting interrupt's timer fired during shutdown and killed the process (exit -14 instead of 2)."""
+    from spinalnet.cli import CtrlC
+
+    old_alarm = signal.getsignal(signal.SIGALRM)
+    signal.signal(signal.SIGALRM, CtrlC.on_signal)
+    try:
+        CtrlC.pending = True
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        assert main(["describe", "1", "10"]) == 2
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and CtrlC.pending is False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_alarm)
+        CtrlC.pending = False
+    assert capsys.readouterr().err.startswith("spinalnet: error: ")
 
 
 def test_ctrl_c_while_rundir_is_half_imported_waits_instead_of_crashing(monkeypatch):

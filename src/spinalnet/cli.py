@@ -95,6 +95,15 @@ class CtrlC:
         signal.signal(signal.SIGINT, cls.on_signal)
         signal.signal(signal.SIGALRM, cls.on_signal)
 
+    @classmethod
+    def settle(cls) -> None:
+        """Drop an interrupt still waiting when the command ends on its own (e.g. with a usage error): its
+        timer would otherwise fire during the interpreter's shutdown, which has restored SIGALRM's default
+        action, and kill the process (exit -14 instead of the command's own code)."""
+        if cls.pending:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            cls.pending = False
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     as_program = argv is None
@@ -104,8 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _run(argv)
         _leave_process_group()
+        CtrlC.settle()
         return code
-    except KeyboardInterrupt:
+    except BaseException as err:
+        CtrlC.settle()
+        if not _interrupted(err):
+            raise
         print(interrupted_message(argv), file=sys.stderr)
         if as_program:
             # An import cut short (torch, Lightning) can make the interpreter's own shutdown die of the
@@ -114,6 +127,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.flush()
             os._exit(130)
         return 130
+
+
+def _interrupted(err: BaseException) -> bool:
+    """A KeyboardInterrupt, or an error raised while one was being handled: Ctrl-C just as Lightning starts
+    its loop left it without a data iterator, and its clean-up then raised RuntimeError with a traceback."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__context__
+    return False
 
 
 def _leave_process_group() -> None:
