@@ -34,7 +34,7 @@ BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 #: layers (a module each) or a hundred million seeds (a run each) filled 24 GB of memory.
 MAX_LAYERS = 10_000
 MAX_SEEDS = 10_000
-MAX_SAMPLES = 10_000_000  # regress: 10 million rows of synthetic features, about 0.6 GB
+MAX_SAMPLES = 10_000_000  # regress: a billion samples asked numpy for 59.6 GiB; this is a hundredth of that
 
 
 def option(default: Any, help: str, **extra: Any) -> Any:
