@@ -37,7 +37,7 @@ demo: $(STAMP)
 	@if [ ! -f $(FASHION) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 || true; fi
 	$(BIN)/spinalnet compare --config configs/demo.yaml $$([ -f $(FASHION) ] || echo --download) \
-		$$($(BIN)/python -c 'import torch; from spinalnet.training.machine import cpu_cores; \
+		$$($(BIN)/python -c 'import torch; from spinalnet.engine.machine import cpu_cores; \
 			print("--jobs 2" if cpu_cores() >= 2 and not torch.cuda.is_available() else "")')
 
 # pytest exits 5 when it collects no test: that is not a failure of the suite.

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from spinalnet.training.machine import cpu_cores
+from spinalnet.engine.machine import cpu_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 

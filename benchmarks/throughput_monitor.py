@@ -20,11 +20,11 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.loggers import CSVLogger
 
 from spinalnet.data import DataOptions, load_dataset
-from spinalnet.training.callbacks import Throughput
-from spinalnet.training.config import TrainConfig
-from spinalnet.training.datamodule import SplitsDataModule
-from spinalnet.training.module import Classifier, data_facts
-from spinalnet.training.train import quiet_lightning
+from spinalnet.engine.callbacks import Throughput
+from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.datamodule import SplitsDataModule
+from spinalnet.engine.module import Classifier, data_facts
+from spinalnet.engine.train import quiet_lightning
 
 
 def seconds_per_epoch(callback: L.Callback, splits, batches: int) -> float:

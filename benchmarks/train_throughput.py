@@ -2,7 +2,7 @@
 
 - classic: torchvision's FashionMNIST dataset, PIL transforms (RandomPerspective + RandomRotation(10))
   per sample in a DataLoader with 2 workers, a plain PyTorch loop; same model, batch size, optimiser.
-- engine: ``spinalnet.training.train`` (Lightning), the whole dataset in memory as uint8, the same
+- engine: ``spinalnet.engine.train`` (Lightning), the whole dataset in memory as uint8, the same
   augmentation done in batches by one grid_sample on the training device.
 - compute: forward + backward + step on random tensors already in memory: the model's own speed
   (channels-last, like the engine; the classic pipeline keeps PyTorch's default layout).
@@ -28,8 +28,8 @@ from torchvision import transforms
 
 from spinalnet.data import DataOptions, load_dataset
 from spinalnet.models import create_model
-from spinalnet.training import TrainConfig
-from spinalnet.training.train import train
+from spinalnet.engine import TrainConfig
+from spinalnet.engine.train import train
 
 SYSTEM_COPY = Path("/usr/share/datasets/fashion-mnist")
 

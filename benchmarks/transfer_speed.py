@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spinalnet.compare import compare
+from spinalnet.comparison.compare import compare
 from spinalnet.data import DataOptions, load_dataset
-from spinalnet.pretrained import convert_weights
-from spinalnet.training.config import CompareConfig
+from spinalnet.models.convert import convert_weights
+from spinalnet.comparison.config import CompareConfig
 
 MODEL = "timm:tf_efficientnet_lite0"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from spinalnet.compare_table import HEADS, format_table, summarize
+from spinalnet.comparison.summary import HEADS, format_table, summarize
 from spinalnet.data.locate import DataOptions
 from spinalnet.data.quickdraw import DEFAULT_CATEGORIES, TEST_FRACTION, read_quickdraw
 from spinalnet.errors import UsageError

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from spinalnet.activation_names import ACTIVATION_KEYS, activation_key
+from spinalnet.layers.activation_names import ACTIVATION_KEYS, activation_key
 
 
 def test_names_in_any_spelling_normalise_to_one_key():
@@ -20,13 +20,13 @@ def test_names_in_any_spelling_normalise_to_one_key():
 
 
 def test_the_name_table_imports_no_torch():
-    code = "import sys, spinalnet.activation_names; assert 'torch' not in sys.modules"
+    code = "import sys, spinalnet.layers.activation_names; assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
 def test_torch_classes_and_instances_normalise_and_build():
     nn = pytest.importorskip("torch.nn")
-    from spinalnet.activations import ACTIVATIONS, create_activation
+    from spinalnet.layers.activations import ACTIVATIONS, create_activation
 
     assert set(ACTIVATIONS) == set(ACTIVATION_KEYS)
     for spec in ("ReLU", "relu", nn.ReLU, nn.ReLU(), nn.LeakyReLU(0.01), nn.LeakyReLU, "leaky_relu"):

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from spinalnet.cli import main
-from spinalnet.training.config import RegressConfig, TrainConfig
+from spinalnet.commands.cli import main
+from spinalnet.engine.config import TrainConfig
+from spinalnet.regression.config import RegressConfig
 
 RUN = [sys.executable, "-m", "spinalnet"]
 
@@ -104,7 +105,7 @@ def test_gpu_without_gpu_is_refused(tmp_path, capsys, monkeypatch):
 
 def test_more_gpus_than_present_are_refused(monkeypatch):
     from spinalnet.errors import UsageError
-    from spinalnet.training import machine
+    from spinalnet.engine import machine
 
     monkeypatch.setattr(machine, "gpu_count", lambda: 2)
     with pytest.raises(UsageError, match=r"--devices 3: this machine has 2 GPU\(s\)"):
@@ -125,7 +126,7 @@ def test_numbers_may_be_strings_in_yaml_as_on_the_command_line(tmp_path):
 def test_regress_targets_match_the_config_choices():
     from typing import get_args, get_type_hints
 
-    from spinalnet.regression import TARGETS
+    from spinalnet.regression.study import TARGETS
 
     assert set(get_args(get_type_hints(RegressConfig)["target"])) == {"all", *TARGETS}
 

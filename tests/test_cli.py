@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import spinalnet
-from spinalnet.cli import main
+from spinalnet.commands.cli import main
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -90,7 +90,7 @@ def test_describe_matches_a_real_layer_without_allocating_it(capsys):
 
 def test_building_the_parser_imports_no_framework():
     """--help, --version and bad options answer at once, and Ctrl-C finds no torch import under way."""
-    code = "import sys; from spinalnet.cli import build_parser; build_parser(); print(sorted({'torch', 'lightning', " \
+    code = "import sys; from spinalnet.commands.cli import build_parser; build_parser(); print(sorted({'torch', 'lightning', " \
            "'numpy'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinalnet.cli import main
-from spinalnet.compare import compare
-from spinalnet.training.config import CompareConfig
+from spinalnet.commands.cli import main
+from spinalnet.comparison.compare import compare
+from spinalnet.comparison.config import CompareConfig
 
 FAST = ["--epochs", "2", "--batch-size", "32", "--no-progress", "--lr", "0.05"]
 

@@ -9,7 +9,7 @@ import pytest
 import torchvision
 
 from conftest import make_images
-from spinalnet.cli import main
+from spinalnet.commands.cli import main
 from spinalnet.data import DataOptions, load_dataset
 from spinalnet.data.idx import write_idx
 from spinalnet.data.locate import SYSTEM_DATA_DIRS

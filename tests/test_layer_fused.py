@@ -1,4 +1,4 @@
-"""SpinalLinear's one-node training step (spinalnet.spinal_function): every activation, batch norm and
+"""SpinalLinear's one-node training step (spinalnet.layers.fused): every activation, batch norm and
 dropout against the per-layer reference and against SpinalLinear's own autograd path."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from torch import nn
 
 from reference import ReferenceSpinal
 from spinalnet import SpinalLinear
-from spinalnet.activations import ACTIVATIONS
+from spinalnet.layers.activations import ACTIVATIONS
 
 
 class UnlistedReLU(nn.ReLU):

@@ -26,10 +26,10 @@ def test_core_and_keras_extra_pull_no_torch_and_the_torch_extra_has_it():
 
 
 def test_importing_the_package_imports_no_torch_until_a_torch_name_is_used():
-    code = ("import sys, spinalnet, spinalnet.data, spinalnet.compare_table\n"
+    code = ("import sys, spinalnet, spinalnet.data, spinalnet.comparison.summary\n"
             "assert 'torch' not in sys.modules, 'eager torch import'\n"
             "from spinalnet import SpinalLinear, split_sizes\n"
-            "assert 'torch' in sys.modules and SpinalLinear.__module__ == 'spinalnet.layers'\n"
+            "assert 'torch' in sys.modules and SpinalLinear.__module__ == 'spinalnet.layers.spinal_linear'\n"
             "assert 'SpinalLinear' in dir(spinalnet) and split_sizes(5, 2) == [3, 2]\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from spinalnet.reproduce import experiments
+from spinalnet.comparison.experiments import experiments
 
 # PAPER.md, "Reported results (anchors)" and "Evidence from outside the paper": experiment -> its numbers.
 PAPER_ANCHORS: dict[str, list[float]] = {

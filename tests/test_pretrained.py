@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from spinalnet.cli import main
+from spinalnet.commands.cli import main
 from spinalnet.models import create_model
-from spinalnet.pretrained import backbone_preprocessing
+from spinalnet.models.pretrained import backbone_preprocessing
 
 LITE0 = "timm:tf_efficientnet_lite0"
 DAISY = 985  # ImageNet class index
@@ -46,7 +46,7 @@ def test_conversion_maps_every_tensor_in_order_and_loads_in_timm(lite0, capsys):
 
 def test_flower_photo_is_a_daisy_through_pretrained_and_the_backbones_preprocessing(lite0):
     datasets = pytest.importorskip("sklearn.datasets")
-    from spinalnet.training.module import Classifier
+    from spinalnet.engine.module import Classifier
 
     photo = np.ascontiguousarray(datasets.load_sample_image("flower.jpg").transpose(2, 0, 1))[None]
     facts = {"num_classes": 1000, "channels": 3, "image_size": list(photo.shape[-2:]), "mean": [0.2] * 3,

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from spinalnet import SpinalLinear, mlp, spinal_mlp
-from spinalnet.cli import main
+from spinalnet.commands.cli import main
 from spinalnet.errors import UsageError
-from spinalnet.regression import TARGETS, make_targets, split_indices
-from spinalnet.tabular import load_table
+from spinalnet.regression.study import TARGETS, make_targets, split_indices
+from spinalnet.data.tabular import load_table
 
 FAST = ["--epochs", "3", "--seeds", "2", "--samples", "120"]
 

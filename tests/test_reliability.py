@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from conftest import make_images
 from spinalnet import SpinalLinear
-from spinalnet.cli import main
+from spinalnet.commands.cli import main
 from spinalnet.data.idx import write_idx
 
 RUN = [sys.executable, "-m", "spinalnet"]
@@ -126,7 +126,7 @@ def test_truncated_checkpoint_is_refused_on_resume(small_npz, tmp_path, capsys):
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(small_npz, tmp_path, capsys, monkeypatch):
-    import spinalnet.training.module as module
+    import spinalnet.engine.module as module
 
     real, calls = module.F.cross_entropy, {"train": 0}
 
@@ -159,7 +159,7 @@ def test_unwritable_output_is_one_line(small_npz, tmp_path):
 def test_full_disk_while_writing_results_keeps_earlier_results(small_npz, tmp_path, capsys, monkeypatch):
     import errno
 
-    import spinalnet.compare as compare_module
+    import spinalnet.comparison.compare as compare_module
 
     out = tmp_path / "full"
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from spinalnet.cli import main
-from spinalnet.regression import RegressConfig
-from spinalnet.reproduce import config_dir, experiments
-from spinalnet.training.config import CompareConfig
+from spinalnet.commands.cli import main
+from spinalnet.regression.study import RegressConfig
+from spinalnet.comparison.experiments import config_dir, experiments
+from spinalnet.comparison.config import CompareConfig
 
 
 def test_every_paper_config_is_valid_and_explains_its_changes():
@@ -54,7 +54,7 @@ def test_reproduce_scaled_down_then_report(idx_dir, tmp_path, capsys):
 
 
 def test_report_all_marks_what_was_not_run_and_keeps_the_document_head(tmp_path, capsys):
-    from spinalnet.regression import RegressConfig, regress
+    from spinalnet.regression.study import RegressConfig, regress
 
     out = tmp_path / "reg"
     regress(RegressConfig(target="sum", epochs=2, seeds=2, samples=100, output=str(out)), log=lambda s: None,
@@ -115,7 +115,7 @@ def test_reproduce_regression_takes_limit_batches_and_refuses_compare_only_optio
 
 
 def test_report_output_must_be_a_file_and_not_a_results_file(tmp_path, capsys):
-    from spinalnet.regression import RegressConfig, regress
+    from spinalnet.regression.study import RegressConfig, regress
 
     out = tmp_path / "reg"
     regress(RegressConfig(target="sum", epochs=1, seeds=1, samples=60, output=str(out)), log=lambda s: None)
@@ -165,7 +165,7 @@ def test_report_holm_corrects_across_rows_and_the_verdict_needs_p_and_interval(t
 
 
 def test_verdict_rules():
-    from spinalnet.report import verdict
+    from spinalnet.comparison.report import verdict
 
     stats = {"seeds": 5, "difference_ci95": [0.5, 1.5], "ci_level": "seeds and test examples"}
     assert verdict(stats, 0.01, True) == "**yes**, Spinal better (p (Holm) = 0.01)"

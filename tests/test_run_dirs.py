@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from spinalnet.cli import main
-from spinalnet.rundir import MARKER, atomic_write_text, write_json
+from spinalnet.commands.cli import main
+from spinalnet.files import atomic_write_text, write_json
+from spinalnet.rundir import MARKER
 
 RUN = [sys.executable, "-m", "spinalnet"]
 
@@ -128,7 +129,7 @@ def test_lightning_misconfiguration_is_one_line_and_writes_nothing(npz_file, tmp
 
 
 def test_nan_in_the_first_epoch_says_no_checkpoint_was_written(npz_file, tmp_path, capsys, monkeypatch):
-    import spinalnet.training.module as module
+    import spinalnet.engine.module as module
 
     real = module.F.cross_entropy
     monkeypatch.setattr(module.F, "cross_entropy", lambda logits, y, **kw: real(logits, y, **kw) * float("nan"))
@@ -169,8 +170,8 @@ def test_ctrl_c_at_any_time_is_one_line_naming_resume_and_exit_130(npz_file, tmp
 def test_ctrl_c_inside_an_atomic_write_waits_until_the_file_is_in_place(tmp_path):
     """A KeyboardInterrupt inside torch.save's zip writer became its own RuntimeError and a traceback: an
     interrupt arriving during a checkpoint write is raised once the file is complete."""
-    from spinalnet.cli import CtrlC
-    from spinalnet.rundir import atomic_write
+    from spinalnet.interrupts import CtrlC
+    from spinalnet.files import atomic_write
 
     target = tmp_path / "last.ckpt"
     old_int, old_alarm = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGALRM)
@@ -195,7 +196,7 @@ def test_ctrl_c_inside_an_atomic_write_waits_until_the_file_is_in_place(tmp_path
 def test_an_error_raised_while_handling_ctrl_c_is_still_an_interrupt(monkeypatch, capsys):
     """CI: Ctrl-C just as Lightning started its loop; Lightning's clean-up then raised RuntimeError ("Please call
     iter(combined_loader) first") during the KeyboardInterrupt, and the program ended with a traceback."""
-    import spinalnet.cli as cli
+    import spinalnet.commands.cli as cli
 
     def interrupted_then_broken(argv):
         try:
@@ -214,7 +215,7 @@ def test_an_error_raised_while_handling_ctrl_c_is_still_an_interrupt(monkeypatch
 def test_an_interrupt_still_waiting_when_the_command_ends_is_dropped(capsys):
     """A Ctrl-C held back through the imports, then a command that ends on its own (here a usage error): the
     waiting interrupt's timer fired during shutdown and killed the process (exit -14 instead of 2)."""
-    from spinalnet.cli import CtrlC
+    from spinalnet.interrupts import CtrlC
 
     old_alarm = signal.getsignal(signal.SIGALRM)
     signal.signal(signal.SIGALRM, CtrlC.on_signal)
@@ -236,7 +237,7 @@ def test_ctrl_c_while_rundir_is_half_imported_waits_instead_of_crashing(monkeypa
     progress, so the interrupt waits; a plain frame still gets it."""
     import types
 
-    from spinalnet.cli import CtrlC
+    from spinalnet.interrupts import CtrlC
 
     monkeypatch.setitem(sys.modules, "spinalnet.rundir", types.ModuleType("spinalnet.rundir"))
     assert CtrlC.must_wait(sys._getframe()) is False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from spinalnet.training.machine import LAUNCHER_VARIABLES, cpu_cores
+from spinalnet.engine.machine import LAUNCHER_VARIABLES, cpu_cores
 
 FAST = ["--model", "default-cnn", "--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--no-progress"]
 CHILDREN = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists()  # Linux: a process's children
@@ -256,7 +256,7 @@ def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
 
 
 def test_shards_partition_the_grid_into_consecutive_near_equal_parts():
-    from spinalnet.shards import grid, share
+    from spinalnet.comparison.shards import grid, share
 
     runs = grid(("fc", "spinal"), 3, 5)
     assert runs[:3] == [("fc", 3), ("spinal", 3), ("fc", 4)]

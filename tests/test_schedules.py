@@ -9,9 +9,10 @@ import lightning as L
 import pytest
 import torch
 
-from spinalnet.compare import compare
-from spinalnet.training.config import CompareConfig, TrainConfig
-from spinalnet.training.train import train
+from spinalnet.comparison.compare import compare
+from spinalnet.comparison.config import CompareConfig
+from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.train import train
 
 
 class FinalLR(L.Callback):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spinalnet.compare import format_table
+from spinalnet.comparison.compare import format_table
 from spinalnet.tables import align
 
 

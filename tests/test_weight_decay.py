@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spinalnet.training.config import TrainConfig
-from spinalnet.training.module import Classifier
+from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.module import Classifier
 
 FACTS = {"num_classes": 10, "channels": 1, "image_size": [28, 28], "mean": [0.5], "std": [0.25],
          "augment": "none", "in_memory": True, "classes": [str(i) for i in range(10)]}

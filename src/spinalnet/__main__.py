@@ -1,6 +1,6 @@
 import sys
 
-from spinalnet.cli import main
+from spinalnet.commands.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,26 +3,22 @@
 Every command that writes a directory of results (train, compare, regress, reproduce) goes through
 :func:`open_run_dir` once its options are validated, and :meth:`RunDir.create` only when the work is
 about to start. A directory records its kind in ``spinalnet-run.json``, so a compare directory given to
-``train --resume`` is refused instead of being mixed with a training run. Files are written
-atomically (temporary file, fsync, rename) with the permissions the umask gives a new file, or the
-permissions of the file they replace.
+``train --resume`` is refused instead of being mixed with a training run. Single output files
+(``export``, ``convert-weights``, ``report --output``) follow :func:`check_output`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import re
 import shutil
-import tempfile
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Callable
 
 from spinalnet.errors import UsageError
+from spinalnet.files import read_json, write_json
 
 MARKER = "spinalnet-run.json"
 FINISHED = {"train": "result.json", "compare": "results.json", "regress": "results.json"}
@@ -30,74 +26,6 @@ FINISHED = {"train": "result.json", "compare": "results.json", "regress": "resul
 OWN_FILES = {"train": ("result.json", "metrics.csv", "hparams.yaml", "checkpoints"),
              "compare": ("results.json", "results.csv", "curves.png", "summary.png", "runs", "comparison.json"),
              "regress": ("results.json", "results.csv", "regression.png")}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write`` on a temporary file next to ``path``, fsync it, then rename it over ``path``.
-
-    A kill at any moment leaves either the old file or the new one, never a truncated one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 would hide results from others
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fchmod(handle.fileno(), mode)
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda handle: handle.write(text.encode()))
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def create_json_once(path: Path, data: Any) -> bool:
-    """Write ``path`` only if no file is there, atomically even against another process doing the same
-    (the complete file is hard-linked into place); False when one was there first."""
-    tmp = Path(path).with_name(f".{Path(path).name}.{uuid.uuid4().hex}.new")  # pods may share a pid
-    write_json(tmp, data)
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError:  # a file system without hard links (some FUSE mounts): exclusive creation instead
-        try:
-            with open(path, "x") as handle:
-                handle.write(tmp.read_text())
-            return True
-        except FileExistsError:
-            return False
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_json(path: Path) -> Any:
-    """A JSON file spinalnet wrote; a cut-off or foreign one is a one-line error naming it."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{path}: not a readable JSON file ({err}); it may have been cut off: "
-                         "restore it or move it away, then run again") from None
 
 
 def timestamped(root: str | Path, *parts: str) -> Path:
@@ -155,6 +83,19 @@ class RunDir:
             write_json(self.path / MARKER, {"kind": self.kind,
                                             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         return self.path
+
+
+def check_output(output: Path, force: bool, source: Path, example: str = "model.onnx") -> None:
+    """Refuse a directory, the ``source`` file itself (even with ``force``: it would be lost), or an existing file
+    without ``force``, before anything is exported or converted."""
+    if output.is_dir():
+        raise UsageError(f"--output {output} is a directory; give a file name such as {output / example}")
+    if output.resolve() == Path(source).resolve():
+        raise UsageError(f"--output {output} is the file being read; choose another file")
+    if output.exists() and not force:
+        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise UsageError(f"--output {output}: {output.parent} is not a directory")
 
 
 def process_rank() -> int:
@@ -231,43 +172,3 @@ def _decide(path: str | Path | None, kind: str, default: Callable[[], Path], res
     return RunDir(path, kind, False, force and found == kind)
 
 
-def versions() -> dict[str, str | None]:
-    """Versions of the libraries that decide the numbers, and the git commit of this package."""
-    import lightning
-    import numpy
-    import torch
-    import torchvision
-
-    import spinalnet
-
-    return {"spinalnet": spinalnet.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "lightning": lightning.__version__, "numpy": numpy.__version__,
-            "git_commit": git_commit()}
-
-
-def git_commit() -> str | None:
-    """The commit of the checkout this package runs from, ``-dirty`` if the package source differs from it."""
-    import subprocess
-
-    package = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=package, capture_output=True, text=True, timeout=10)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    try:
-        commit = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--", str(package))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return (commit + ("-dirty" if dirty else "")) or None
-
-
-def hardware() -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info

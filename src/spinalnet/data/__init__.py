@@ -6,8 +6,7 @@ The names below load torch on first use (PEP 562), so torch-free modules such as
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spinalnet.lazy import lazy_names
 
 _LAZY = {
     "ArrayLoader": "spinalnet.data.arrays", "ImageArrays": "spinalnet.data.arrays",
@@ -19,11 +18,4 @@ _LAZY = {
     "load_dataset": "spinalnet.data.registry",
 }
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'spinalnet.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -11,7 +11,7 @@ import numpy as np
 
 from spinalnet.data.arrays import ImageArrays, as_image_arrays, split_fraction
 from spinalnet.errors import UsageError
-from spinalnet.npz_file import read_npz
+from spinalnet.data.npz_file import read_npz
 
 
 def load_npz(path: Path, split_seed: int) -> tuple[ImageArrays, ImageArrays]:

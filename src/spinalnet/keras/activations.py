@@ -1,4 +1,4 @@
-"""Keras functions for the activation names of :mod:`spinalnet.activation_names`, with PyTorch's conventions.
+"""Keras functions for the activation names of :mod:`spinalnet.layers.activation_names`, with PyTorch's conventions.
 
 Keras' own ``leaky_relu`` slope is 0.2 and its ``gelu`` approximates; these match ``torch.nn``.
 """
@@ -9,7 +9,7 @@ from typing import Callable
 
 from keras import ops
 
-from spinalnet.activation_names import ACTIVATION_KEYS
+from spinalnet.layers.activation_names import ACTIVATION_KEYS
 
 KERAS_ACTIVATIONS: dict[str, Callable] = {
     "relu": ops.relu,

@@ -8,11 +8,11 @@ from typing import Any
 import keras
 from keras import ops
 
-from spinalnet.activation_names import activation_key
-from spinalnet.arguments import dropout_probability, flag, positive_int
+from spinalnet.layers.activation_names import activation_key
+from spinalnet.layers.arguments import dropout_probability, flag, positive_int
 from spinalnet.keras.activations import KERAS_ACTIVATIONS
 from spinalnet.keras.batchnorm import BatchNorm
-from spinalnet.split import split_sizes
+from spinalnet.layers.split import split_sizes
 
 
 def torch_uniform(fan_in: int) -> keras.initializers.Initializer:

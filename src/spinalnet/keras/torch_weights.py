@@ -68,7 +68,7 @@ def from_torch(layer: Any) -> SpinalDense:
 def to_torch(dense: SpinalDense) -> Any:
     """A SpinalLinear computing the same function as the built SpinalDense ``dense``."""
     _torch()
-    from spinalnet.layers import SpinalLinear
+    from spinalnet.layers.spinal_linear import SpinalLinear
 
     if not dense.built:
         raise ValueError("build or call the SpinalDense before converting it")

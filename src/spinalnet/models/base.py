@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from spinalnet.layers import SpinalLinear
+from spinalnet.layers.spinal_linear import SpinalLinear
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 from torch import nn
 
 from spinalnet.errors import UsageError, unknown_name
-from spinalnet.heads import find_classifier, replace_classifier, spinalize
+from spinalnet.heads.spinalize import find_classifier, replace_classifier, spinalize
 from spinalnet.models.base import SpinalOptions
-from spinalnet.pretrained import ORIGINAL_WEIGHTS, load_torchvision_file, timm_with_file
+from spinalnet.models.pretrained import ORIGINAL_WEIGHTS, load_torchvision_file, timm_with_file
 
 
 def _fc_head(model: nn.Module, num_classes: int) -> None:

@@ -1,0 +1,142 @@
+"""The ``spinalnet`` command. Each sub-command lives in its own module and registers here.
+
+Nothing heavy is imported at module level: a Ctrl-C that comes while torch is still being imported
+gets the same one line and exit code 130 as one during training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import NoReturn, Sequence
+
+from spinalnet.interrupts import CtrlC
+
+RESUMABLE = ("train", "compare", "reproduce")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors as the single ``spinalnet: error:`` line every other error gets."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"spinalnet: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+#: What the command needs beyond the torch-free core (``pip install 'spinalnet[torch]'``).
+TORCH_EXTRA = ("torch", "torchvision", "lightning", "matplotlib")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from spinalnet.version import __version__
+    from spinalnet.commands import (compare, convert_weights, describe, evaluate, export, listing, regress, report,
+                                    reproduce, train)
+
+    parser = OneLineParser(
+        prog="spinalnet",
+        description="SpinalNet: layers, model zoo and honest comparisons of ordinary vs Spinal heads.",
+    )
+    parser.add_argument("--version", action="version", version=f"spinalnet {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for command in (train, compare, evaluate, export, convert_weights, regress, reproduce, report, listing, describe):
+        command.add(sub)
+    return parser
+
+
+def interrupted_message(argv: Sequence[str]) -> str:
+    command = next((a for a in argv if not a.startswith("-")), "")
+    if command in RESUMABLE:
+        return "spinalnet: interrupted; rerun the same command with --resume to continue"
+    return "spinalnet: interrupted"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    as_program = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if as_program:
+        CtrlC.install()
+    try:
+        code = _run(argv)
+        _leave_process_group()
+        CtrlC.settle()
+        return code
+    except BaseException as err:
+        CtrlC.settle()
+        if not _interrupted(err):
+            raise
+        print(interrupted_message(argv), file=sys.stderr)
+        if as_program:
+            # An import cut short (torch, Lightning) can make the interpreter's own shutdown die of the
+            # same SIGINT (exit -2 instead of 130): leave now, with the streams flushed.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        return 130
+
+
+def _interrupted(err: BaseException) -> bool:
+    """A KeyboardInterrupt, or an error raised while one was being handled: Ctrl-C just as Lightning starts
+    its loop left it without a data iterator, and its clean-up then raised RuntimeError with a traceback."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__context__
+    return False
+
+
+def _leave_process_group() -> None:
+    """A DDP rank (torchrun, srun, Lightning's launcher) leaves its process group before the interpreter
+    shuts down. Left to the shutdown, gloo's threads sometimes aborted a rank that had finished its run
+    (SIGABRT, "terminate called without an active exception"), and torchrun's other node waited for it."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _run(argv: list[str]) -> int:
+    from spinalnet.errors import TrainingError, UsageError
+
+    try:
+        parser = build_parser()
+    except ModuleNotFoundError as err:
+        return _missing_extra(err)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the sub-command's parser, so the hint points at its --help
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+        command = next((a for a in argv if a in commands), None)
+        commands.get(command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    if not hasattr(args, "func"):
+        parser.print_help()
+        print("spinalnet: error: a command is required (see spinalnet --help)", file=sys.stderr)
+        return 2
+    try:
+        args.func(args)
+    except ModuleNotFoundError as err:
+        return _missing_extra(err)
+    except (UsageError, ValueError) as err:  # UsageError is a ValueError; both are the user's input
+        print(f"spinalnet: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only or full output directory, a vanished file
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        print(f"spinalnet: error: cannot read or write{where}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    except TrainingError as err:
+        print(f"spinalnet: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _missing_extra(err: ModuleNotFoundError) -> int:
+    """One line saying what to install when the torch extra is missing; any other missing module is a bug."""
+    if (err.name or "").split(".")[0] not in TORCH_EXTRA:
+        raise err
+    print(f"spinalnet: error: the spinalnet command needs PyTorch (no module named {err.name!r}): "
+          "pip install 'spinalnet[torch]'", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""``spinalnet report``: results files rendered as one Markdown table (imports no torch)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render results files into a Markdown table",
+                       description="Render the results.json of compare, regress or reproduce runs into one "
+                       "Markdown table: paper numbers, measured mean ± std, p-value, budget, hardware, commit "
+                       "and a verdict per experiment.")
+    p.add_argument("runs", nargs="+", type=Path, help="run directories (or results.json files)")
+    p.add_argument("--all", action="store_true", help="add a row for every paper experiment without results")
+    p.add_argument("--output", type=Path, help="write the table into FILE: its text up to a line that is "
+                   "exactly <!-- report --> is kept, the table replaces what follows")
+    p.set_defaults(func=run)
+
+
+MARKER = "<!-- report -->"
+
+
+def run(args: argparse.Namespace) -> None:
+    from spinalnet.comparison.report import render
+    from spinalnet.errors import UsageError
+    from spinalnet.files import atomic_write_text
+
+    if args.output is not None:
+        if args.output.is_dir():
+            raise UsageError(f"--output {args.output} is a directory; give a file such as {args.output / 'RESULTS.md'}")
+        sources = {(run / "results.json" if run.is_dir() else run).resolve() for run in args.runs}
+        if args.output.resolve() in sources:
+            raise UsageError(f"--output {args.output} is one of the results files being read; choose another file")
+    table = render(args.runs, include_missing=args.all)
+    if args.output is None:
+        print(table)
+        return
+    lines = args.output.read_text().splitlines() if args.output.is_file() else []
+    stripped = [line.strip() for line in lines]
+    keep = lines[: max(i for i, line in enumerate(stripped) if line == MARKER)] if MARKER in stripped else lines
+    head = "\n".join(keep) + "\n" if keep else ""
+    atomic_write_text(args.output, f"{head}{MARKER}\n{table}\n")
+    print(f"wrote {args.output}")

@@ -1,0 +1,24 @@
+"""``spinalnet train``: one model, one head, one seed."""
+
+from __future__ import annotations
+
+import argparse
+
+from spinalnet.commands.options import add_config_command
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    from spinalnet.engine.config import TrainConfig
+
+    add_config_command(sub, "train", TrainConfig, run, help="train one model (one head, one seed)",
+                       description="Train one model; validation picks the checkpoint, the test set is used once.")
+
+
+def run(config) -> None:
+    from spinalnet.engine.train import rank_zero_print, train
+
+    result = train(config)
+    kept = "finished earlier, stored result: " if result.get("resumed_finished") else ""
+    rank_zero_print(f"{kept}{result['head']} head: test accuracy {result['test_acc']:.2f}% "
+                    f"(validation {result['val_acc']:.2f}%), {result['params']:,} parameters, "
+                    f"{result['train_seconds']:.1f} s; best checkpoint {result['best_checkpoint']}")

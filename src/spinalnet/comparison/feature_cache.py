@@ -1,0 +1,267 @@
+"""Frozen-backbone features, computed once per split and cached on disk: image splits -> feature splits.
+
+With ``--freeze-backbone`` and pretrained weights, every (head, seed) run of ``compare`` sees the same
+backbone outputs, so the backbone runs once per split (in eval mode) instead of in every training step:
+the linear-probe protocol of CLIP and DINOv2. The heads then train on the cached features through the
+same engine, with the same seeds, splits, optimiser and results files.
+
+An entry is keyed by everything its values depend on: the model, the SHA-256 of the backbone's weights,
+the data (a fingerprint of its arrays, split seed and validation fraction), the input size, the
+preprocessing and the augmented views. It is written atomically with its own checksum; an entry that
+does not match its checksum is rebuilt.
+
+How the many small heads train, chosen by measurement: one after another, each through the same engine
+as any run. Batched training (``torch.func.vmap`` over stacked heads, each with its own seed's batch
+order) was measured on the shared 2-core machine, 10 heads x 78 steps of batch 64 on 1280-wide
+features, 1 thread: fc 3.03 s one after another vs 1.14 s batched (2.7x), Spinal (width 20) 2.52 s vs
+1.92 s (1.3x). That saves seconds per comparison, while a second training loop would need its own
+checkpoints, resume, metrics, predictions and results; the cache itself removes the backbone, which
+is almost all of the cost (benchmarks/transfer_speed.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from spinalnet.data import DataSplits, ImageArrays
+from spinalnet.data.arrays import FeatureArrays
+from spinalnet.errors import UsageError
+from spinalnet.models.pretrained import weights_digest
+from spinalnet.comparison.config import CompareConfig
+from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.module import Classifier, data_facts, model_input, model_normalisation
+from spinalnet.files import atomic_write, read_json, write_json
+
+FORMAT = 1
+EXTRACT_BATCH = 256
+SPLITS = ("train", "val", "test")
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/spinalnet/features``, else ``~/.cache/spinalnet/features``."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "spinalnet" / "features"
+
+
+def cache_plan(config: CompareConfig) -> tuple[Path | None, str | None]:
+    """The cache directory to use (None: run the backbone in every step) and why not, when it is not used."""
+    if not config.freeze_backbone:
+        return None, None
+    if config.feature_cache == "off":
+        return None, "--feature-cache off: the frozen backbone runs in every training step"
+    if config.pretrained is None:
+        return None, "no feature cache: a frozen backbone without --pretrained weights differs per seed"
+    return Path(config.feature_cache).expanduser() if config.feature_cache else default_cache_dir(), None
+
+
+def check_cache_dir(directory: Path) -> None:
+    """An unusable --feature-cache is refused before the run directory is created."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--feature-cache {directory}: cannot create or write it ({err.strerror or err}); "
+                         "give another directory, or --feature-cache off") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"--feature-cache {directory}: not writable; give another directory, or --feature-cache off")
+
+
+def check_views(config: CompareConfig, splits: DataSplits) -> None:
+    """Augmented views need an augmentation: checked before anything is written."""
+    if config.feature_views and (config.augment or splits.augment) == "none":
+        raise UsageError("--feature-views needs an augmentation (--augment ...); "
+                         f"{config.dataset} has none by default")
+
+
+# ---------------------------------------------------------------------------------------------- the key
+def _data_fingerprint(splits: DataSplits) -> str:
+    digest = hashlib.sha256()
+    for name in SPLITS:
+        split = getattr(splits, name)
+        if isinstance(split, ImageArrays):
+            digest.update(split.images.contiguous().numpy().tobytes())
+            digest.update(split.labels.numpy().tobytes())
+        else:  # per-sample data: which files, in which order, with which labels
+            digest.update(repr(getattr(split.base, "root", type(split.base).__name__)).encode())
+            digest.update(split.indices.numpy().tobytes())
+            digest.update(split.labels.tobytes())
+    return digest.hexdigest()
+
+
+def cache_key(config: TrainConfig, splits: DataSplits, weights: str, views: int) -> tuple[str, dict[str, Any]]:
+    """SHA-256 of everything the cached values depend on, and that description itself."""
+    facts = data_facts(splits)
+    channels, size = model_input(config, facts)
+    mean, std = model_normalisation(config, facts)
+    described = {
+        "format": FORMAT, "model": config.model, "weights_sha256": weights, "dataset": config.dataset,
+        "data_sha256": _data_fingerprint(splits), "split_seed": config.split_seed,
+        "val_fraction": config.val_fraction, "image_size": list(size), "channels": channels,
+        "mean": list(mean), "std": list(std), "precision": config.precision,
+        "augment": (config.augment or splits.augment) if views else "none", "views": views,
+        "sizes": {name: len(getattr(splits, name)) for name in SPLITS},
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32], described
+
+
+# ---------------------------------------------------------------------------------------------- extraction
+@contextmanager
+def head_inputs(module: Classifier) -> Iterator[list[Tensor]]:
+    """Capture what the model's head module receives: the features, whatever the head is (fc or Spinal)."""
+    captured: list[Tensor] = []
+    head = module.model.get_submodule(module.model.head_path)
+    handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach().clone()))
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
+def _batches(split, batch_size: int, num_workers: int, train_transform: bool) -> Iterator[Tensor]:
+    if isinstance(split, ImageArrays):
+        yield from split.images.split(batch_size)
+        return
+    from torch.utils.data import DataLoader
+
+    for x, _ in DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=0 if train_transform else num_workers):
+        yield x
+
+
+def _progress(total: int, label: str, show: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="img", disable=not show, leave=False)
+
+
+def extract(module: Classifier, split, label: str, *, generator: torch.Generator | None = None,
+            num_workers: int = 0, show_progress: bool = False) -> Tensor:
+    """The head inputs for every sample of ``split`` (augmented through ``generator`` when given)."""
+    rows: list[Tensor] = []
+    with torch.inference_mode(), head_inputs(module) as captured, \
+            _progress(len(split), label, show_progress) as bar:
+        for x in _batches(split, EXTRACT_BATCH, num_workers, generator is not None):
+            x = module.transform(x, generator) if generator is not None and module.transform is not None \
+                else module._inputs(x, False)
+            module.model(x.contiguous(memory_format=module.memory_format) if x.ndim == 4 else x)
+            rows.append(captured.pop())
+            bar.update(len(x))
+    return torch.cat(rows)
+
+
+def _train_views(module: Classifier, splits: DataSplits, config: CompareConfig, show: bool) -> Tensor:
+    """``config.feature_views`` augmented passes over the training split, each seeded by its index."""
+    views = []
+    for k in range(config.feature_views):
+        seed = config.split_seed * 1_000_003 + k
+        if isinstance(splits.train, ImageArrays):
+            generator = torch.Generator().manual_seed(seed)
+        else:  # per-sample transforms draw from the global generator
+            torch.manual_seed(seed)
+            generator = None
+        views.append(extract(module, splits.train, f"features train view {k + 1}/{config.feature_views}",
+                             generator=generator, show_progress=show))
+    return torch.stack(views)
+
+
+def compute_features(config: CompareConfig, splits: DataSplits, module: Classifier, log: Callable[[str], None],
+                     show: bool) -> dict[str, Any]:
+    """Run the frozen backbone over every split (eval mode): {split: {"x", "y"}}, plus train "views"."""
+    module.eval()
+    features: dict[str, Any] = {}
+    for name in SPLITS:
+        split = getattr(splits, name)
+        if name == "train" and not isinstance(split, ImageArrays):
+            split = split.subset(torch.arange(len(split)), splits.val.transform)  # un-augmented images
+        started = time.perf_counter()
+        x = extract(module, split, f"features {name}", num_workers=config.num_workers, show_progress=show)
+        labels = split.labels if isinstance(split, ImageArrays) else torch.as_tensor(split.labels, dtype=torch.int64)
+        features[name] = {"x": x, "y": labels.clone()}
+        log(f"features: {name} split, {len(x):,} images -> {tuple(x.shape[1:])} in {time.perf_counter() - started:.1f} s")
+    if config.feature_views:
+        started = time.perf_counter()
+        features["train"]["views"] = _train_views(module, splits, config, show)
+        log(f"features: {config.feature_views} augmented view(s) of the training split "
+            f"in {time.perf_counter() - started:.1f} s")
+    return features
+
+
+# ---------------------------------------------------------------------------------------------- storage
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_entry(directory: Path, key: str) -> dict[str, Any] | None:
+    """The cached features for ``key``; None when absent. Raises ValueError for a corrupted entry."""
+    data, meta = directory / f"{key}.pt", directory / f"{key}.json"
+    if not meta.is_file() or not data.is_file():
+        return None
+    try:
+        expected = read_json(meta)["sha256"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{meta} is not a readable cache record") from None
+    if _sha256_file(data) != expected:
+        raise ValueError(f"{data} does not match its checksum")
+    return torch.load(data, map_location="cpu", weights_only=True)
+
+
+def save_entry(directory: Path, key: str, features: dict[str, Any], described: dict[str, Any]) -> None:
+    """Data first, then its record with the checksum: a record always describes a whole data file."""
+    data = directory / f"{key}.pt"
+    atomic_write(data, lambda handle: torch.save(features, handle))
+    write_json(directory / f"{key}.json", {**described, "sha256": _sha256_file(data)})
+
+
+# ---------------------------------------------------------------------------------------------- the entry point
+def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path,
+                   log: Callable[[str], None] = print) -> tuple[DataSplits, dict[str, Any]]:
+    """``splits`` as the frozen backbone's features (from the cache, or computed and stored), and a record
+    for results.json: used, hit, extract_seconds, images, key."""
+    check_views(config, splits)
+    base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
+    module = Classifier({**base, "head": "fc"}, data_facts(splits))
+    weights = weights_digest(module.model, module.model.head_path)
+    key, described = cache_key(TrainConfig.from_dict(base), splits, weights, config.feature_views)
+    show = sys.stderr.isatty() if config.progress is None else config.progress
+    started = time.perf_counter()
+    try:
+        features = load_entry(directory, key)
+    except Exception as err:  # a corrupted entry is rebuilt
+        log(f"features: cache entry {key} is unusable ({err}); computing it again")
+        features = None
+    hit = features is not None
+    if hit:
+        log(f"features: reusing {directory / key}.pt")
+    else:
+        log(f"features: running {config.model} once per split (eval mode); cache {directory}")
+        features = compute_features(config, splits, module, log, show)
+        save_entry(directory, key, features, described)
+    seconds = time.perf_counter() - started
+    if config.feature_views:
+        log(f"features: training on {config.feature_views} cached augmented view(s), one per epoch in turn")
+    else:
+        log("features: augmentation is off on cached features (--feature-views K caches K augmented views)")
+    train = features["train"]
+    feature_data = replace(
+        splits, train=FeatureArrays(train["x"], train["y"], train.get("views")),
+        val=FeatureArrays(features["val"]["x"], features["val"]["y"]),
+        test=FeatureArrays(features["test"]["x"], features["test"]["y"]), augment="none")
+    # backbone passes the cached values cover: every split once, plus the augmented training views
+    images = sum(len(features[name]["x"]) for name in SPLITS) + config.feature_views * len(train["x"])
+    record = {"used": True, "hit": hit, "extract_seconds": 0.0 if hit else round(seconds, 3),
+              "load_seconds": round(seconds, 3) if hit else None, "images": images, "key": key,
+              "directory": str(directory)}
+    return feature_data, record

@@ -1,0 +1,102 @@
+"""Files written atomically and read back with one-line errors: the only place that opens results for writing.
+
+Files are written atomically (temporary file, fsync, rename) with the permissions the umask gives a new
+file, or the permissions of the file they replace. A JSON or YAML file that cannot be read is one
+UsageError naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import yaml
+
+from spinalnet.errors import UsageError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on a temporary file next to ``path``, fsync it, then rename it over ``path``.
+
+    A kill at any moment leaves either the old file or the new one, never a truncated one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()  # what open() would give; mkstemp's 0600 would hide results from others
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def create_json_once(path: Path, data: Any) -> bool:
+    """Write ``path`` only if no file is there, atomically even against another process doing the same
+    (the complete file is hard-linked into place); False when one was there first."""
+    tmp = Path(path).with_name(f".{Path(path).name}.{uuid.uuid4().hex}.new")  # pods may share a pid
+    write_json(tmp, data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links (some FUSE mounts): exclusive creation instead
+        try:
+            with open(path, "x") as handle:
+                handle.write(tmp.read_text())
+            return True
+        except FileExistsError:
+            return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file spinalnet wrote; a cut-off or foreign one is a one-line error naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: not a readable JSON file ({err}); it may have been cut off: "
+                         "restore it or move it away, then run again") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise UsageError(f"{path}: not a readable YAML file ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
+    return data
