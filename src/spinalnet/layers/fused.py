@@ -43,18 +43,66 @@ class ActivationMath:
     reads_input: bool
 
 
-_aten = torch.ops.aten
-# Activations without options: (forward, ATen backward, the backward reads the input (else the output)).
-_PLAIN_ACTIVATIONS: dict[type[nn.Module], tuple[Fn, GradFn, bool]] = {
-    nn.ReLU: (torch.relu, lambda g, h: _aten.threshold_backward(g, h, 0), False),
-    nn.Identity: (lambda z: z, lambda g, h: g, False),
-    nn.Tanh: (torch.tanh, _aten.tanh_backward, False),
-    nn.Sigmoid: (torch.sigmoid, _aten.sigmoid_backward, False),
-    nn.SiLU: (F.silu, _aten.silu_backward, True),
-    nn.Mish: (F.mish, _aten.mish_backward, True),
-    nn.Hardswish: (F.hardswish, _aten.hardswish_backward, True),
-    nn.SELU: (F.selu, lambda g, z: _aten.elu_backward(g, _SELU_ALPHA, _SELU_SCALE, 1, False, z), True),
-}
+# ---------------------------------------------------------------------------------------------- the private API
+class PrivateAPI:
+    """Every private ATen op and torch internal the fused step uses, looked up in this one place.
+
+    A torch release may rename or remove any of them; :func:`private_api` then reports what is missing and
+    :class:`~spinalnet.layers.spinal_linear.SpinalLinear` keeps to its autograd path (with one warning in
+    its automatic mode) instead of failing a run.
+    """
+
+    def __init__(self) -> None:
+        aten = torch.ops.aten
+        for name in ("threshold_backward", "tanh_backward", "sigmoid_backward", "silu_backward", "mish_backward",
+                     "hardswish_backward", "elu_backward", "leaky_relu_backward", "gelu_backward",
+                     "native_batch_norm_backward"):
+            setattr(self, name, getattr(aten, name))
+        self.native_batch_norm = torch.native_batch_norm
+        self.transforms_active = torch._C._are_functorch_transforms_active
+        self.forward_ad = torch.autograd.forward_ad
+        self.forward_ad._current_level  # noqa: B018  (must exist)
+        if not isinstance(torch.zeros(1)._version, int):
+            raise AttributeError("Tensor._version is not a version counter")
+
+
+_API: list = []  # [PrivateAPI] or [reason it is unavailable], filled at the first call
+
+
+def private_api() -> Optional[PrivateAPI]:
+    """The private API, or None when some part of it is missing (:func:`private_api_problem` says which)."""
+    if not _API:
+        try:
+            _API.append(PrivateAPI())
+        except (AttributeError, RuntimeError) as err:  # torch.ops raises either for an unknown op
+            _API.append(f"{type(err).__name__}: {err}")
+    return _API[0] if isinstance(_API[0], PrivateAPI) else None
+
+
+def private_api_problem() -> Optional[str]:
+    private_api()
+    return None if isinstance(_API[0], PrivateAPI) else _API[0]
+
+
+#: Global module hooks (private dicts of torch.nn.modules.module). Missing ones count as hooks: the autograd
+#: path then calls every module, so that any hook runs.
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks")
+
+
+def _plain_activation(kind: type, api: PrivateAPI) -> Optional[tuple[Fn, GradFn, bool]]:
+    """Activations without options: (forward, ATen backward, the backward reads the input (else the output))."""
+    table: dict[type, tuple[Fn, GradFn, bool]] = {
+        nn.ReLU: (torch.relu, lambda g, h: api.threshold_backward(g, h, 0), False),
+        nn.Identity: (lambda z: z, lambda g, h: g, False),
+        nn.Tanh: (torch.tanh, api.tanh_backward, False),
+        nn.Sigmoid: (torch.sigmoid, api.sigmoid_backward, False),
+        nn.SiLU: (F.silu, api.silu_backward, True),
+        nn.Mish: (F.mish, api.mish_backward, True),
+        nn.Hardswish: (F.hardswish, api.hardswish_backward, True),
+        nn.SELU: (F.selu, lambda g, z: api.elu_backward(g, _SELU_ALPHA, _SELU_SCALE, 1, False, z), True),
+    }
+    return table.get(kind)
 
 
 _OPTIONED_ACTIVATIONS = (nn.LeakyReLU, nn.GELU, nn.ELU)
@@ -65,7 +113,7 @@ def _activation_options(act: nn.Module) -> tuple:
     return tuple(act.__dict__.get(name) for name in ("negative_slope", "approximate", "alpha"))
 
 
-def _activation_math(act: nn.Module) -> Optional[ActivationMath]:
+def _activation_math(act: nn.Module, api: PrivateAPI) -> Optional[ActivationMath]:
     """The functions autograd would run for an activation module, or None when it is not a known one.
 
     Exact types only: a subclass may change the function, so it takes the autograd path. Options
@@ -74,18 +122,19 @@ def _activation_math(act: nn.Module) -> Optional[ActivationMath]:
     out of place.
     """
     kind = type(act)
-    if kind in _PLAIN_ACTIVATIONS:
-        return ActivationMath(*_PLAIN_ACTIVATIONS[kind])
+    plain = _plain_activation(kind, api)
+    if plain is not None:
+        return ActivationMath(*plain)
     slope, approximate, alpha = _activation_options(act)
     if kind is nn.LeakyReLU:
         return ActivationMath(lambda z: F.leaky_relu(z, slope),
-                              lambda g, z: _aten.leaky_relu_backward(g, z, slope, False), True)
+                              lambda g, z: api.leaky_relu_backward(g, z, slope, False), True)
     if kind is nn.GELU:
         return ActivationMath(lambda z: F.gelu(z, approximate=approximate),
-                              lambda g, z: _aten.gelu_backward(g, z, approximate=approximate), True)
+                              lambda g, z: api.gelu_backward(g, z, approximate=approximate), True)
     if kind is nn.ELU:
         return ActivationMath(lambda z: F.elu(z, alpha),
-                              lambda g, z: _aten.elu_backward(g, alpha, 1, 1, False, z), True)
+                              lambda g, z: api.elu_backward(g, alpha, 1, 1, False, z), True)
     return None
 
 
@@ -108,38 +157,47 @@ class FusedPlan:
     norms: tuple[Optional[nn.BatchNorm1d], ...]
     any_norm: bool
     reads_input: bool  # some activation's backward reads its input (else only outputs are kept)
-    grouped: bool  # input weights of a chunk concatenated for one forward matmul (small weights)
+    grouped: tuple[bool, ...]  # per chunk: its layers' input weights concatenated for one matmul (grouped())
     group_widths: tuple[tuple[int, ...], ...]  # (w,) * count per chunk, for split_with_sizes
     hidden_widths: tuple[int, ...]  # (w,) * L
+    api: PrivateAPI
     bound_options: tuple[tuple[nn.Module, tuple], ...]  # (activation, its options) where the plan bound options
 
 
-# Concatenating a chunk's input weights costs a copy of them in every step; one matmul instead of one
-# per layer paid 1.02x to 1.15x for the benchmark's heads up to 2 x 128 x 2048 and 8 x 64 x 1024 weights
-# and lost (0.99x) for 2 x 512 x 1024 (1 thread, benchmarks/layer_speed.py shapes, side by side).
-_GROUPED_MAX_ELEMENTS = 1 << 19
+def grouped(count: int, width: int, chunk_size: int, grad_enabled: bool) -> bool:
+    """Whether the ``count`` layers reading one chunk get one matmul over their concatenated input weights:
+    the one rule of both paths (the fused step and SpinalLinear's autograd path), so that they do the same
+    arithmetic.
+
+    The concatenation copies those weights in every forward. With autograd (training), one matmul instead
+    of one per layer paid 1.02x to 1.15x for the benchmark's heads up to 2 x 128 x 2048 and 8 x 64 x 1024
+    weights and lost (0.99x) for 2 x 512 x 1024 (1 thread, benchmarks/layer_speed.py shapes, side by side):
+    up to 2^19 elements. Without autograd only up to 2^14: measured against a cached concatenation (eval
+    forward, 2 threads, the benchmark's heads at batch 1, 64 and 512), 0.94x to 1.18x its time, where 2^19
+    took up to 1.58x. (Literals: TorchScript reads no module globals.)
+    """
+    return count * width * chunk_size <= ((1 << 19) if grad_enabled else (1 << 14))
 
 
-def _build_plan(module: nn.Module, acts: tuple[nn.Module, ...], norms: tuple) -> Optional[FusedPlan]:
-    math = tuple(_activation_math(act) for act in acts)
+def _build_plan(module: nn.Module, acts: tuple[nn.Module, ...], norms: tuple, api: PrivateAPI) -> Optional[FusedPlan]:
+    math = tuple(_activation_math(act, api) for act in acts)
     if any(m is None for m in math) or not all(_plain_batch_norm(n) for n in norms):
         return None
     L, S, w = module.num_layers, module.num_splits, module.layer_width
     groups = tuple(tuple(range(s, L, S)) for s in range(S))
-    largest = max(len(g) * w * m for g, m in zip(groups, module.split_sizes))
     return FusedPlan(width=w, groups=groups, offsets=tuple(module.split_offsets), sizes=tuple(module.split_sizes),
                      has_bias=module.has_bias, dropout=module.dropout if module.training else 0.0,
                      act_math=math, norms=norms, any_norm=any(n is not None for n in norms),  # type: ignore
-                     reads_input=any(m.reads_input for m in math), grouped=largest <= _GROUPED_MAX_ELEMENTS,
-                     group_widths=tuple((w,) * len(g) for g in groups), hidden_widths=(w,) * L,
+                     reads_input=any(m.reads_input for m in math),
+                     grouped=tuple(grouped(len(g), w, m, True) for g, m in zip(groups, module.split_sizes)),
+                     group_widths=tuple((w,) * len(g) for g in groups), hidden_widths=(w,) * L, api=api,
                      bound_options=tuple((a, _activation_options(a)) for a in acts
                                          if type(a) in _OPTIONED_ACTIVATIONS))
 
 
 def has_hooks(modules: Sequence[Optional[nn.Module]]) -> bool:
     """Forward or backward hooks, global or on these modules: the autograd path calls the modules, so they run."""
-    if (_module_hooks._global_forward_hooks or _module_hooks._global_forward_pre_hooks
-            or _module_hooks._global_backward_hooks or _module_hooks._global_backward_pre_hooks):
+    if any(getattr(_module_hooks, name, True) for name in _GLOBAL_HOOKS):
         return True
     for m in modules:  # a plain loop: this runs on every training step
         if m is not None and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks):
@@ -155,13 +213,14 @@ def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[T
     """
     if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return None  # graphs see the plain operations (and fuse them themselves)
-    if torch._C._are_functorch_transforms_active() or not x.is_floating_point():
+    api = private_api()
+    if api is None or api.transforms_active() or not x.is_floating_point():
         return None
     if x.shape[0] == 0 or x.is_meta or x.is_inference():
         return None  # nothing to gain; autocast has no meta device; inference tensors have no version counter
     if torch.is_autocast_enabled(x.device.type):
         return None
-    if torch.autograd.forward_ad._current_level >= 0:
+    if api.forward_ad._current_level >= 0:
         return None  # inside forward-mode AD (jvp, gradcheck's forward check): FusedSpinal has no jvp
     mods = [layer._modules for layer in module.layers._modules.values()]
     acts = tuple(m["act"] for m in mods)
@@ -172,7 +231,7 @@ def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[T
     cached = module.__dict__.get("_fused_plan_cache")
     if cached is None or cached[0] != key or (cached[1] is not None and any(
             _activation_options(a) != options for a, options in cached[1].bound_options)):
-        cached = module.__dict__["_fused_plan_cache"] = (key, _build_plan(module, acts, norms))
+        cached = module.__dict__["_fused_plan_cache"] = (key, _build_plan(module, acts, norms, api))
     plan = cached[1]
     if plan is None or (x.shape[0] < 2 and any(n is not None and n.training for n in norms)):
         return None  # the autograd path raises BatchNorm's own error for one sample
@@ -212,13 +271,14 @@ def dropout_mask(x: Tensor, p: float, scale: float) -> Tensor:
     return torch.rand_like(x).ge_(p).mul_(scale)
 
 
-def _batch_norm_forward(norm: nn.BatchNorm1d, z: Tensor, weight: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _batch_norm_forward(api: PrivateAPI, norm: nn.BatchNorm1d, z: Tensor, weight: Tensor,
+                        bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``norm(z)`` as nn.BatchNorm1d computes it (running statistics included), keeping what backward needs."""
     factor = 0.0
     if norm.training:
         norm.num_batches_tracked.add_(1)
         factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
-    return torch.native_batch_norm(z, weight, bias, norm.running_mean, norm.running_var, norm.training,
+    return api.native_batch_norm(z, weight, bias, norm.running_mean, norm.running_var, norm.training,
                                    factor, norm.eps)
 
 
@@ -272,7 +332,7 @@ class FusedSpinal(torch.autograd.Function):
                 else:
                     parts = torch.bmm(copies, weights)
                 parts = parts.unbind(0)
-            elif plan.grouped and len(members) > 1:
+            elif plan.grouped[s] and len(members) > 1:
                 weight = torch.cat([w_in[i] for i in members])
                 out = F.linear(chunk, weight, torch.cat([b_in[i] for i in members]) if plan.has_bias else None)
                 parts = out.split_with_sizes(plan.group_widths[s], 1)
@@ -299,7 +359,7 @@ class FusedSpinal(torch.autograd.Function):
             norm = plan.norms[i]
             norm_modes.append(None if norm is None else (norm.training, norm.eps))
             if norm is not None:
-                normed, mean, invstd = _batch_norm_forward(norm, z, *bn[i])
+                normed, mean, invstd = _batch_norm_forward(plan.api, norm, z, *bn[i])
                 norm_saved += (z, mean, invstd)
                 if not norm.training:
                     running += (norm.running_mean, norm.running_var)
@@ -426,7 +486,7 @@ def _fast_backward(ctx, grad_y: Tensor) -> tuple[Optional[Tensor], ...]:
         if mode is not None:
             weight, running_mean, running_var = norm_args[i]
             z, mean, invstd = norm_saved.pop()
-            g, gw, gb = torch.ops.aten.native_batch_norm_backward(
+            g, gw, gb = plan.api.native_batch_norm_backward(
                 g, z, weight, running_mean, running_var, mean, invstd, mode[0], mode[1],
                 [True, bool(need_bn[i][0]), bool(need_bn[i][1])])
             grad_bn[i] = (gw, gb)

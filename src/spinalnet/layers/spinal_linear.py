@@ -20,6 +20,8 @@ autograd on, a training step is usually one autograd node with a hand-written ba
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from typing import Any, Mapping, Optional
 
 import torch
@@ -28,19 +30,64 @@ from torch import Tensor, nn
 
 from spinalnet.layers.activations import activation_name, create_activation
 from spinalnet.layers.arguments import dropout_probability, flag, positive_int
-from spinalnet.layers.fused import FusedPlan, FusedSpinal, dropout_mask, fused_plan, has_hooks
+from spinalnet.layers.fused import (FusedPlan, FusedSpinal, dropout_mask, fused_plan, grouped, has_hooks,
+                                    private_api_problem)
 from spinalnet.layers.paper_heads import from_paper_state_dict
 from spinalnet.layers.split import split_sizes
 
 
 def _dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout: :func:`dropout_mask` on CPU, ``F.dropout``'s fused kernel elsewhere (the fused step
-    draws :func:`dropout_mask` on every device: off CPU the two paths draw different masks from one seed)."""
+    """Inverted dropout with :func:`dropout_mask`, the fused step's sampler, on every device: both paths draw
+    the same masks from the same generator state."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu":
-        return F.dropout(x, p, True)
     return x * dropout_mask(x, p, 1.0 / (1.0 - p))
+
+
+#: ``SPINALNET_FUSED=0`` keeps every SpinalLinear on its autograd path (read at every step).
+FUSED_ENV = "SPINALNET_FUSED"
+#: Devices where the automatic mode (``fused=None``) takes the fused step: those where it was measured to win
+#: and is tested (docs/BENCHMARKS.md, section 1). No GPU measurement exists yet, so CUDA is not among them.
+FUSED_DEVICES = ("cpu",)
+_FUSED_CHECK: dict[str, Any] = {}  # {"ok": bool, "why": str}: the first-use check, once per process
+
+
+def _fused_step_works(required: bool) -> bool:
+    """Whether this torch has what the fused step calls and computes it as the autograd path does, checked
+    once per process: the private API is there, and a small step (dropout, batch norm) gives the autograd
+    path's outputs and gradients. Automatic mode falls back with one warning; ``fused=True`` raises."""
+    if not _FUSED_CHECK:
+        _FUSED_CHECK.update(ok=True, why="")  # the check's own fused layer must pass while it runs
+        why = private_api_problem() or _compare_paths()
+        _FUSED_CHECK.update(ok=why is None, why=why or "")
+        if why is not None and not required:
+            warnings.warn(f"SpinalLinear: the fused training step is off in this process ({why}); every layer "
+                          "takes its autograd path, which computes the same function", RuntimeWarning, stacklevel=4)
+    if not _FUSED_CHECK["ok"] and required:
+        raise RuntimeError(f"SpinalLinear(fused=True): the fused training step cannot run with this torch "
+                           f"({_FUSED_CHECK['why']}); use fused=None or False")
+    return _FUSED_CHECK["ok"]
+
+
+def _compare_paths() -> Optional[str]:
+    """None when a fused step equals the autograd path on a small double-precision layer; else what differs."""
+    try:
+        with torch.random.fork_rng(devices=[]):
+            results = []
+            for fused in (True, False):
+                torch.manual_seed(0)
+                layer = SpinalLinear(7, 3, layer_width=3, num_layers=3, dropout=0.25, batch_norm=True,
+                                     fused=fused).double()
+                x = torch.randn(5, 7, dtype=torch.double, requires_grad=True)
+                y = layer(x)
+                y.backward(torch.ones_like(y))
+                results.append([y, x.grad, *(p.grad for p in layer.parameters())])
+        for a, b in zip(*results):
+            if not torch.allclose(a, b, rtol=0, atol=1e-10):
+                return "its outputs or gradients differ from the autograd path's"
+    except Exception as err:  # a changed op signature, or anything else a new torch may do
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    return None
 
 
 def check_sizes(in_features: int, out_features: int, layer_width: int, num_layers: int,
@@ -139,9 +186,13 @@ class SpinalLinear(nn.Module):
         dropout: dropout probability before every Linear (the paper's VGG heads use 0.5).
         batch_norm: BatchNorm1d after every hidden Linear.
         bias: learnable biases in every Linear.
+        fused: the training step's path. ``None`` (automatic): the fused one-node step on the CPU, where it is
+            measured and tested, the autograd path elsewhere; ``True``: the fused step on every device;
+            ``False``: the autograd path. The environment variable ``SPINALNET_FUSED=0`` forces the autograd
+            path for every layer. Both paths compute the same function with the same dropout masks.
     """
 
-    __jit_unused_properties__ = ["num_params"]
+    __jit_unused_properties__ = ["num_params", "training_path"]
 
     def __init__(
         self,
@@ -155,11 +206,13 @@ class SpinalLinear(nn.Module):
         dropout: float = 0.0,
         batch_norm: bool = False,
         bias: bool = True,
+        fused: Optional[bool] = None,
     ) -> None:
         super().__init__()
         in_features, out_features, layer_width, num_layers, num_splits = check_sizes(
             in_features, out_features, layer_width, num_layers, num_splits)
         dropout, batch_norm, bias = dropout_probability(dropout), flag("batch_norm", batch_norm), flag("bias", bias)
+        fused = None if fused is None else flag("fused", fused)
         create_activation(activation)  # validates before anything is built
 
         self.in_features = in_features
@@ -170,6 +223,7 @@ class SpinalLinear(nn.Module):
         self.dropout = float(dropout)
         self.batch_norm = bool(batch_norm)
         self.has_bias = bool(bias)
+        self.fused = fused
         self.activation = activation_name(activation)
         self._activation = activation  # what the caller passed, to build a like-configured head
         self.split_sizes = split_sizes(in_features, num_splits)
@@ -195,7 +249,7 @@ class SpinalLinear(nn.Module):
         """The keyword arguments that build a head like this one (any ``out_features``)."""
         return dict(layer_width=self.layer_width, num_layers=self.num_layers, num_splits=self.num_splits,
                     activation=self._activation, dropout=self.dropout, batch_norm=self.batch_norm,
-                    bias=self.has_bias)
+                    bias=self.has_bias, fused=self.fused)
 
     # ------------------------------------------------------------------ forward
     def _input_parameters(self) -> tuple[list[Tensor], list[Tensor]]:
@@ -209,22 +263,6 @@ class SpinalLinear(nn.Module):
             if layer_bias is not None:
                 biases.append(layer_bias)
         return weights, biases
-
-    def _grouped(self, count: int, chunk_size: int) -> bool:
-        """Whether one group of layers gets one matmul over its concatenated input weights.
-
-        ``torch.cat`` of whole per-layer parameters: its backward is a cheap split into each parameter's
-        gradient. Without autograd, only small groups are concatenated: for large ones the copy costs
-        more than the products it saves. Nothing is cached, so a forward always reads the parameters as
-        they are (a cache keyed on storage and version missed ``p.data`` updates and views of a flat
-        vector, and grew with every ``functional_call``).
-
-        The limit, 2^14 elements, was measured against that cached concatenation (eval forward, 2 threads,
-        the heads of benchmarks/layer_speed.py at batch 1, 64 and 512, side by side in one process, two
-        runs): 0.94x to 1.18x its time; concatenating up to the fused step's 2^19 took up to 1.58x.
-        (A literal: TorchScript reads no module globals.)
-        """
-        return torch.is_grad_enabled() or count * self.layer_width * chunk_size <= (1 << 14)
 
     def _input_projections(self, x: Tensor) -> list[Tensor]:
         """``input(drop(chunk))`` of every hidden layer: one grouped matmul per chunk."""
@@ -247,7 +285,7 @@ class SpinalLinear(nn.Module):
                 else:
                     out = torch.bmm(copies, stacked)
                 parts = out.unbind(0)
-            elif self._grouped(count, size):
+            elif grouped(count, w, size, torch.is_grad_enabled()):
                 weight, bias = _concat_operands(weights, biases)
                 # split, not slicing: its backward is one cat, not a zero-filled tensor per layer
                 parts = F.linear(chunk, weight, bias).split(w, dim=1)
@@ -324,7 +362,26 @@ class SpinalLinear(nn.Module):
 
     @torch.jit.unused
     def _fused_plan(self, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:
+        if not self._fused_on(x.device.type) or not torch.is_grad_enabled():
+            return None
         return fused_plan(self, x)
+
+    @torch.jit.unused
+    def _fused_on(self, device_type: str) -> bool:
+        """The switch: ``fused`` (automatic: :data:`FUSED_DEVICES`), ``SPINALNET_FUSED=0``, and the first-use check."""
+        if self.fused is False or os.environ.get(FUSED_ENV) == "0":
+            return False
+        if self.fused is None and device_type not in FUSED_DEVICES:
+            return False
+        return _fused_step_works(required=self.fused is True)
+
+    @property
+    @torch.jit.unused
+    def training_path(self) -> str:
+        """``"fused"`` or ``"autograd"``: the path a training step takes on the device of this layer's
+        parameters (the fused step also steps aside for hooks, tracing, autocast, ``torch.func``, ...)."""
+        device = self.output.weight.device.type
+        return "fused" if device != "meta" and self._fused_on(device) else "autograd"
 
     @torch.jit.unused
     def _fused_forward(self, fused: tuple[FusedPlan, list[Tensor]], x: Tensor) -> Tensor:
@@ -374,7 +431,18 @@ class SpinalLinear(nn.Module):
             lines.append(f"  h{i:<3} = {self.activation}(Linear({stop - start + (w if prev else 0)} -> {w}))  reads {src}")
         lines.append(f"  out  = Linear({self.num_layers * w} -> {self.out_features})  reads h0..h{self.num_layers - 1}")
         lines.append(f"  parameters: {self.num_params:,}")
+        lines.append(f"  training step: {self._path_text()}")
         return "\n".join(lines)
+
+    @torch.jit.unused
+    def _path_text(self) -> str:
+        device = self.output.weight.device.type
+        if os.environ.get(FUSED_ENV) == "0":
+            return f"autograd ({FUSED_ENV}=0)"
+        if device == "meta":  # no device yet: the rule
+            return {None: "automatic (fused on the CPU, autograd elsewhere)", True: "fused",
+                    False: "autograd"}[self.fused]
+        return f"{self.training_path} on {device}"
 
     @property
     def num_params(self) -> int:
@@ -419,4 +487,5 @@ class SpinalLinear(nn.Module):
             f"num_splits={self.num_splits}, split_sizes={tuple(self.split_sizes)}, "
             f"activation={self.activation}, dropout={self.dropout}, "
             f"batch_norm={self.batch_norm}, bias={self.has_bias}"
+            + ("" if self.fused is None else f", fused={self.fused}")
         )
