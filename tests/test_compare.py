@@ -25,51 +25,63 @@ def test_compare_end_to_end_writes_every_file(npz_file, tmp_path, capsys):
                  "--output", str(out), *FAST]) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert f"Spinal {results['difference_mean']:+.2f} points (95% CI " in printed
-    assert f"better in {results['better_in']} of 2 seeds (paired by seed)" in printed
+    assert results["format"] == 2 and list(results["arms"]) == ["fc", "mlp", "spinal"]
+    assert results["reference"] == "spinal" and [c["arm"] for c in results["contrasts"]] == ["fc", "mlp"]
+    for contrast in results["contrasts"]:
+        assert f"Spinal vs {contrast['arm']} ({contrast['label']}): {contrast['difference_mean']:+.2f} points" in printed
+        assert f"better in {contrast['better_in']} of 2 seeds" in printed
     assert "schedules differ" not in printed and results["schedules_differ"] is None
-    for head in ("fc", "spinal"):
-        r = results[head]
+    for head in ("fc", "mlp", "spinal"):
+        r = results["arms"][head]
         assert len(r["test_acc"]) == 2 and len(r["train_seconds"]) == 2 and len(r["val_acc"]) == 2
-        assert r["params"] > r["head_params"]
-    assert results["spinal"]["head_params"] < results["fc"]["head_params"]
-    fc_err = 100 - sum(results["fc"]["test_acc"]) / 2
-    sp_err = 100 - sum(results["spinal"]["test_acc"]) / 2
+        assert r["params"] > r["head_params"] and r["head"]["init"] == "pytorch-default" and r["head"]["layers"]
+    assert results["arms"]["spinal"]["head_params"] < results["arms"]["fc"]["head_params"]
+    assert results["arms"]["mlp"]["head"]["shape"] in printed  # the matched MLP's width is in the table
+    fc_err = 100 - sum(results["arms"]["fc"]["test_acc"]) / 2
+    sp_err = 100 - sum(results["arms"]["spinal"]["test_acc"]) / 2
+    fc_contrast = results["contrasts"][0]
     if fc_err > 0:
-        assert results["error_reduction_pct"] == pytest.approx(100 * (fc_err - sp_err) / fc_err, abs=1e-2)
+        assert fc_contrast["error_reduction_pct"] == pytest.approx(100 * (fc_err - sp_err) / fc_err, abs=1e-2)
     else:  # no baseline error to reduce
-        assert results["error_reduction_pct"] is None
+        assert fc_contrast["error_reduction_pct"] is None
     assert results["config"]["seeds"] == 2 and results["versions"]["torch"] and results["hardware"]["cpu_count"]
     rows = list(csv.DictReader((out / "results.csv").open()))
-    assert len(rows) == 4 and {r["head"] for r in rows} == {"fc", "spinal"}
-    for png in ("curves.png", "summary.png"):
+    assert len(rows) == 6 and {r["arm"] for r in rows} == {"fc", "mlp", "spinal"}
+    for png in ("curves.png", "summary.png", "contrasts.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # the tiny task is learnable: both heads beat chance (25%) clearly
-    assert min(results["fc"]["test_acc"] + results["spinal"]["test_acc"]) > 50
+    # the tiny task is learnable: every arm beats chance (25%) clearly
+    assert min(v for arm in results["arms"].values() for v in arm["test_acc"]) > 50
+
+
+def test_two_arms_keep_the_two_head_wording(npz_file, tmp_path, capsys):
+    out = tmp_path / "two"
+    assert main(["compare", "--dataset", f"npz:{npz_file}", "--heads", "fc,spinal", "--seeds", "2",
+                 "--output", str(out), *FAST]) == 0
+    printed = capsys.readouterr().out
+    c = json.loads((out / "results.json").read_text())["contrasts"][0]
+    assert f"Spinal {c['difference_mean']:+.2f} points" in printed and "(paired by seed)" in printed
+    assert "error reduction, spinal vs fc: " in printed and "Spinal vs fc" not in printed
 
 
 def test_paired_statistics_are_recomputable_from_results_and_predictions(npz_file, tmp_path):
     """Every statistic in results.json follows from its per-seed lists (and the runs' predictions.npz),
-    computed here from those files with scipy; the interval from the per-example differences."""
+    computed here from those files with scipy: the interval from the per-example differences."""
     from scipy import stats as sps
 
-    from spinalnet.stats import bootstrap_ci, seeds_for_power
+    from spinalnet.stats import seeds_for_power
 
     out = tmp_path / "cmp"
-    compare(CompareConfig(dataset=f"npz:{npz_file}", seeds=3, epochs=1, batch_size=32, lr=0.05, progress=False,
-                          output=str(out)), log=lambda s: None)
+    compare(CompareConfig(dataset=f"npz:{npz_file}", heads=["fc", "spinal"], seeds=3, epochs=1, batch_size=32,
+                          lr=0.05, progress=False, output=str(out)), log=lambda s: None)
     results = json.loads((out / "results.json").read_text())
-    fc, sp = np.array(results["fc"]["test_acc"]), np.array(results["spinal"]["test_acc"])
+    (contrast,) = results["contrasts"]
+    fc, sp = np.array(results["arms"]["fc"]["test_acc"]), np.array(results["arms"]["spinal"]["test_acc"])
     d = sp - fc
-    assert results["difference_mean"] == pytest.approx(d.mean(), abs=1e-6)
-    if np.ptp(d) > 0:
-        assert results["p_value"] == pytest.approx(sps.ttest_rel(sp, fc).pvalue, abs=1e-6)
-        assert results["seeds_for_power"] == seeds_for_power(d)
-    else:
-        assert results["p_value"] is None and results["seeds_for_power"] is None
+    assert contrast["difference_mean"] == pytest.approx(d.mean(), abs=1e-6)
     if np.any(d != 0):
-        assert results["p_value_wilcoxon"] == pytest.approx(sps.wilcoxon(d, method="exact").pvalue, abs=1e-6)
-    assert results["prob_improvement"] == pytest.approx(np.mean((d > 0) + 0.5 * (d == 0)), abs=1e-6)
+        assert contrast["p_value_wilcoxon"] == pytest.approx(sps.wilcoxon(d, method="exact").pvalue, abs=1e-6)
+    assert contrast["prob_improvement"] == pytest.approx(np.mean((d > 0) + 0.5 * (d == 0)), abs=1e-6)
+    assert contrast["seeds_for_power"] == seeds_for_power(d)
     per_example = []
     for seed in range(3):
         pred = {h: np.load(out / "runs" / f"{h}-seed{seed}" / "predictions.npz") for h in ("fc", "spinal")}
@@ -77,19 +89,25 @@ def test_paired_statistics_are_recomputable_from_results_and_predictions(npz_fil
         correct = {h: 100.0 * (p["y_pred"] == p["y_true"]) for h, p in pred.items()}
         assert correct["fc"].mean() == pytest.approx(fc[seed], abs=1e-4)
         per_example.append(correct["spinal"] - correct["fc"])
-    assert results["ci_level"] == "seeds and test examples"
-    assert results["difference_ci95"] == pytest.approx(bootstrap_ci(d, per_example), abs=1e-6)
+    # the interval: t over seeds with the standard error of the seeds plus that of the shared test examples
+    se = np.sqrt(d.var(ddof=1) / 3 + np.mean(per_example, axis=0).var(ddof=1) / len(per_example[0]))
+    assert contrast["ci_level"] == "seeds and test examples"
+    if se > 0:
+        half = sps.t.ppf(0.975, 2) * se
+        assert contrast["difference_ci95"] == pytest.approx([d.mean() - half, d.mean() + half], abs=1e-6)
+        assert contrast["p_value"] == pytest.approx(2 * sps.t.sf(abs(d.mean()) / se, 2), abs=1e-6)
 
 
 def test_heads_see_identical_data_and_p_value_is_null_with_one_seed(npz_file, tmp_path):
     config = CompareConfig(dataset=f"npz:{npz_file}", seeds=1, epochs=1, batch_size=32, progress=False,
                            output=str(tmp_path / "one"))
     results = compare(config, log=lambda s: None)
-    assert results["p_value"] is None
-    runs = [json.loads((tmp_path / "one" / "runs" / f"{h}-seed0" / "result.json").read_text()) for h in ("fc", "spinal")]
-    assert runs[0]["config"]["seed"] == runs[1]["config"]["seed"] == 0
-    assert {k: v for k, v in runs[0]["config"].items() if k not in ("head", "output")} == \
-           {k: v for k, v in runs[1]["config"].items() if k not in ("head", "output")}
+    assert all(c["p_value"] is None and c["difference_ci95"] is None for c in results["contrasts"])
+    runs = [json.loads((tmp_path / "one" / "runs" / f"{h}-seed0" / "result.json").read_text())
+            for h in ("fc", "mlp", "spinal")]
+    assert {r["config"]["seed"] for r in runs} == {0}
+    others = [{k: v for k, v in r["config"].items() if k not in ("head", "output")} for r in runs]
+    assert others[0] == others[1] == others[2]
 
 
 def test_finished_comparison_is_not_overwritten(npz_file, tmp_path, capsys):
@@ -209,5 +227,5 @@ def test_compare_on_real_fashion_mnist(tmp_path):
     config = CompareConfig(dataset="fashion-mnist", model="default-cnn", seeds=1, epochs=1, limit_batches=0.25,
                            progress=False, output=str(tmp_path / "fm"))
     results = compare(config, log=lambda s: None)
-    assert results["fc"]["test_acc"][0] > 60 and results["spinal"]["test_acc"][0] > 60
-    assert results["spinal"]["head_params"] == 8538
+    assert min(results["arms"][a]["test_acc"][0] for a in ("fc", "mlp", "spinal")) > 60
+    assert results["arms"]["spinal"]["head_params"] == 8538 and results["arms"]["mlp"]["head_params"] == 8616

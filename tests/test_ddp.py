@@ -53,9 +53,8 @@ def test_ddp_shards_are_disjoint_cover_the_data_and_learn_like_one_process(npz_f
     single = train(one, run_dir=tmp_path / "one")
     # together the shards are the whole training split the one-process run iterates over
     from spinalnet.data import load_dataset
-    from spinalnet.engine.train import data_options
 
-    train_rows = {r.numpy().tobytes() for r in load_dataset(one.dataset, data_options(one)).train.images.flatten(1)}
+    train_rows = {r.numpy().tobytes() for r in load_dataset(one.dataset, one.data_options()).train.images.flatten(1)}
     assert rows[0] | rows[1] == train_rows
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     pred = np.load(tmp_path / "run" / "predictions.npz")

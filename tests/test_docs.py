@@ -52,4 +52,4 @@ def test_every_config_command_in_the_readme_and_makefile_is_accepted():
     classes = {"train": TrainConfig, "compare": CompareConfig, "regress": RegressConfig}
     for command, path in sorted(commands):
         args = build_parser().parse_args([command, "--config", str(root / path)])
-        config_from_args(args, classes[command])
+        config_from_args(args, classes[command]).validate()

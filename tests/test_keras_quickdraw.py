@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("keras")
 
-from test_keras import vgg5_param_count  # noqa: E402
+from test_keras import MLP_WIDTH, vgg5_param_count  # noqa: E402
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "keras_quickdraw.py"
 
@@ -21,19 +21,23 @@ def _example():
     return module
 
 
-def test_trains_both_heads_for_every_seed_and_prints_the_compare_table(quickdraw_dir, capsys):
+def test_trains_every_head_for_every_seed_and_prints_the_compare_table(quickdraw_dir, capsys):
     code = _example().main(["--data-dir", str(quickdraw_dir), "--categories", "cat,dog,sun", "--samples-per-class",
                             "20", "--seeds", "2", "--epochs", "1", "--batch-size", "64", "--run-eagerly"])
     out = capsys.readouterr().out
     assert code == 0
-    for head in ("fc", "spinal"):
+    for head in ("fc", "mlp", "spinal"):
         for seed in (0, 1):
             assert f"[{head} seed {seed}] test accuracy" in out
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["fc"], ["spinal"])}
-    heads = {"fc": 256 * 512 + 512 + 2 * 512 + 512 * 3 + 3, "spinal": (128 + 3 * 256) * 128 + 4 * 128 + 8 * 128 + 512 * 3 + 3}
-    for head, head_count in heads.items():  # trainable parameters, as torch counts them
-        assert rows[head][4:6] == [f"{vgg5_param_count(3, head)[0]:,}", f"{head_count:,}"]
-    assert "error reduction, spinal vs fc" in out and "2 seed(s) x 1 epoch(s)" in out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1] in (["fc"], ["mlp"], ["spinal"])}
+    width = MLP_WIDTH[3]
+    heads = {"fc": 256 * 512 + 512 + 2 * 512 + 512 * 3 + 3, "mlp": 256 * width + width + 2 * width + width * 3 + 3,
+             "spinal": (128 + 3 * 256) * 128 + 4 * 128 + 8 * 128 + 512 * 3 + 3}
+    assert abs(heads["mlp"] - heads["spinal"]) <= 0.01 * heads["spinal"]  # the same size as the Spinal head
+    for head, head_count in heads.items():  # trainable parameters, as torch counts them: the row's last 4 cells
+        assert rows[head][-4:-2] == [f"{vgg5_param_count(3, head)[0]:,}", f"{head_count:,}"]
+    assert "Spinal vs fc (the paper's baseline): " in out and "Spinal vs mlp (same parameters): " in out
+    assert "p (Holm)" in out and "2 seed(s) x 1 epoch(s)" in out
 
 
 def test_missing_category_files_are_one_error_line(tmp_path, capsys):

@@ -46,12 +46,13 @@ def test_conversion_maps_every_tensor_in_order_and_loads_in_timm(lite0, capsys):
 
 def test_flower_photo_is_a_daisy_through_pretrained_and_the_backbones_preprocessing(lite0):
     datasets = pytest.importorskip("sklearn.datasets")
+    from spinalnet.engine.config import TrainConfig
     from spinalnet.engine.module import Classifier
 
     photo = np.ascontiguousarray(datasets.load_sample_image("flower.jpg").transpose(2, 0, 1))[None]
     facts = {"num_classes": 1000, "channels": 3, "image_size": list(photo.shape[-2:]), "mean": [0.2] * 3,
              "std": [0.3] * 3, "augment": "none", "in_memory": True, "classes": None}
-    module = Classifier({"model": LITE0, "pretrained": str(lite0), "head": "fc"}, facts).eval()
+    module = Classifier(TrainConfig(model=LITE0, pretrained=str(lite0), head="fc"), facts).eval()
     assert module.transform.size == (224, 224)  # the backbone's own input size, not the photo's
     assert module.transform.mean.flatten().tolist() == [0.5] * 3  # its own mean, not the data's 0.2
     with torch.no_grad():

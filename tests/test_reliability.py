@@ -92,9 +92,9 @@ def test_compare_resume_skips_finished_runs(small_npz, tmp_path, capsys):
     capsys.readouterr()
     assert main([*args, "--resume"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("finished earlier, kept") == 2
+    assert printed.count("finished earlier, kept") == 3
     assert (out / "runs" / "fc-seed0" / "result.json").read_bytes() == fc_result
-    assert json.loads((out / "results.json").read_text())["fc"]["test_acc"]
+    assert json.loads((out / "results.json").read_text())["arms"]["fc"]["test_acc"]
     files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert main([*args, "--resume"]) == 0  # finished: the stored table, nothing rewritten
     assert "finished earlier, stored result" in capsys.readouterr().out
@@ -159,14 +159,14 @@ def test_unwritable_output_is_one_line(small_npz, tmp_path):
 def test_full_disk_while_writing_results_keeps_earlier_results(small_npz, tmp_path, capsys, monkeypatch):
     import errno
 
-    import spinalnet.comparison.compare as compare_module
+    import spinalnet.comparison.results_file as results_module
 
     out = tmp_path / "full"
 
     def no_space(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(compare_module, "write_json", no_space)
+    monkeypatch.setattr(results_module, "write_json", no_space)
     code = main(["compare", "--dataset", f"npz:{small_npz}", "--seeds", "1", "--epochs", "1", "--output", str(out),
                  "--no-progress"])
     assert code == 2 and "No space left on device" in capsys.readouterr().err

@@ -42,15 +42,18 @@ def test_reproduce_scaled_down_then_report(idx_dir, tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["experiment"]["name"] == "fashion-mnist-default-cnn"
     assert results["config"]["epochs"] == 1 and results["config"]["momentum"] == 0.5
-    assert len(results["spinal"]["test_acc"]) == 2
+    spinal = results["arms"]["spinal"]
+    assert len(spinal["test_acc"]) == 2 and list(results["arms"]) == ["fc", "mlp", "spinal"]
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
     table = capsys.readouterr().out.strip().splitlines()
-    assert table[0].startswith("| experiment | paper: fc | paper: Spinal | measured: fc")
+    assert table[0].startswith("| experiment | directory | paper: fc | paper: Spinal | measured: fc")
     row = table[2]
-    assert row.startswith("| fashion-mnist-default-cnn |") and "2 x 1" in row
-    assert f"{results['spinal']['test_acc_mean']:.2f} ± {results['spinal']['test_acc_std']:.2f}" in row
-    assert any(v in row for v in ("**yes**", "**no**", "no significant difference"))
+    assert row.startswith(f"| fashion-mnist-default-cnn | `{out}` |") and "2 x 1" in row
+    assert f"{spinal['test_acc_mean']:.2f} ± {spinal['test_acc_std']:.2f}" in row
+    verdict = row.rstrip(" |").rsplit("|", 1)[1]
+    assert "vs fc: " in verdict and "; vs same-size MLP: " in verdict  # both answers
+    assert any(v in verdict for v in ("**yes**", "**no**", "no significant difference", "unclear"))
 
 
 def test_report_all_marks_what_was_not_run_and_keeps_the_document_head(tmp_path, capsys):
@@ -65,7 +68,9 @@ def test_report_all_marks_what_was_not_run_and_keeps_the_document_head(tmp_path,
     text = doc.read_text()
     assert text.startswith("# Results\n\ntext naming the `<!-- report -->` line\n<!-- report -->\n")
     assert "old table" not in text
-    assert "| regression: sum (test MSE) | paper's metric, ours:" in text
+    # the paper's columns hold the paper's numbers only; our reading of its metric stays in our own cell
+    assert "| regression: sum (test MSE; the paper's metric, min train-batch MSE, ours: fc " in text
+    assert f"| `{out}` | - | - |" in text
     assert "| cifar10-wrn101-transfer |" in text and "not run: data not available offline" in text
     assert "| fashion-mnist-vgg5 |" in text
 
@@ -73,6 +78,20 @@ def test_report_all_marks_what_was_not_run_and_keeps_the_document_head(tmp_path,
 def test_report_on_something_else_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_report_skips_directories_without_results_with_a_note(tmp_path, capsys):
+    from spinalnet.regression.study import RegressConfig, regress
+
+    out = tmp_path / "reg"
+    regress(RegressConfig(target="sum", epochs=1, seeds=1, samples=60, output=str(out)), log=lambda s: None)
+    (tmp_path / "a-train-run").mkdir()
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "a-train-run"), str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"spinalnet: note: skipping {tmp_path / 'a-train-run'}: no results.json" in captured.err
+    row = captured.out.splitlines()[2]
+    assert "regression: sum" in row and " ± " not in row  # one seed: no std shown
 
 
 @pytest.mark.parametrize("content,expected", [
@@ -152,24 +171,27 @@ def test_report_holm_corrects_across_rows_and_the_verdict_needs_p_and_interval(t
     assert main(["report", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header[5:8] == ["Spinal − fc (95% CI)", "p", "p (Holm)"]
+    assert header[6:9] == ["Spinal − fc (95% CI)", "p", "p (Holm)"]
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
-    raw = [sps.ttest_rel(s, f).pvalue for f, s in (clear, noise)]
+    raw = [sps.ttest_rel(s, f).pvalue for f, s in (clear, noise)]  # two-head files of format 1: paired t
     adjusted = holm(raw)
     for name, p, p_holm in zip(("exp-a", "exp-b"), raw, adjusted):
-        assert rows[name][6] == f"{p:.2g}" and rows[name][7] == f"{p_holm:.2g}"
+        assert rows[name][7] == f"{p:.2g}" and rows[name][8] == f"{p_holm:.2g}"
+        assert rows[name][1] == f"`{tmp_path / name[-1]}`"  # rows name their directory
     assert adjusted[0] > raw[0]  # the correction bites
-    assert rows["exp-a"][-1].startswith("**yes**, Spinal better (p (Holm) = ")
+    assert rows["exp-a"][-1].startswith("vs fc: **yes**, Spinal better (p (Holm) = ")
     assert "interval over seeds only" in rows["exp-a"][-1]
-    assert rows["exp-b"][-1].startswith("no significant difference")
+    assert rows["exp-b"][-1].startswith("vs fc: no significant difference")
 
 
 def test_verdict_rules():
-    from spinalnet.comparison.report import verdict
+    from spinalnet.comparison.report import answer
 
-    stats = {"seeds": 5, "difference_ci95": [0.5, 1.5], "ci_level": "seeds and test examples"}
-    assert verdict(stats, 0.01, True) == "**yes**, Spinal better (p (Holm) = 0.01)"
-    assert verdict({**stats, "difference_ci95": [-1.5, -0.5]}, 0.01, False) == "**no**, fc better (p (Holm) = 0.01)"
-    assert verdict({**stats, "difference_ci95": [-0.1, 1.5]}, 0.01, True).startswith("unclear")
-    assert verdict(stats, 0.2, True) == "no significant difference (p (Holm) = 0.2)"
-    assert verdict({**stats, "seeds": 1}, None, True) == "inconclusive (1 seed, no test)"
+    stats = {"seeds": 5, "difference_mean": 1.0, "difference_ci95": [0.5, 1.5], "ci_level": "seeds and test examples"}
+    ways = ("Spinal better", "fc better")
+    assert answer(stats, 0.01, *ways) == "**yes**, Spinal better (p (Holm) = 0.01)"
+    worse = {**stats, "difference_mean": -1.0, "difference_ci95": [-1.5, -0.5]}
+    assert answer(worse, 0.01, *ways) == "**no**, fc better (p (Holm) = 0.01)"
+    assert answer({**stats, "difference_ci95": [-0.1, 1.5]}, 0.01, *ways).startswith("unclear")
+    assert answer(stats, 0.2, *ways) == "no significant difference (p (Holm) = 0.2)"
+    assert answer({**stats, "seeds": 1}, None, *ways) == "inconclusive (1 seed, no test)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -162,9 +163,18 @@ def test_ctrl_c_at_any_time_is_one_line_naming_resume_and_exit_130(npz_file, tmp
         start = time.time()
         done = _interrupt(args, tmp_path, when)
         assert done.returncode == 130, (name, done.stderr)
-        assert done.stderr.strip().splitlines()[-1] == \
-            "spinalnet: interrupted; rerun the same command with --resume to continue", (name, done.stderr)
+        last = done.stderr.strip().splitlines()[-1]
         assert "Traceback" not in done.stderr, name
+        if not out.exists():
+            assert last == "spinalnet: interrupted before anything was written; run the same command again", name
+            continue
+        prefix = "spinalnet: interrupted; continue with: spinalnet "
+        assert last.startswith(prefix) and last.endswith(f"--output {out} --resume"), (name, last)
+    # the printed command continues the run that was interrupted while training
+    resumed = subprocess.run([*RUN, *shlex.split(last[len(prefix):])], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((out / "result.json").read_text())["epochs"] == 50
 
 
 def test_ctrl_c_inside_an_atomic_write_waits_until_the_file_is_in_place(tmp_path):
@@ -206,7 +216,7 @@ def test_an_error_raised_while_handling_ctrl_c_is_still_an_interrupt(monkeypatch
 
     monkeypatch.setattr(cli, "_run", interrupted_then_broken)
     assert cli.main(["train", "--epochs", "1"]) == 130
-    assert capsys.readouterr().err == "spinalnet: interrupted; rerun the same command with --resume to continue\n"
+    assert capsys.readouterr().err == "spinalnet: interrupted before anything was written; run the same command again\n"
     monkeypatch.setattr(cli, "_run", lambda argv: (_ for _ in ()).throw(RuntimeError("a real bug")))
     with pytest.raises(RuntimeError, match="a real bug"):  # any other error is not hidden
         cli.main(["train"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,7 +16,9 @@ import pytest
 
 from spinalnet.engine.machine import LAUNCHER_VARIABLES, cpu_cores
 
-FAST = ["--model", "default-cnn", "--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--no-progress"]
+# two arms keep these end-to-end runs short; tests/test_compare.py runs the default three
+TRAIN_FAST = ["--model", "default-cnn", "--epochs", "1", "--batch-size", "32", "--lr", "0.05", "--no-progress"]
+FAST = [*TRAIN_FAST, "--heads", "fc,spinal"]
 CHILDREN = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists()  # Linux: a process's children
 STATS = ("difference_mean", "difference_ci95", "p_value", "p_value_wilcoxon", "prob_improvement", "better_in",
          "error_reduction_pct")
@@ -56,9 +59,9 @@ def test_jobs_two_gives_the_one_process_result_and_files(npz_file, tmp_path):
     assert run_accuracies(tmp_path / "two") == run_accuracies(tmp_path / "one")
     a, b = results(tmp_path / "one"), results(tmp_path / "two")
     for head in ("fc", "spinal"):
-        assert a[head]["test_acc"] == b[head]["test_acc"]
+        assert a["arms"][head]["test_acc"] == b["arms"][head]["test_acc"]
     for key in STATS:
-        assert a[key] == b[key], key
+        assert a["contrasts"][0][key] == b["contrasts"][0][key], key
     names = lambda out: sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if "checkpoints" not in p.parts)  # noqa: E731
     assert names(tmp_path / "one") == names(tmp_path / "two")
 
@@ -79,9 +82,10 @@ def test_shards_one_after_another_give_the_unsharded_result(npz_file, tmp_path):
     assert run_accuracies(shared) == run_accuracies(tmp_path / "whole")
     a, b = results(shared), results(tmp_path / "whole")
     for key in STATS:
-        assert a[key] == b[key], key
+        assert a["contrasts"][0][key] == b["contrasts"][0][key], key
     for head in ("fc", "spinal"):
-        assert a[head]["test_acc"] == b[head]["test_acc"] and a[head]["params"] == b[head]["params"]
+        assert a["arms"][head]["test_acc"] == b["arms"][head]["test_acc"]
+        assert a["arms"][head]["params"] == b["arms"][head]["params"]
     # a shard run again on the finished comparison reports it and trains nothing
     again = spinalnet(*common, "--shard", "1/2", "--output", str(shared))
     assert again.returncode == 0 and "finished earlier, stored result" in again.stdout
@@ -107,12 +111,12 @@ def test_report_and_resume_write_the_summary_of_finished_shards(npz_file, tmp_pa
     report = spinalnet("report", str(tmp_path / "s"))
     assert report.returncode == 0, report.stderr
     assert "wrote the summary" in report.stderr and "| " in report.stdout
-    assert results(tmp_path / "s")["difference_mean"] == written["difference_mean"]
+    assert results(tmp_path / "s")["contrasts"] == written["contrasts"]
     (tmp_path / "s" / "results.json").unlink()
     resumed = spinalnet(*common, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stdout.count("finished earlier, kept") == 2
-    assert results(tmp_path / "s")["spinal"]["test_acc"] == written["spinal"]["test_acc"]
+    assert results(tmp_path / "s")["arms"]["spinal"]["test_acc"] == written["arms"]["spinal"]["test_acc"]
 
 
 def test_report_on_unfinished_shards_names_what_is_missing(npz_file, tmp_path):
@@ -177,13 +181,15 @@ def test_ctrl_c_stops_every_worker_and_resume_finishes(npz_file, tmp_path):
     proc.send_signal(signal.SIGINT)  # to the parent alone: it passes Ctrl-C on to its workers
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
-    assert stderr.strip().splitlines() == ["spinalnet: interrupted; rerun the same command with --resume to continue"]
+    (line,) = stderr.strip().splitlines()
+    prefix = "spinalnet: interrupted; continue with: spinalnet "
+    assert line.startswith(prefix) and line.endswith(f"--output {out} --resume"), line
     assert not (out / "results.json").exists()
     assert len(list(out.glob("runs/*/checkpoints/last.ckpt"))) >= 2  # both interrupted runs can continue
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # no worker left behind
-    resumed = spinalnet(*args, "--resume", timeout=400)
+    resumed = spinalnet(*shlex.split(line[len(prefix):]), timeout=400)  # the printed command
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert len(results(out)["spinal"]["test_acc"]) == 2
+    assert len(results(out)["arms"]["spinal"]["test_acc"]) == 2
 
 
 @pytest.mark.skipif(cpu_cores() < 2, reason="two workers need two cores")
@@ -215,14 +221,16 @@ def test_a_killed_worker_fails_the_comparison_with_one_line(npz_file, tmp_path):
     os.kill(workers[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr[-2000:]
-    assert stderr.strip().splitlines() == ["spinalnet: error: a worker process died before its run ended (killed, "
-                                           "or out of memory?); finished runs are kept: rerun with --resume to continue"]
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("spinalnet: error: a worker process died before its run ended (killed, or out of memory?); "
+                           "finished runs are kept; to continue it: spinalnet compare ")
+    assert line.endswith(f"--output {tmp_path / 'k'} --resume")
 
 
 def test_train_help_shows_num_nodes_and_nodes_share_one_output(npz_file):
     assert "--num-nodes" in spinalnet("train", "--help").stdout
     launched = {"NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"}
-    line = one_error_line(spinalnet("train", "--dataset", f"npz:{npz_file}", *FAST, "--num-nodes", "2", env=launched))
+    line = one_error_line(spinalnet("train", "--dataset", f"npz:{npz_file}", *TRAIN_FAST, "--num-nodes", "2", env=launched))
     assert "--num-nodes needs --output" in line
 
 
@@ -232,7 +240,7 @@ def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
     port = 29500 + os.getpid() % 1000
     command = lambda rank: [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",  # noqa: E731
                             "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port),
-                            "-m", "spinalnet", "train", "--dataset", f"npz:{npz_file}", *FAST, "--epochs", "2",
+                            "-m", "spinalnet", "train", "--dataset", f"npz:{npz_file}", *TRAIN_FAST, "--epochs", "2",
                             "--accelerator", "cpu", "--devices", "1", "--num-nodes", "2", "--output", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     logs = [(tmp_path / f"node{rank}.out", tmp_path / f"node{rank}.err") for rank in (0, 1)]
@@ -256,9 +264,10 @@ def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
 
 
 def test_shards_partition_the_grid_into_consecutive_near_equal_parts():
-    from spinalnet.comparison.shards import grid, share
+    from spinalnet.comparison.grid import GridRun, grid
+    from spinalnet.comparison.shards import share
 
-    runs = grid(("fc", "spinal"), 3, 5)
+    runs = [(r.arm, r.seed) for r in grid(["fc", "spinal"], {}, 3, 5)]
     assert runs[:3] == [("fc", 3), ("spinal", 3), ("fc", 4)]
     for n in (1, 2, 3, 4, 7, 10, 12):
         parts = [share(runs, (k, n)) for k in range(1, n + 1)]
@@ -270,7 +279,7 @@ def test_shards_partition_the_grid_into_consecutive_near_equal_parts():
 def test_shards_must_agree_on_their_number_and_fit_the_grid(npz_file, tmp_path):
     common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2", "--output", str(tmp_path / "s")]
     line = one_error_line(spinalnet(*common, "--shard", "1/5"))  # 4 runs
-    assert "this comparison has 4 runs (2 heads x --seeds), so at most 4 shards" in line
+    assert "this comparison has 4 runs (heads x tuning values x --seeds), so at most 4 shards" in line
     assert not (tmp_path / "s").exists()
     assert spinalnet(*common, "--shard", "1/3").returncode == 0
     before = sorted(p.as_posix() for p in (tmp_path / "s").rglob("*"))

@@ -1,4 +1,5 @@
-"""Paired statistics: values against scipy and textbook anchors, the two-level bootstrap, Holm, edge cases."""
+"""Paired statistics: values against scipy and textbook anchors, the interval and the test as one statistic,
+Holm, edge cases."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from spinalnet.stats import (_example_level_means, bootstrap_ci, describe, holm, paired_power, paired_stats,
-                             seeds_for_power)
+from spinalnet.stats import describe, holm, paired_power, paired_stats, seeds_for_power, t_interval
 
 FC = [85.1, 84.7, 85.9, 84.2, 85.5]
 SPINAL = [86.0, 85.9, 86.1, 85.0, 86.4]
@@ -45,38 +45,77 @@ def test_edge_cases_one_seed_no_spread_all_zero():
     assert one.prob_improvement == 1.0
     flat = paired_stats([80.0, 81.0, 82.0], [81.0, 82.0, 83.0])  # every difference is +1
     assert flat.p_value is None and flat.seeds_for_power is None and flat.p_value_wilcoxon == pytest.approx(0.25)
-    assert flat.difference_ci95 == [1.0, 1.0]
+    assert flat.difference_ci95 is None  # no spread at all: no interval either
     zero = paired_stats([80.0, 81.0], [80.0, 81.0])
     assert zero.p_value is None and zero.p_value_wilcoxon is None and zero.prob_improvement == 0.5
     with pytest.raises(ValueError, match="same seeds"):
         paired_stats([1.0, 2.0], [1.0])
 
 
-def test_example_level_resampling_has_the_bootstrap_mean_and_spread():
-    rng = np.random.default_rng(1)
-    accuracy_like = rng.choice([-100.0, 0.0, 100.0], p=[0.05, 0.85, 0.10], size=2000)  # counts path
-    continuous = rng.normal(0.3, 2.0, size=200)  # index path
-    for d in (accuracy_like, continuous):
-        means = _example_level_means([d], np.random.default_rng(2), (20000,))[0]
-        assert means.mean() == pytest.approx(d.mean(), abs=3 * d.std() / np.sqrt(len(d) * 20000))
-        assert means.std() == pytest.approx(d.std() / np.sqrt(len(d)), rel=0.03)
+def test_without_examples_it_is_the_paired_t_test_and_its_interval():
+    s = paired_stats(FC, SPINAL)
+    d = np.subtract(SPINAL, FC)
+    half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert s.difference_ci95 == pytest.approx([d.mean() - half, d.mean() + half], rel=1e-12)
+    assert s.ci_level == "seeds"
 
 
-def test_two_level_interval_is_wider_than_seeds_only_and_deterministic():
-    rng = np.random.default_rng(0)
+def _accuracy_runs(seeds: int, rng: np.random.Generator, examples: int = 400, gap: float = 0.0):
+    """Per seed, (fc, spinal) correct-or-not scores on one shared test set; spinal flips ``gap`` of fc's errors."""
+    hard = rng.random(examples) < 0.3  # the same hard examples for every seed
     runs = []
-    for _ in range(6):
-        fc = 100.0 * (rng.random(3000) < 0.85)
-        sp = np.where(rng.random(3000) < 0.9, fc, 100.0 - fc)  # the heads disagree on 10 % of examples
+    for _ in range(seeds):
+        fc = 100.0 * (rng.random(examples) < np.where(hard, 0.5, 0.95))
+        sp = np.where((fc == 0) & (rng.random(examples) < gap), 100.0, fc)
+        sp = np.where(rng.random(examples) < 0.05, 100.0 - sp, sp)
         runs.append((fc, sp))
+    return runs
+
+
+@pytest.mark.parametrize("seeds", [2, 3, 5])
+def test_no_interval_excludes_zero_while_p_is_above_0_05_or_the_reverse(seeds):
+    """The printed interval and the printed p come from one statistic: they never disagree, with and without
+    per-example scores, over many random comparisons (and never is the interval narrower than a paired t's)."""
+    rng = np.random.default_rng(seeds)
+    checked = 0
+    for trial in range(300):
+        runs = _accuracy_runs(seeds, rng, gap=rng.choice([0.0, 0.1, 0.3]))
+        a, b = [r[0].mean() for r in runs], [r[1].mean() for r in runs]
+        for scores, shared in ((None, False), (runs, True), (runs, False)):
+            s = paired_stats(a, b, example_scores=scores, shared_examples=shared)
+            if s.p_value is None:
+                continue
+            low, high = s.difference_ci95
+            excludes = low > 0 or high < 0
+            if abs(s.p_value - 0.05) > 1e-9:
+                assert excludes == (s.p_value < 0.05), (trial, s)
+            d = np.subtract(b, a)
+            half_t = sps.t.ppf(0.975, seeds - 1) * d.std(ddof=1) / np.sqrt(seeds)
+            assert high - low >= 2 * half_t - 1e-9
+            checked += 1
+    assert checked > 300
+
+
+def test_two_seeds_that_disagree_give_a_wide_interval():
+    """The case that was wrong: 2 seeds, -16.67 points, p = 0.37 printed an interval of -32.29 to -1.04."""
+    s = paired_stats([50.0, 60.0], [41.0, 35.67])
+    assert s.p_value == pytest.approx(sps.ttest_rel([41.0, 35.67], [50.0, 60.0]).pvalue)
+    assert s.difference_ci95[0] < 0 < s.difference_ci95[1]
+
+
+def test_test_examples_widen_the_interval_and_shared_examples_count_once():
+    rng = np.random.default_rng(0)
+    runs = _accuracy_runs(6, rng, examples=3000, gap=0.2)
     a, b = [r[0].mean() for r in runs], [r[1].mean() for r in runs]
-    diffs = np.subtract(b, a)
-    seeds_only = bootstrap_ci(diffs)
-    both = bootstrap_ci(diffs, [sp - fc for fc, sp in runs])
-    assert both[0] < seeds_only[0] and both[1] > seeds_only[1]
-    assert both[0] < diffs.mean() < both[1]
-    assert bootstrap_ci(diffs, [sp - fc for fc, sp in runs]) == both
-    assert paired_stats(a, b, example_scores=runs).ci_level == "seeds and test examples"
+    seeds_only, both = paired_stats(a, b), paired_stats(a, b, example_scores=runs, shared_examples=True)
+    assert both.difference_ci95[0] < seeds_only.difference_ci95[0] and both.difference_ci95[1] > seeds_only.difference_ci95[1]
+    assert both.ci_level == "seeds and test examples"
+    per_example = np.mean([sp - fc for fc, sp in runs], axis=0)  # one value per shared test example
+    d = np.subtract(b, a)
+    se = np.sqrt(d.var(ddof=1) / 6 + per_example.var(ddof=1) / len(per_example))
+    interval, p = t_interval(d, [sp - fc for fc, sp in runs], shared=True)
+    assert interval[1] - interval[0] == pytest.approx(2 * sps.t.ppf(0.975, 5) * se)
+    assert p == pytest.approx(2 * sps.t.sf(abs(d.mean()) / se, 5))
 
 
 def test_holm_step_down():

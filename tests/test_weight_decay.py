@@ -15,7 +15,7 @@ FACTS = {"num_classes": 10, "channels": 1, "image_size": [28, 28], "mean": [0.5]
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
 def test_optimizer_decays_only_weights(optimizer):
     config = TrainConfig(model="vgg5", head="spinal", optimizer=optimizer, weight_decay=0.05)
-    module = Classifier(config.__dict__, FACTS)
+    module = Classifier(config, FACTS)
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     decay = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.05 for p in g["params"]}

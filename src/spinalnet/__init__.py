@@ -18,7 +18,9 @@ _LAZY = {
     "spinalize": "spinalnet.heads.spinalize",
     "mlp": "spinalnet.heads.mlps",  # not spinalnet.mlp: that submodule would shadow the function
     "spinal_mlp": "spinalnet.heads.mlps",
+    "load": "spinalnet.inference.load",
+    "predict": "spinalnet.inference.load",
 }
-__all__ = ["SpinalLinear", "find_classifier", "mlp", "replace_classifier", "spinal_mlp", "spinalize", "split_sizes",
-           "__version__"]
+__all__ = ["SpinalLinear", "find_classifier", "load", "mlp", "predict", "replace_classifier", "spinal_mlp", "spinalize",
+           "split_sizes", "__version__"]
 __getattr__, __dir__ = lazy_names(__name__, _LAZY)

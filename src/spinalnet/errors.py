@@ -11,8 +11,42 @@ class UsageError(ValueError):
     """Bad input from the user, reported as one line without a traceback."""
 
 
+class OptionError(UsageError):
+    """A config field with a value it cannot take: ``str()`` names the field (``lr must be > 0, got -1``), and
+    the command line names its flag instead (:meth:`for_command_line`: ``--lr must be > 0, got -1``)."""
+
+    def __init__(self, option: str, detail: str) -> None:
+        super().__init__(f"{option} {detail}")
+        self.option, self.detail = option, detail
+
+    def for_command_line(self) -> str:
+        return f"--{self.option.replace('_', '-')} {self.detail}"
+
+
 class TrainingError(RuntimeError):
     """A run that cannot go on (e.g. a NaN loss); reported as one line, exit code 1."""
+
+
+class Resumable(Exception):
+    """Mixed into an error whose cure is ``--resume`` on ``directory``: the command line adds the exact command."""
+
+    directory: Path
+
+
+class RunExists(UsageError, Resumable):
+    """An ``--output`` that holds a run of this kind, which ``--resume`` would continue."""
+
+    def __init__(self, message: str, directory: Path) -> None:
+        super().__init__(message)
+        self.directory = directory
+
+
+class StoppedEarly(TrainingError, Resumable):
+    """Training that stopped before its end (a worker process died); ``--resume`` continues it."""
+
+    def __init__(self, message: str, directory: Path) -> None:
+        super().__init__(message)
+        self.directory = directory
 
 
 class DataNotFoundError(UsageError):

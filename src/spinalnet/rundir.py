@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from spinalnet.errors import UsageError
+from spinalnet.errors import RunExists, UsageError
 from spinalnet.files import read_json, write_json
 
 MARKER = "spinalnet-run.json"
@@ -167,7 +167,8 @@ def _decide(path: str | Path | None, kind: str, default: Callable[[], Path], res
         if finished or (resumable and not nothing_kept):
             advice = ("pass --resume to continue it, " if resumable else "pass ") + \
                      ("--force to overwrite it" if finished else "--force to start over") + ", or choose another --output"
-            raise UsageError(f"{path} already holds {what} {kind} run; {advice}")
+            message = f"{path} already holds {what} {kind} run; {advice}"
+            raise RunExists(message, path) if resumable else UsageError(message)
         force = True  # an unfinished run with nothing to continue is started over
     return RunDir(path, kind, False, force and found == kind)
 

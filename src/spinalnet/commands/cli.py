@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
+from pathlib import Path
 from typing import NoReturn, Sequence
 
 from spinalnet.interrupts import CtrlC
@@ -45,15 +47,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def interrupted_message(argv: Sequence[str]) -> str:
+    """The Ctrl-C line: for a run or comparison whose directory exists, the exact command that continues it."""
     command = next((a for a in argv if not a.startswith("-")), "")
-    if command in RESUMABLE:
-        return "spinalnet: interrupted; rerun the same command with --resume to continue"
-    return "spinalnet: interrupted"
+    if command not in RESUMABLE:
+        return "spinalnet: interrupted"
+    directory = run_directory(command)
+    if directory is None or not Path(directory).is_dir():
+        return "spinalnet: interrupted before anything was written; run the same command again"
+    return f"spinalnet: interrupted; continue with: {resume_command(argv, directory)}"
+
+
+RUN_DIRECTORIES = ("SPINALNET_TRAIN_DIR", "SPINALNET_COMPARE_DIR")
+
+
+def _forget_run_directories() -> None:
+    """A command starts knowing no run directory (an earlier ``main`` in this process may have left one); DDP
+    ranks launched by this process's rank zero inherit the one it decides, so only rank zero forgets."""
+    from spinalnet.rundir import process_rank
+
+    if process_rank() == 0:
+        for name in RUN_DIRECTORIES:
+            os.environ.pop(name, None)
+            os.environ.pop(f"{name}_JOINED", None)
+
+
+def run_directory(command: str) -> str | None:
+    """The directory this process's run (``train``) or comparison (``compare``, ``reproduce``) writes, once decided
+    (:func:`spinalnet.rundir.open_run_dir` records it)."""
+    return os.environ.get(RUN_DIRECTORIES[0] if command == "train" else RUN_DIRECTORIES[1])
+
+
+def resume_command(argv: Sequence[str], directory: str | Path) -> str:
+    """``argv`` as the command that continues ``directory``: its ``--output``, ``--resume`` and ``--force`` replaced
+    by ``--output DIRECTORY --resume``."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--output", "--resume", "--force", "--no-resume", "--no-force") or arg.startswith("--output="):
+            skip = arg == "--output"
+        else:
+            kept.append(arg)
+    return shlex.join(["spinalnet", *kept, "--output", str(directory), "--resume"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     as_program = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    _forget_run_directories()
     if as_program:
         CtrlC.install()
     try:
@@ -97,7 +138,7 @@ def _leave_process_group() -> None:
 
 
 def _run(argv: list[str]) -> int:
-    from spinalnet.errors import TrainingError, UsageError
+    from spinalnet.errors import OptionError, TrainingError, UsageError
 
     try:
         parser = build_parser()
@@ -116,17 +157,29 @@ def _run(argv: list[str]) -> int:
         args.func(args)
     except ModuleNotFoundError as err:
         return _missing_extra(err)
+    except OptionError as err:  # a config field: named as the flag that sets it
+        print(f"spinalnet: error: {err.for_command_line()}", file=sys.stderr)
+        return 2
     except (UsageError, ValueError) as err:  # UsageError is a ValueError; both are the user's input
-        print(f"spinalnet: error: {err}", file=sys.stderr)
+        print(f"spinalnet: error: {err}{_resume_hint(err, argv)}", file=sys.stderr)
         return 2
     except OSError as err:  # a read-only or full output directory, a vanished file
         where = f" {err.filename}" if getattr(err, "filename", None) else ""
         print(f"spinalnet: error: cannot read or write{where}: {err.strerror or err}", file=sys.stderr)
         return 2
     except TrainingError as err:
-        print(f"spinalnet: error: {err}", file=sys.stderr)
+        print(f"spinalnet: error: {err}{_resume_hint(err, argv)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _resume_hint(err: BaseException, argv: list[str]) -> str:
+    from spinalnet.errors import Resumable
+
+    command = next((a for a in argv if not a.startswith("-")), "")
+    if not isinstance(err, Resumable) or command not in RESUMABLE:
+        return ""
+    return f"; to continue it: {resume_command(argv, err.directory)}"
 
 
 def _missing_extra(err: ModuleNotFoundError) -> int:

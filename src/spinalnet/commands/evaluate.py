@@ -15,7 +15,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("test", "val"), default="test", help="which split (default: test)")
     p.add_argument("--data-dir", help="where to look for the dataset (default: as in training)")
     p.add_argument("--batch-size", type=int, help="evaluation batch size (default: as in training)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (with per-class accuracy)")
+    p.add_argument("--strict", action="store_true", help="refuse data that differs from the data the checkpoint "
+                   "was trained on (default: a warning)")
     p.set_defaults(func=run)
 
 
@@ -23,9 +25,13 @@ def run(args: argparse.Namespace) -> None:
     from spinalnet.engine.evaluate import evaluate
 
     overrides = {k: v for k, v in (("data_dir", args.data_dir), ("batch_size", args.batch_size)) if v is not None}
-    result = evaluate(args.checkpoint, args.split, overrides)
+    result = evaluate(args.checkpoint, args.split, overrides, strict=args.strict)
     if args.json:
         print(json.dumps(result, indent=2))
-    else:
-        print(f"{result['dataset']} {result['split']} accuracy {result['accuracy']:.2f}% on {result['samples']:,} "
-              f"images ({result['model']}, {result['head']} head)")
+        return
+    print(f"{result['dataset']} {result['split']} accuracy {result['accuracy']:.2f}% on {result['samples']:,} "
+          f"images ({result['model']}, {result['head']} head)")
+    worst = sorted((c for c in result["per_class"] if c["accuracy"] is not None), key=lambda c: c["accuracy"])[:3]
+    if worst:
+        print("  lowest per class: " + ", ".join(f"{c['class']} {c['accuracy']:.1f}%" for c in worst)
+              + " (--json for every class)")

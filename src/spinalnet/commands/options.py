@@ -13,7 +13,7 @@ from dataclasses import fields
 from typing import Any, Literal, get_args, get_origin
 
 from spinalnet.comparison.config import COMPARE_ONLY
-from spinalnet.engine.config import TrainConfig, _field_types, _non_none, flag
+from spinalnet.engine.config import TrainConfig, field_types, non_none, flag
 from spinalnet.errors import UsageError
 from spinalnet.files import read_yaml
 
@@ -24,7 +24,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
     Defaults stay ``None`` here, so YAML and dataclass defaults apply; ``--help`` shows the
     dataclass default once (or the help text's own "default: ..." phrase).
     """
-    hints = _field_types(cls)
+    hints = field_types(cls)
     parser.add_argument("--config", metavar="YAML", help="read options from a YAML file (command-line options win)")
     for f in fields(cls):
         if f.name in skip:
@@ -32,12 +32,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
         tp = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = f.metadata.get("help", "")
-        if "default" not in help_text and default is not None:
+        if "default" not in help_text and default not in (None, {}):
             help_text += f" (default: {','.join(map(str, default)) if isinstance(default, list) else default})"
-        literal = next((t for t in _non_none(tp) if get_origin(t) is Literal), None)
-        if bool in _non_none(tp):
+        literal = next((t for t in non_none(tp) if get_origin(t) is Literal), None)
+        if bool in non_none(tp):
             parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif get_origin(_non_none(tp)[0]) is list:
+        elif f.metadata.get("parse") is not None:  # kept as text: from_dict parses it, as it parses YAML strings
+            parser.add_argument(flag(f.name), default=None, metavar="SPEC", help=help_text)
+        elif get_origin(non_none(tp)[0]) is list:
             parser.add_argument(flag(f.name), type=_comma_list, default=None, metavar="A,B,...", help=help_text)
         else:
             metavar = "{" + ",".join(get_args(literal)) + "}" if literal else f.name.upper()
@@ -49,7 +51,8 @@ def _comma_list(text: str) -> list[str]:
 
 
 def config_from_args(args: argparse.Namespace, cls: type = TrainConfig, extra: dict[str, Any] | None = None):
-    """Dataclass defaults < YAML file < command line, all through one typed check.
+    """Dataclass defaults < YAML file < command line, all through one typed check (the command's entry point,
+    ``train``, ``compare`` or ``regress``, then validates it once).
 
     ``train --config`` accepts a compare config: its compare-only keys (``seeds``) are dropped with
     a one-line note, so the README's demo config trains one model.
@@ -68,7 +71,7 @@ def config_from_args(args: argparse.Namespace, cls: type = TrainConfig, extra: d
         values.update(data)
     names = {f.name for f in fields(cls)}
     values.update({k: v for k, v in vars(args).items() if k in names and v is not None})
-    return cls.from_dict(values).validate()
+    return cls.from_dict(values)
 
 
 def add_config_command(sub: argparse._SubParsersAction, name: str, config_cls: type, run, help: str,

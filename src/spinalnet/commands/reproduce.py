@@ -70,8 +70,8 @@ def reproduce(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
             raise UsageError(f"{name} runs spinalnet regress (synthetic data, CPU), which takes no "
                              f"{', '.join('--' + k.replace('_', '-') for k in unused)}; it takes --epochs, --seeds, "
                              "--limit-batches, --output and --force")
-        return regress(RegressConfig.from_dict(options).validate(), experiment=exp.meta)
+        return regress(RegressConfig.from_dict(options), experiment=exp.meta)
     from spinalnet.comparison.compare import compare
     from spinalnet.comparison.config import CompareConfig
 
-    return compare(CompareConfig.from_dict(options).validate(), experiment=exp.meta)
+    return compare(CompareConfig.from_dict(options), experiment=exp.meta)

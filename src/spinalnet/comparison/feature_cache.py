@@ -10,13 +10,8 @@ the data (a fingerprint of its arrays, split seed and validation fraction), the 
 preprocessing and the augmented views. It is written atomically with its own checksum; an entry that
 does not match its checksum is rebuilt.
 
-How the many small heads train, chosen by measurement: one after another, each through the same engine
-as any run. Batched training (``torch.func.vmap`` over stacked heads, each with its own seed's batch
-order) was measured on the shared 2-core machine, 10 heads x 78 steps of batch 64 on 1280-wide
-features, 1 thread: fc 3.03 s one after another vs 1.14 s batched (2.7x), Spinal (width 20) 2.52 s vs
-1.92 s (1.3x). That saves seconds per comparison, while a second training loop would need its own
-checkpoints, resume, metrics, predictions and results; the cache itself removes the backbone, which
-is almost all of the cost (benchmarks/transfer_speed.py).
+The heads then train on the cached features together (:mod:`spinalnet.engine.batched`), or one by one
+through the engine (``--no-batch-heads``).
 """
 
 from __future__ import annotations
@@ -32,16 +27,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from spinalnet.data import DataSplits, ImageArrays
 from spinalnet.data.arrays import FeatureArrays
 from spinalnet.errors import UsageError
-from spinalnet.models.pretrained import weights_digest
+from spinalnet.models.pretrained import backbone_record, weights_digest
 from spinalnet.comparison.config import CompareConfig
 from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.module import Classifier, data_facts, model_input, model_normalisation
-from spinalnet.files import atomic_write, read_json, write_json
+from spinalnet.files import atomic_write, read_json, sha256_file, write_json
 
 FORMAT = 1
 EXTRACT_BATCH = 256
@@ -84,20 +79,6 @@ def check_views(config: CompareConfig, splits: DataSplits) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the key
-def _data_fingerprint(splits: DataSplits) -> str:
-    digest = hashlib.sha256()
-    for name in SPLITS:
-        split = getattr(splits, name)
-        if isinstance(split, ImageArrays):
-            digest.update(split.images.contiguous().numpy().tobytes())
-            digest.update(split.labels.numpy().tobytes())
-        else:  # per-sample data: which files, in which order, with which labels
-            digest.update(repr(getattr(split.base, "root", type(split.base).__name__)).encode())
-            digest.update(split.indices.numpy().tobytes())
-            digest.update(split.labels.tobytes())
-    return digest.hexdigest()
-
-
 def cache_key(config: TrainConfig, splits: DataSplits, weights: str, views: int) -> tuple[str, dict[str, Any]]:
     """SHA-256 of everything the cached values depend on, and that description itself."""
     facts = data_facts(splits)
@@ -105,7 +86,7 @@ def cache_key(config: TrainConfig, splits: DataSplits, weights: str, views: int)
     mean, std = model_normalisation(config, facts)
     described = {
         "format": FORMAT, "model": config.model, "weights_sha256": weights, "dataset": config.dataset,
-        "data_sha256": _data_fingerprint(splits), "split_seed": config.split_seed,
+        "data_sha256": splits.fingerprint, "split_seed": config.split_seed,
         "val_fraction": config.val_fraction, "image_size": list(size), "channels": channels,
         "mean": list(mean), "std": list(std), "precision": config.precision,
         "augment": (config.augment or splits.augment) if views else "none", "views": views,
@@ -196,14 +177,6 @@ def compute_features(config: CompareConfig, splits: DataSplits, module: Classifi
 
 
 # ---------------------------------------------------------------------------------------------- storage
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_entry(directory: Path, key: str) -> dict[str, Any] | None:
     """The cached features for ``key``; None when absent. Raises ValueError for a corrupted entry."""
     data, meta = directory / f"{key}.pt", directory / f"{key}.json"
@@ -213,7 +186,7 @@ def load_entry(directory: Path, key: str) -> dict[str, Any] | None:
         expected = read_json(meta)["sha256"]
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"{meta} is not a readable cache record") from None
-    if _sha256_file(data) != expected:
+    if sha256_file(data) != expected:
         raise ValueError(f"{data} does not match its checksum")
     return torch.load(data, map_location="cpu", weights_only=True)
 
@@ -222,19 +195,19 @@ def save_entry(directory: Path, key: str, features: dict[str, Any], described: d
     """Data first, then its record with the checksum: a record always describes a whole data file."""
     data = directory / f"{key}.pt"
     atomic_write(data, lambda handle: torch.save(features, handle))
-    write_json(directory / f"{key}.json", {**described, "sha256": _sha256_file(data)})
+    write_json(directory / f"{key}.json", {**described, "sha256": sha256_file(data)})
 
 
 # ---------------------------------------------------------------------------------------------- the entry point
-def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path,
+def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path, model: nn.Module,
                    log: Callable[[str], None] = print) -> tuple[DataSplits, dict[str, Any]]:
-    """``splits`` as the frozen backbone's features (from the cache, or computed and stored), and a record
-    for results.json: used, hit, extract_seconds, images, key."""
+    """``splits`` as the frozen backbone's features (from the cache, or computed by ``model``, the comparison's
+    one model, and stored), and a record for results.json: used, hit, extract_seconds, images, key."""
     check_views(config, splits)
-    base = {k: v for k, v in config.to_dict().items() if k in TrainConfig.__dataclass_fields__}
-    module = Classifier({**base, "head": "fc"}, data_facts(splits))
+    run = TrainConfig(**{**config.run_options(), "head": config.reference_arm()})
+    module = Classifier(run, data_facts(splits), model=model)
     weights = weights_digest(module.model, module.model.head_path)
-    key, described = cache_key(TrainConfig.from_dict(base), splits, weights, config.feature_views)
+    key, described = cache_key(run, splits, weights, config.feature_views)
     show = sys.stderr.isatty() if config.progress is None else config.progress
     started = time.perf_counter()
     try:
@@ -258,7 +231,10 @@ def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path,
     feature_data = replace(
         splits, train=FeatureArrays(train["x"], train["y"], train.get("views")),
         val=FeatureArrays(features["val"]["x"], features["val"]["y"]),
-        test=FeatureArrays(features["test"]["x"], features["test"]["y"]), augment="none")
+        test=FeatureArrays(features["test"]["x"], features["test"]["y"]), augment="none",
+        backbone={**backbone_record(config.model, config.pretrained), "preprocessing": {
+            k: described[k] for k in ("image_size", "channels", "mean", "std")}})
+    feature_data.__dict__["fingerprint"] = splits.fingerprint  # the images' (checkpoints record what was seen)
     # backbone passes the cached values cover: every split once, plus the augmented training views
     images = sum(len(features[name]["x"]) for name in SPLITS) + config.feature_views * len(train["x"])
     record = {"used": True, "hit": hit, "extract_seconds": 0.0 if hit else round(seconds, 3),

@@ -1,44 +1,46 @@
-"""``spinalnet report``: results files rendered as one Markdown table, with a verdict per experiment."""
+"""``spinalnet report``: results files rendered as one Markdown table, with a verdict per experiment (imports no
+torch: it reads files).
+
+A comparison's row gives both answers when it has them: the Spinal head against the paper's baseline (the
+``fc`` arm) and against an ordinary MLP of the same size (the ``mlp`` arm). p-values are Holm-corrected across
+every contrast of the table.
+"""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from spinalnet.comparison.records import RECORD
+from spinalnet.comparison.results_file import KINDS, RESULTS, read_results
 from spinalnet.errors import UsageError
-from spinalnet.comparison.shards import RECORD
 
 SIGNIFICANCE = 0.05
 #: Experiments costlier than this on 2 CPU cores are marked "needs a GPU" when not run.
 CPU_BUDGET_HOURS = 2.0
+HEADER = ["experiment", "directory", "paper: fc", "paper: Spinal", "measured: fc", "measured: Spinal",
+          "Spinal − fc (95% CI)", "p", "p (Holm)", "measured: same-size MLP", "Spinal − MLP (95% CI)",
+          "p (Holm), vs MLP", "seeds x epochs", "hardware, commit", "does the Spinal head help?"]
 
 
-RESULTS_KINDS = "the results.json of compare, regress or reproduce"
-
-
-def load_results(path: Path) -> dict[str, Any]:
-    """A results file as a dict; anything else (a single run's result.json, a list, bad JSON) is a UsageError."""
-    file = path / "results.json" if path.is_dir() else path
+def load_results(path: Path) -> dict[str, Any] | None:
+    """A results file as a dict (None, with a note, for a directory that holds no results, such as a train run);
+    a file that is not a results file is a UsageError."""
+    file = path / RESULTS if path.is_dir() else path
     if path.is_dir() and not file.is_file() and (path / RECORD).is_file():  # shards, all done?
-        from spinalnet.comparison.compare import finish_comparison
+        from spinalnet.comparison.summary import write_summary
 
-        finish_comparison(path, log=lambda line: None)
+        write_summary(path, log=lambda line: None)
         print(f"spinalnet: note: wrote the summary of {path} (every run of its comparison is finished)",
               file=sys.stderr)
+    if path.is_dir() and not file.is_file():
+        print(f"spinalnet: note: skipping {path}: no results.json (not a compare, regress or reproduce output "
+              "directory)", file=sys.stderr)
+        return None
     if not file.is_file():
-        raise UsageError(f"{path}: no results.json (is this a compare, regress or reproduce output directory?)")
-    try:
-        data = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"{file}: not a readable results file ({err}); expected {RESULTS_KINDS}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{file}: holds a JSON {type(data).__name__}, not a results file; expected {RESULTS_KINDS}")
-    if "targets" not in data and not {"fc", "spinal"} <= data.keys():
-        single = " (it is a single run's result.json: pass the compare output directory)" if "test_acc" in data else ""
-        raise UsageError(f"{file}: not a results file{single}; expected {RESULTS_KINDS}, "
-                         "with 'fc' and 'spinal' (compare) or 'targets' (regress)")
+        raise UsageError(f"{path}: no such results file; expected {KINDS}")
+    data = read_results(file)
     data["_path"] = str(file.parent)
     return data
 
@@ -47,13 +49,13 @@ def _rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The table rows of one results file; a file missing a field is named, not a traceback."""
     try:
         return regress_rows(results) if "targets" in results else [compare_row(results)]
-    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError, IndexError) as err:
         raise UsageError(f"{results['_path']}/results.json: incomplete results file ({type(err).__name__}: {err}); "
-                         f"expected {RESULTS_KINDS}") from None
+                         f"expected {KINDS}") from None
 
 
-def _fmt(mean: float, std: float, digits: int = 2) -> str:
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+def _fmt(mean: float, std: float, n: int, digits: int = 2) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
 def _paper(paper: dict[str, Any], key: str) -> str:
@@ -61,8 +63,10 @@ def _paper(paper: dict[str, Any], key: str) -> str:
     return "-" if value is None else str(value)
 
 
-def verdict(stats: dict[str, Any], p_holm: float | None, spinal_better: bool) -> str:
+def answer(stats: dict[str, Any] | None, p_holm: float | None, better: str, worse: str) -> str:
     """Yes or no only when the Holm-corrected p and the 95% interval agree; otherwise say what is missing."""
+    if stats is None:
+        return "-"
     n = stats["seeds"]
     seeds_only = " (interval over seeds only: no per-example predictions)" if stats.get("ci_level") == "seeds" else ""
     if p_holm is None:
@@ -71,17 +75,17 @@ def verdict(stats: dict[str, Any], p_holm: float | None, spinal_better: bool) ->
     ci = stats.get("difference_ci95")
     excludes_zero = ci is not None and (ci[0] > 0 or ci[1] < 0)
     if p_holm < SIGNIFICANCE and excludes_zero:
-        answer = "**yes**, Spinal better" if spinal_better else "**no**, fc better"
-        return f"{answer} (p (Holm) = {p_holm:.2g}){seeds_only}"
+        text = f"**yes**, {better}" if stats["difference_mean"] > 0 else f"**no**, {worse}"
+        return f"{text} (p (Holm) = {p_holm:.2g}){seeds_only}"
     if p_holm < SIGNIFICANCE:
         return f"unclear: p (Holm) = {p_holm:.2g} but the 95% interval includes 0{seeds_only}"
     return f"no significant difference (p (Holm) = {p_holm:.2g}){seeds_only}"
 
 
 def _where(results: dict[str, Any]) -> str:
-    hw = results.get("hardware", {})
+    hw = results.get("hardware") or {}
     device = hw.get("gpu") or f"{hw.get('cpu_count', '?')} CPU cores"
-    full = results.get("versions", {}).get("git_commit") or "?"
+    full = (results.get("versions") or {}).get("git_commit") or "?"
     commit = full[:12] + ("-dirty" if full.endswith("-dirty") else "")
     return f"{device}, `{commit}`"
 
@@ -98,7 +102,9 @@ def _p(value: float | None) -> str:
     return "-" if value is None else f"{value:.2g}"
 
 
-def _difference(stats: dict[str, Any], digits: int) -> str:
+def _difference(stats: dict[str, Any] | None, digits: int) -> str:
+    if stats is None:
+        return "-"
     ci = stats.get("difference_ci95")
     interval = "" if ci is None else f" ({ci[0]:+.{digits}f} to {ci[1]:+.{digits}f})"
     return f"{stats['difference_mean']:+.{digits}f}{interval}"
@@ -108,25 +114,36 @@ def _budget(cfg: dict[str, Any]) -> str:
     return f" ({cfg['limit_batches']:g} of each epoch)" if cfg.get("limit_batches", 1) != 1 else ""
 
 
-def compare_row(results: dict[str, Any]) -> dict[str, Any]:
-    from spinalnet.comparison.compare import load_run_predictions
-    from spinalnet.comparison.summary import paired_summary
+def _measured(arm: dict[str, Any] | None) -> str:
+    return "-" if arm is None else _fmt(arm["test_acc_mean"], arm["test_acc_std"], len(arm["test_acc"]))
 
+
+def _directory(results: dict[str, Any]) -> str:
+    path = Path(results["_path"])
+    try:
+        path = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    return f"`{path}`"
+
+
+def compare_row(results: dict[str, Any]) -> dict[str, Any]:
     exp = results.get("experiment") or {}
-    fc, sp = results["fc"], results["spinal"]
-    cfg = results["config"]
-    stats = results
-    if "difference_mean" not in results:  # a results file from before the paired statistics
-        runs = [(h, s) for h in ("fc", "spinal") for s in results[h]["seeds"]]
-        stats = paired_summary(fc, sp, load_run_predictions(Path(results["_path"]), runs))
-    n = len(sp["test_acc"])
+    arms, cfg, ref = results["arms"], results["config"], results["reference"]
+    by_kind: dict[str, dict[str, Any]] = {}
+    for c in results["contrasts"]:
+        by_kind.setdefault(c["kind"], c)  # the first arm of each kind answers for it
+    fc, mlp = by_kind.get("fc"), by_kind.get("mlp")
+    n = len(arms[ref]["test_acc"])
     name = exp.get("name") or f"{results['dataset']} / {results['model']}"
     paper = paper_numbers(exp)
-    budget = f"{n} x {cfg['epochs']}" + _budget(cfg)
-    return {"cells": [name, _paper(paper, "fc"), _paper(paper, "spinal"),
-                      _fmt(fc["test_acc_mean"], fc["test_acc_std"]), _fmt(sp["test_acc_mean"], sp["test_acc_std"]),
-                      _difference(stats, 2), _p(stats["p_value"]), None, budget, _where(results)],
-            "stats": stats, "spinal_better": stats["difference_mean"] > 0}
+    seeds = f"{n} x {cfg['epochs']}" + _budget(cfg) + (" (tuned)" if results.get("tune") else "")
+    cells = [name, _directory(results), _paper(paper, "fc"), _paper(paper, "spinal"),
+             _measured(arms.get(fc["arm"]) if fc else None), _measured(arms[ref]), _difference(fc, 2),
+             _p(fc["p_value"] if fc else None), None, _measured(arms.get(mlp["arm"]) if mlp else None),
+             _difference(mlp, 2), None, seeds, _where(results)]
+    return {"cells": cells, "tests": [("vs fc", fc), ("vs same-size MLP", mlp)], "better": "Spinal better",
+            "worse": "the other head better"}
 
 
 def regress_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -137,23 +154,22 @@ def regress_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for target, res in results["targets"].items():
         fc, sp = res["fc"], res["spinal"]
-        stats = res if "difference_mean" in res else \
-            paired_stats(fc["test_mse"], sp["test_mse"], higher_is_better=False).as_dict()
+        shown = res if "difference_mean" in res else \
+            paired_stats(fc["test_mse"], sp["test_mse"], higher_is_better=False).as_dict()  # Spinal - fc, in MSE
+        stats = {**shown, "difference_mean": -shown["difference_mean"]}  # lower MSE is better: "yes" when > 0
         n = len(sp["test_mse"])
         paper_fc = sum(fc["paper_metric_min_train_batch_mse"]) / n
         paper_sp = sum(sp["paper_metric_min_train_batch_mse"]) / n
-        rows.append({"cells": [f"{exp.get('name', 'regression')}: {target} (test MSE)",
-                               f"paper's metric, ours: {paper_fc:.4f}", f"paper's metric, ours: {paper_sp:.4f}",
-                               _fmt(fc["test_mse_mean"], fc["test_mse_std"], 4), _fmt(sp["test_mse_mean"], sp["test_mse_std"], 4),
-                               _difference(stats, 4), _p(stats["p_value"]), None, f"{n} x {cfg['epochs']}" + _budget(cfg),
-                               _where(results)],
-                     "stats": stats, "spinal_better": stats["difference_mean"] < 0})
+        rows.append({"cells": [f"{exp.get('name', 'regression')}: {target} (test MSE; the paper's metric, min "
+                               f"train-batch MSE, ours: fc {paper_fc:.4f}, Spinal {paper_sp:.4f})",
+                               _directory(results), "-", "-",
+                               _fmt(fc["test_mse_mean"], fc["test_mse_std"], n, 4),
+                               _fmt(sp["test_mse_mean"], sp["test_mse_std"], n, 4),
+                               _difference(shown, 4), _p(stats["p_value"]), None, "-", "-", None,
+                               f"{n} x {cfg['epochs']}" + _budget(cfg), _where(results)],
+                     "tests": [("vs fc", stats), ("vs same-size MLP", None)], "better": "Spinal better (lower MSE)",
+                     "worse": "fc better (lower MSE)"})
     return rows
-
-
-HEADER = ["experiment", "paper: fc", "paper: Spinal", "measured: fc", "measured: Spinal",
-          "Spinal − fc (95% CI)", "p", "p (Holm)", "seeds x epochs", "hardware, commit", "does the Spinal head help?"]
-HOLM_COLUMN = HEADER.index("p (Holm)")
 
 
 def not_run_reason(exp) -> str:
@@ -175,18 +191,31 @@ def not_run_reason(exp) -> str:
 
 
 def render(paths: list[Path], include_missing: bool = False) -> str:
-    """One row per comparison (per target for regression); p-values are Holm-corrected across all rows."""
+    """One row per comparison (per target for regression); p-values are Holm-corrected across every contrast."""
     from spinalnet.stats import holm
 
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     for path in paths:
         results = load_results(path)
+        if results is None:
+            continue
         seen.add((results.get("experiment") or {}).get("name", ""))
         rows.extend(_rows(results))
-    for row, p_holm in zip(rows, holm([row["stats"]["p_value"] for row in rows])):
-        row["cells"][HOLM_COLUMN] = _p(p_holm)
-        row["cells"].append(verdict(row["stats"], p_holm, row["spinal_better"]))
+    if not rows and not include_missing:
+        raise UsageError(f"nothing to report: no results.json in {', '.join(map(str, paths))} (compare, regress or "
+                         "reproduce output directories hold one)")
+    tests = [stats for row in rows for _, stats in row["tests"] if stats is not None]
+    adjusted = iter(holm([stats["p_value"] for stats in tests]))
+    holm_of = {id(stats): next(adjusted) for stats in tests}
+    for row in rows:
+        answers = []
+        for (label, stats), column in zip(row["tests"], (HEADER.index("p (Holm)"), HEADER.index("p (Holm), vs MLP"))):
+            p = holm_of.get(id(stats)) if stats is not None else None
+            row["cells"][column] = _p(p)
+            if stats is not None:
+                answers.append(f"{label}: {answer(stats, p, row['better'], row['worse'])}")
+        row["cells"].append("; ".join(answers))
     table = [row["cells"] for row in rows]
     if include_missing:
         from spinalnet.comparison.experiments import experiments
@@ -194,7 +223,8 @@ def render(paths: list[Path], include_missing: bool = False) -> str:
         for name, exp in experiments().items():
             if name not in seen:
                 paper = exp.paper
-                table.append([name, _paper(paper, "fc"), _paper(paper, "spinal"), *["-"] * 7, not_run_reason(exp)])
+                table.append([name, "-", _paper(paper, "fc"), _paper(paper, "spinal"), *["-"] * 10,
+                              not_run_reason(exp)])
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r) + " |" for r in table]
     return "\n".join(lines)

@@ -1,93 +1,194 @@
-"""The fc-vs-Spinal summary and table of a comparison, from per-run results (no framework import).
+"""A comparison's summary, from its record and its runs' files: ``results.json``, ``results.csv``, the plots and
+the printed table (no torch import).
 
-``spinalnet compare`` (PyTorch) and ``examples/keras_quickdraw.py`` (any Keras backend) print this table.
-A run result is a dict with ``head``, ``seed``, ``test_acc``, ``val_acc`` (%), ``params``, ``head_params``,
-``train_seconds`` and ``images_per_second``.
+:func:`write_summary` is the only writer of ``results.json``: the last shard, ``compare --resume`` and
+``report`` all call it, and it reads everything it needs from the directory (``comparison.json``, every run's
+``result.json`` and ``predictions.npz``). :func:`summarize` and :func:`format_table` take plain run results,
+so ``examples/keras_quickdraw.py`` prints the same table for Keras runs.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from spinalnet.stats import describe, error_reduction_pct, mean_std, paired_stats
+from spinalnet.comparison.contrasts import Predictions, arm_summary, choose, contrasts
+from spinalnet.comparison.grid import GridRun, grid, point_slug, run_path
+from spinalnet.comparison.records import read_record
+from spinalnet.comparison.results_file import write_results
+from spinalnet.engine.predictions import PREDICTIONS_FILE, read_predictions
+from spinalnet.engine.run_record import RESULT_FILE, read_result
+from spinalnet.errors import UsageError
+from spinalnet.files import atomic_write_text
+from spinalnet.stats import describe
 from spinalnet.tables import align
 
-HEADS = ("fc", "spinal")
 SCHEDULES_DIFFER = ("random-restart restarts each run's learning rate when its own validation accuracy stalls, "
-                    "so the fc and Spinal schedules differ by design (lr_curve in each run's result.json)")
+                    "so the arms' schedules differ by design (lr_curve in each run's result.json)")
+CSV_COLUMNS = ("arm", "tune", "seed", "chosen", "test_acc", "val_acc", "params", "head_params", "epochs",
+               "train_seconds", "images_per_second")
 
 
-def example_scores(predictions: dict[tuple[str, int], dict | None],
-                   seeds: list[int]) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """Per seed, 100 * (prediction correct) per test example for (fc, spinal); None if any run lacks them
-    or the two heads' test examples differ."""
-    out = []
-    for seed in seeds:
-        fc, sp = predictions.get(("fc", seed)), predictions.get(("spinal", seed))
-        if fc is None or sp is None or not np.array_equal(fc["y_true"], sp["y_true"]):
-            return None
-        out.append(tuple(100.0 * (p["y_pred"] == p["y_true"]) for p in (fc, sp)))
-    return out
+def summarize(runs: dict[str, list[dict[str, Any]]], reference: str, predictions: Predictions | None = None
+              ) -> dict[str, Any]:
+    """``arms`` (per arm, its lists over seeds) and ``contrasts`` (every arm against ``reference``) of finished
+    runs given per arm, in the arms' order."""
+    arms = {name: arm_summary(found) for name, found in runs.items() if found}
+    return {"reference": reference, "arms": arms, "contrasts": contrasts(arms, reference, predictions or {})}
 
 
-def summarize(runs: list[dict[str, Any]], predictions: dict[tuple[str, int], dict | None] | None = None) -> dict[str, Any]:
-    """Per head: lists over seeds and their mean +- std; overall: paired statistics of spinal - fc.
+def stored_runs(out: Path, record: dict[str, Any]) -> tuple[list[GridRun], dict[GridRun, dict[str, Any]]]:
+    """The comparison's grid and the result of every run of it that has one."""
+    options = record["options"]
+    everything = grid(options["heads"], options["tune"], options["seed"], options["seeds"])
+    found = {}
+    for run in everything:
+        path = run_path(out, run) / RESULT_FILE
+        if path.is_file():
+            found[run] = read_result(path)
+    return everything, found
 
-    ``predictions`` maps (head, seed) to that run's ``predictions.npz`` arrays (None where missing).
-    """
-    summary: dict[str, Any] = {}
-    for head in HEADS:
-        mine = sorted((r for r in runs if r["head"] == head), key=lambda r: r["seed"])
-        if not mine:
-            continue
-        acc = [r["test_acc"] for r in mine]
-        m, s = mean_std(acc)
-        summary[head] = {
-            "seeds": [r["seed"] for r in mine], "test_acc": acc, "test_acc_mean": round(m, 4),
-            "test_acc_std": round(s, 4), "val_acc": [r["val_acc"] for r in mine],
-            "params": mine[0]["params"], "head_params": mine[0]["head_params"],
-            "train_seconds": [r["train_seconds"] for r in mine],
-            "images_per_second": round(sum(r["images_per_second"] for r in mine) / len(mine), 1),
-        }
-    if all(h in summary for h in HEADS):
-        summary.update(paired_summary(summary["fc"], summary["spinal"], predictions or {}))
+
+def tuning_choice(everything: list[GridRun], results: dict[GridRun, dict[str, Any]],
+                  tune: dict[str, list[Any]]) -> tuple[dict[str, Any] | None, set[GridRun]]:
+    """Per arm, the tuning point with the best mean validation accuracy over seeds (read on validation only),
+    and the runs that stand for each arm: those of its chosen point (every run without ``--tune``)."""
+    if not tune:
+        return None, set(everything)
+    by_arm: dict[str, dict[str, list[float]]] = {}
+    points = {}
+    for run in everything:
+        slug = point_slug(run.point)
+        points[slug] = run.point
+        val = results[run]["val_acc"]
+        by_arm.setdefault(run.arm, {}).setdefault(slug, []).extend([] if val is None else [val])
+    record, chosen = {"grid": tune, "arms": {}}, set()
+    for arm, values in by_arm.items():
+        means = {slug: round(sum(v) / len(v), 4) if v else None for slug, v in values.items()}
+        best = choose(means)
+        record["arms"][arm] = {"val_acc_mean": means, "chosen": dict(points[best])}
+        chosen |= {run for run in everything if run.arm == arm and point_slug(run.point) == best}
+    return record, chosen
+
+
+def write_summary(out: Path, log=print) -> dict[str, Any]:
+    """Summarise a comparison whose runs are all finished: results.json, results.csv, curves.png, summary.png
+    and contrasts.png; print the table. A run still missing, or a tuned arm's chosen runs not yet tested, is
+    one UsageError saying what to run."""
+    out = Path(out)
+    record = read_record(out)
+    if record is None:
+        raise UsageError(f"{out}: no comparison.json, so no comparison to summarise")
+    options = record["options"]
+    everything, results = stored_runs(out, record)
+    finished = {run: r for run, r in results.items() if r["epochs"] >= options["epochs"]}
+    if len(finished) < len(everything):
+        raise UsageError(f"{out}: {len(finished)} of the {len(everything)} runs of this comparison are finished and it "
+                         "has no results.json yet; run the remaining shards (or compare --resume) first")
+    tune, chosen = tuning_choice(everything, finished, options["tune"])
+    untested = [run for run in chosen if not finished[run].get("tested", True)]
+    if untested:
+        raise UsageError(f"{out}: the chosen runs of {len(untested)} (arm, seed) pairs have not been tested yet; "
+                         "run compare --resume on this directory to test them")
+    predictions = {(run.arm, run.seed): read_predictions(run_path(out, run) / PREDICTIONS_FILE) for run in chosen}
+    per_arm = {name: [finished[run] for run in everything if run.arm == name and run in chosen]
+               for name in options["heads"]}
+    summary = summarize(per_arm, options["reference"], predictions)
+    first = finished[everything[0]]
+    summary.update({
+        "dataset": options["dataset"], "model": options["model"], "tune": tune,
+        "feature_cache": record.get("feature_cache"),
+        "schedules_differ": SCHEDULES_DIFFER if options.get("schedule") == "random-restart" else None,
+        "config": options, "versions": first.get("versions"), "hardware": first.get("hardware"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": record.get("command"),
+        "experiment": record.get("experiment"),
+    })
+    from spinalnet.comparison.plots import plot_contrasts, plot_curves, plot_summary  # matplotlib: only to write
+
+    title = table_title(summary)
+    write_results(out, summary)
+    write_csv(everything, finished, chosen, out / "results.csv")
+    plot_curves(per_arm, out / "curves.png", title)
+    plot_summary(summary, out / "summary.png", title)
+    plot_contrasts(summary, out / "contrasts.png", title)
+    log("")
+    log(format_table(summary, options.get("schedule")))
+    log(f"wrote {out}/results.json, results.csv, curves.png, summary.png, contrasts.png")
     return summary
 
 
-def paired_summary(fc: dict[str, Any], spinal: dict[str, Any],
-                   predictions: dict[tuple[str, int], dict | None]) -> dict[str, Any]:
-    """The paired statistics of a comparison from its per-head lists (seeds present for both heads)."""
-    seeds = [seed for seed in fc["seeds"] if seed in spinal["seeds"]]
-    a = [fc["test_acc"][fc["seeds"].index(seed)] for seed in seeds]
-    b = [spinal["test_acc"][spinal["seeds"].index(seed)] for seed in seeds]
-    red = error_reduction_pct(a, b)
-    return {**paired_stats(a, b, example_scores=example_scores(predictions, seeds)).as_dict(),
-            "error_reduction_pct": None if red is None else round(red, 3)}
+def write_csv(everything: list[GridRun], results: dict[GridRun, dict[str, Any]], chosen: set[GridRun],
+              path: Path) -> None:
+    """One row per run of the grid (tuning values that were not chosen included)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for run in everything:
+        writer.writerow({**results[run], "arm": run.arm, "tune": point_slug(run.point), "seed": run.seed,
+                         "chosen": run in chosen})
+    atomic_write_text(path, buffer.getvalue())
 
 
-def format_table(summary: dict[str, Any], title: str, schedule: str | None = None) -> str:
-    rows = [["head", "test acc (%)", "+- std", "val acc (%)", "params", "head params", "train s", "img/s"]]
-    for head in HEADS:
-        if head not in summary:
-            continue
-        s = summary[head]
+def table_title(summary: dict[str, Any]) -> str:
+    config, arms = summary.get("config") or {}, summary["arms"]
+    seeds = max((len(a["seeds"]) for a in arms.values()), default=0)
+    epochs = config.get("epochs", "?")
+    return f"{summary.get('dataset', '?')} / {summary.get('model', '?')}: {seeds} seed(s) x {epochs} epoch(s)"
+
+
+def _two_heads(summary: dict[str, Any]) -> bool:
+    return list(summary["arms"]) == ["fc", "spinal"] and summary["reference"] == "spinal"
+
+
+def format_table(summary: dict[str, Any], schedule: str | None = None) -> str:
+    """A row per arm and a line per contrast, in words; with exactly the arms fc and spinal, the two-head table."""
+    two = _two_heads(summary)
+    rows = [["head" if two else "arm", *([] if two else ["head", "dropout"]), "test acc (%)", "+- std", "val acc (%)",
+             "params", "head params", "train s", "img/s"]]
+    for name, s in summary["arms"].items():
         val = [v for v in s["val_acc"] if v is not None]
-        rows.append([head, f"{s['test_acc_mean']:.2f}", f"{s['test_acc_std']:.2f}",
+        head = s.get("head") or {}
+        dropout = "/".join(f"{p:g}" for p in head.get("dropout") or []) or "-"
+        std = f"{s['test_acc_std']:.2f}" if len(s["seeds"]) > 1 else "-"
+        rows.append([name, *([] if two else [head.get("shape", "-"), dropout]), f"{s['test_acc_mean']:.2f}", std,
                      f"{sum(val) / len(val):.2f}" if val else "-", f"{s['params']:,}", f"{s['head_params']:,}",
                      f"{sum(s['train_seconds']) / len(s['train_seconds']):.1f}", f"{s['images_per_second']:,.0f}"])
-    lines = [title, *align(rows)]
-    if "difference_mean" in summary:
-        red = summary["error_reduction_pct"]
-        lines.append(describe(summary, "points") + " (paired by seed)")
-        wilcoxon = summary["p_value_wilcoxon"]
-        power = summary["seeds_for_power"]
-        lines.append(f"error reduction, spinal vs fc: {'n/a' if red is None else f'{red:+.2f}%'}; "
-                     f"Wilcoxon signed-rank p = {'n/a' if wilcoxon is None else f'{wilcoxon:.2g}'}; "
-                     f"seeds for 80% power: {'n/a' if power is None else power}")
-        if summary["ci_level"] == "seeds":
-            lines.append("the interval resamples seeds only: some runs have no predictions.npz")
+    lines = [table_title(summary), *align(rows)]
+    lines += _two_head_lines(summary["contrasts"][0]) if two and summary["contrasts"] else \
+        [contrast_line(c, summary) for c in summary["contrasts"]]
+    if not two and summary["contrasts"]:
+        lines.append(f"p (Holm): Holm-Bonferroni across the {len(summary['contrasts'])} contrasts; difference = "
+                     f"{summary['reference']} minus the arm, paired by seed")
+    if any(c["ci_level"] == "seeds" for c in summary["contrasts"]):
+        lines.append("the interval covers the spread over seeds only: some runs have no predictions.npz")
+    if summary.get("tune"):
+        for arm, choice in summary["tune"]["arms"].items():
+            lines.append(f"tuned on validation: {arm} keeps {point_slug(tuple(choice['chosen'].items()))} "
+                         f"(mean val acc {max(v for v in choice['val_acc_mean'].values() if v is not None):.2f})")
     if schedule == "random-restart":
         lines.append("note: " + SCHEDULES_DIFFER)
     return "\n".join(lines)
+
+
+def _two_head_lines(c: dict[str, Any]) -> list[str]:
+    red, wilcoxon, power = c["error_reduction_pct"], c["p_value_wilcoxon"], c["seeds_for_power"]
+    return [describe(c, "points") + " (paired by seed)",
+            f"error reduction, spinal vs fc: {'n/a' if red is None else f'{red:+.2f}%'}; "
+            f"Wilcoxon signed-rank p = {'n/a' if wilcoxon is None else f'{wilcoxon:.2g}'}; "
+            f"seeds for 80% power: {'n/a' if power is None else power}"]
+
+
+def reference_word(name: str) -> str:
+    return "Spinal" if name == "spinal" else name
+
+
+def contrast_line(c: dict[str, Any], summary: dict[str, Any] | None = None) -> str:
+    """``Spinal vs mlp (same parameters): +0.01 points (95% CI -0.20 to +0.22), paired p = 0.92, p (Holm) = 0.92,
+    better in 2 of 3 seeds``."""
+    text = describe(c, "points", candidate=f"{reference_word(c['reference'])} vs {c['arm']} ({c['label']}):")
+    holm = c.get("p_holm")
+    head, _, tail = text.rpartition(", better in")
+    return f"{head}, p (Holm) = {'n/a' if holm is None else f'{holm:.2g}'}, better in{tail}"

@@ -21,9 +21,10 @@ import signal
 import sys
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, Callable
 
-from spinalnet.errors import TrainingError, UsageError
+from spinalnet.errors import OptionError, StoppedEarly, TrainingError, UsageError
 from spinalnet.interrupts import CtrlC
 from spinalnet.engine.machine import cpu_cores, mps_available
 
@@ -92,18 +93,23 @@ def _start_worker(splits: Any, threads: int, gpu_slots: Any, stop: Any) -> None:
     _Worker.splits, _Worker.stop = splits, stop
 
 
-def _train_in_worker(config: Any) -> dict[str, Any]:
-    from spinalnet.engine.train import train
+def _train_in_worker(config: Any, label: str, test: bool) -> dict[str, Any]:
+    from spinalnet.engine.train import fit
 
-    name = f"[{config.head} seed {config.seed}] "
+    name = f"[{label}] "
     stdout, sys.stdout = sys.stdout, _Prefixed(sys.stdout, name)
     _Worker.running = True
     try:
         if _Worker.stop.is_set():  # queued before the comparison was stopped: do not start it
             raise KeyboardInterrupt
-        return train(config, _Worker.splits)
-    except (UsageError, TrainingError) as err:  # its own one-line error, naming the run
-        raise type(err)(f"{name}{err}") from None
+        result = fit(config, _Worker.splits, test=test, announce=False)
+        test_text = f"test accuracy {result['test_acc']:.2f}% " if result.get("test_acc") is not None else ""
+        print(f"{test_text}(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
+        return result
+    except OptionError as err:  # its own one-line error, naming the run
+        raise UsageError(f"{name}{err.for_command_line()}") from None
+    except (UsageError, TrainingError) as err:
+        raise (TrainingError if isinstance(err, TrainingError) else UsageError)(f"{name}{err}") from None
     finally:
         _Worker.running = False
         sys.stdout = stdout
@@ -121,9 +127,9 @@ def _interrupt_workers(stop: Any) -> None:
 
 
 def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int, log: Callable[[str], None],
-                     on_done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
-    """Train ``configs`` in ``workers`` processes; ``on_done`` sees each result as it comes; results in the
-    order of ``configs``.
+                     test: bool, names: list[str], on_done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    """Train checked ``configs`` (named ``names`` in their output lines) in ``workers`` processes; ``on_done``
+    sees each result as it comes; results in the order of ``configs``.
 
     The first failed run stops the others (each keeps its last checkpoint) and raises its error.
     """
@@ -147,7 +153,7 @@ def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int, l
     # each installs the CLI's handler once its imports are done. Every worker is started by these submits.
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        futures: list[Future] = [pool.submit(_train_in_worker, c) for c in configs]
+        futures: list[Future] = [pool.submit(_train_in_worker, c, n, test) for c, n in zip(configs, names)]
     finally:
         signal.signal(signal.SIGINT, handler)
     try:
@@ -157,8 +163,9 @@ def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int, l
             for future in done:
                 error = future.exception()
                 if isinstance(error, BrokenProcessPool):  # a worker was killed (e.g. out of memory)
-                    raise TrainingError("a worker process died before its run ended (killed, or out of memory?); "
-                                        "finished runs are kept: rerun with --resume to continue") from None
+                    directory = Path(configs[0].output).parent.parent  # DIR/runs/<run>: the comparison's
+                    raise StoppedEarly("a worker process died before its run ended (killed, or out of memory?); "
+                                       "finished runs are kept", directory) from None
                 if error is not None:
                     raise error
                 on_done(future.result())

@@ -126,9 +126,12 @@ class ArrayLoader:
         n = len(self.data) // self.world_size
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(self) -> list[Tensor]:
+        """The example indices of every batch of this epoch, in order (what iterating serves)."""
         order = self._indices()
+        return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         images = self.data.epoch_images(self.epoch)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+        for idx in self.batches():
             yield images[idx], self.data.labels[idx]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Union
@@ -32,10 +34,33 @@ class DataSplits:
     std: tuple[float, ...]
     augment: str
     classes: list[str] | None = None
+    #: for splits of cached backbone features: the backbone that made them (model, weights file and digest)
+    backbone: dict | None = None
+
+    def __post_init__(self) -> None:
+        if self.classes is None:  # every run knows its class names: the dataset's, or the labels themselves
+            known = CLASS_NAMES.get(self.name)
+            self.classes = list(known) if known and len(known) == self.num_classes else \
+                [str(k) for k in range(self.num_classes)]
 
     @property
     def in_memory(self) -> bool:
         return isinstance(self.train, ImageArrays)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of what the splits hold: every image and label (in memory), or which files in which order
+        with which labels (per-sample data). The feature cache and the checkpoints compare it."""
+        digest = hashlib.sha256()
+        for split in (self.train, self.val, self.test):
+            if isinstance(split, ImageArrays):
+                digest.update(split.images.contiguous().numpy().tobytes())
+                digest.update(split.labels.numpy().tobytes())
+            else:
+                digest.update(repr(getattr(split.base, "root", type(split.base).__name__)).encode())
+                digest.update(split.indices.numpy().tobytes())
+                digest.update(split.labels.tobytes())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -66,6 +91,18 @@ DATASETS: dict[str, DatasetInfo] = {
     "hymenoptera": DatasetInfo("folder", "transfer", "ants vs bees (PyTorch tutorial), 2 classes"),
     "imagenet": DatasetInfo("folder", "transfer", "ImageNet in ImageFolder layout (train/ and val/)"),
     "quickdraw": DatasetInfo("quickdraw", "none", "Google Quick Draw numpy bitmaps, 28x28 grey, 24 categories by default"),
+}
+DIGITS = [str(d) for d in range(10)]
+#: Class names of the built-in datasets, in label order (from the datasets' own documentation); a dataset
+#: without an entry names its classes by their labels ("0", "1", ...).
+CLASS_NAMES: dict[str, list[str]] = {
+    "mnist": DIGITS, "qmnist": DIGITS, "emnist-digits": DIGITS, "svhn": DIGITS,
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "kmnist": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"],
+    "emnist-letters": [chr(ord("a") + i) for i in range(26)],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    "stl10": ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"],
 }
 PREFIXED = {"folder:": "any ImageFolder tree: PATH/train + PATH/test, or one folder split 80/20",
             "npz:": "your arrays: x (N x H x W or N x C x H x W), y (N integer labels), optional x_test/y_test"}

@@ -1,4 +1,5 @@
-"""Training-loop extras: throughput measurement and the paper's random learning-rate restarts."""
+"""Training-loop extras: throughput, curves per epoch, one line per epoch, and the paper's random learning-rate
+restarts."""
 
 from __future__ import annotations
 
@@ -82,25 +83,21 @@ class EpochLines(L.Callback):
                         f"{self.throughput.epoch_seconds:.1f} s elapsed, ETA {eta:.0f} s")
 
 
-class RandomRestartLR(L.Callback):
+class RandomRestart:
     """The paper's trick, driven by validation accuracy: when it stalls, LR = base LR * U(0,1)^exponent
-    (3 in most of the authors' scripts, 5 in their ResNet scripts)."""
+    (3 in most of the authors' scripts, 5 in their ResNet scripts). One run's state; the batched path keeps one
+    per run."""
 
     def __init__(self, base_lr: float, seed: int, exponent: float = 3.0) -> None:
         self.base_lr, self.best, self.exponent = base_lr, -1.0, exponent
         self.generator = torch.Generator().manual_seed(seed)
 
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
-        acc = float(trainer.callback_metrics.get("val_acc", -1.0))
+    def after_validation(self, acc: float) -> float | None:
+        """The new learning rate when ``acc`` did not improve on the best so far, else None."""
         if acc > self.best:
             self.best = acc
-            return
-        lr = self.base_lr * float(torch.rand((), generator=self.generator)) ** self.exponent
-        for opt in trainer.optimizers:
-            for group in opt.param_groups:
-                group["lr"] = lr
+            return None
+        return self.base_lr * float(torch.rand((), generator=self.generator)) ** self.exponent
 
     def state_dict(self) -> dict:
         return {"best": self.best, "generator": self.generator.get_state()}
@@ -108,3 +105,51 @@ class RandomRestartLR(L.Callback):
     def load_state_dict(self, state: dict) -> None:
         self.best = state["best"]
         self.generator.set_state(state["generator"])
+
+
+class RandomRestartLR(L.Callback):
+    """:class:`RandomRestart` on a Lightning run's optimisers, after every validation."""
+
+    def __init__(self, base_lr: float, seed: int, exponent: float = 3.0) -> None:
+        self.restart = RandomRestart(base_lr, seed, exponent)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        lr = self.restart.after_validation(float(trainer.callback_metrics.get("val_acc", -1.0)))
+        if lr is None:
+            return
+        for opt in trainer.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
+
+    def state_dict(self) -> dict:
+        return self.restart.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.restart.load_state_dict(state)
+
+
+class EpochHistory(L.Callback):
+    """Validation accuracy and learning rate per epoch; kept in checkpoints so a resumed run has whole curves.
+
+    The learning rate is the one each training epoch starts with, so schedules (and random restarts,
+    which follow each run's own validation accuracy) can be compared between runs.
+    """
+
+    def __init__(self) -> None:
+        self.val_acc: list[float] = []
+        self.lr: list[float] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.lr.append(float(trainer.optimizers[0].param_groups[0]["lr"]))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and "val_acc" in trainer.callback_metrics:
+            self.val_acc.append(round(float(trainer.callback_metrics["val_acc"]), 4))
+
+    def state_dict(self) -> dict:
+        return {"val_acc": self.val_acc, "lr": self.lr}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.val_acc, self.lr = list(state["val_acc"]), list(state.get("lr", []))

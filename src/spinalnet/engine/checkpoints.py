@@ -10,7 +10,9 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.module import Classifier
+from spinalnet.models.pretrained import check_backbone
 from spinalnet.errors import UsageError
 from spinalnet.files import atomic_write
 
@@ -29,8 +31,9 @@ def read_checkpoint_state(last: Path) -> tuple[dict[str, Any], int]:
         raise UsageError(f"cannot resume from {last}: not a readable spinalnet checkpoint ({type(err).__name__})") from None
 
 
-def load_classifier(path: Path) -> Classifier:
-    """A trained Classifier from a checkpoint; a missing, truncated or foreign file is a UsageError naming it."""
+def read_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
+    """The run config, data facts and state dict of a checkpoint; a missing, truncated or foreign file is a
+    UsageError naming it."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{path} is a directory; give a checkpoint file such as {path / 'checkpoints' / 'best.ckpt'}")
@@ -48,14 +51,44 @@ def load_classifier(path: Path) -> Classifier:
             or not isinstance(hparams["config"], dict) or not isinstance(hparams["facts"], dict)):
         raise UsageError(f"{path}: not a spinalnet checkpoint (a {type(checkpoint).__name__} without the stored "
                          f"run config; a plain state dict cannot be evaluated); expected {expected}")
-    if hparams["facts"].get("features"):
-        raise UsageError(f"{path} holds only a head trained on cached backbone features, not a whole model; "
-                         "its result.json has its accuracy (use --feature-cache off for whole-model checkpoints)")
+    return TrainConfig.from_dict(hparams["config"]), hparams["facts"], checkpoint["state_dict"]
+
+
+def classifier_from(path: Path, config: TrainConfig, facts: dict[str, Any], state: dict[str, Any]) -> Classifier:
     try:
-        module = Classifier(hparams["config"], hparams["facts"])
-        module.load_state_dict(checkpoint["state_dict"])
+        module = Classifier(config, facts)
+        module.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]  # torch puts the key on line 2
         raise UsageError(f"{path}: its weights do not fit the model it describes "
                          f"({type(err).__name__}: {' '.join(lines[:2])})") from None
     return module.eval()
+
+
+def load_classifier(path: Path) -> Classifier:
+    """A trained Classifier, the whole model, from a checkpoint. A head trained on cached features is put back
+    on the backbone it was trained on (rebuilt from the weights file the checkpoint records, which must still
+    be the same file)."""
+    config, facts, state = read_checkpoint(path)
+    if not facts.get("features"):
+        return classifier_from(path, config, facts, state)
+    record = facts.get("backbone")
+    if not record:
+        raise UsageError(f"{path} holds a head trained on cached backbone features by a spinalnet that did not "
+                         "record its backbone; train it again to evaluate or export it")
+    check_backbone(record, path)
+    whole = {**facts, "features": None}
+    head = {k[len("model.head."):]: v for k, v in state.items() if k.startswith("model.head.")}
+    try:
+        module = Classifier(config, whole)  # the backbone with its weights, and a head to overwrite
+        module.model.get_submodule(module.model.head_path).load_state_dict(head)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise UsageError(f"{path}: its head does not fit the model it describes "
+                         f"({type(err).__name__}: {' '.join(lines[:2])})") from None
+    return module.eval()
+
+
+def load_run_module(path: Path) -> Classifier:
+    """A checkpoint as it was trained: a head alone when it was trained on cached features."""
+    return classifier_from(path, *read_checkpoint(path))

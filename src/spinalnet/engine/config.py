@@ -15,13 +15,15 @@ import math
 import os
 import types
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from spinalnet.errors import UsageError, unknown_name
+from spinalnet.errors import OptionError, UsageError, require_file, unknown_name
 
 Optimizer = Literal["sgd", "adam", "adamw"]
 Schedule = Literal["none", "step", "cosine", "onecycle", "random-restart"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+Logger = Literal["csv", "tensorboard", "mlflow"]
 Precision = Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16", "bf16", "64"]
 OPTIMIZERS, SCHEDULES = get_args(Optimizer), get_args(Schedule)
 BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
@@ -33,10 +35,11 @@ MAX_SAMPLES = 10_000_000  # regress: a billion samples asked numpy for 59.6 GiB;
 
 
 def option(default: Any, help: str, **extra: Any) -> Any:
-    """A config field: its help text and, optionally, bounds ``ge``/``gt``/``le``/``lt`` checked for every source."""
+    """A config field: its help text and, optionally, bounds ``ge``/``gt``/``le``/``lt`` checked for every source,
+    and ``parse``: how its text form (the command line's, or a YAML string) becomes the field's type."""
     meta = {"help": help, **extra}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -44,7 +47,7 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _non_none(tp: Any) -> list[Any]:
+def non_none(tp: Any) -> list[Any]:
     return [a for a in get_args(tp) if a is not type(None)] if get_origin(tp) in (Union, types.UnionType) else [tp]
 
 
@@ -52,7 +55,7 @@ def _kind(tp: Any) -> str:
     """What a value of type ``tp`` looks like, for messages."""
     names = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
     parts = []
-    for t in _non_none(tp):
+    for t in non_none(tp):
         if get_origin(t) is list:
             parts.append(f"a list of {_kind(get_args(t)[0]).removeprefix('a ')}s")
         elif get_origin(t) is Literal:
@@ -74,7 +77,7 @@ def _strict_bools(tp: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def _field_types(cls: type) -> dict[str, Any]:
+def field_types(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
 
 
@@ -89,19 +92,19 @@ def check_value(name: str, value: Any, tp: Any) -> Any:
     """``value`` converted to ``tp``, or a one-line UsageError naming the option, the value and what it needs."""
     from pydantic import ValidationError
 
-    numeric = any(t in (int, float) or get_origin(t) is list for t in _non_none(tp))
+    numeric = any(t in (int, float) or get_origin(t) is list for t in non_none(tp))
     if isinstance(value, int) and not isinstance(value, bool) and not numeric \
-            and any(get_origin(t) is Literal for t in _non_none(tp)):
+            and any(get_origin(t) is Literal for t in non_none(tp)):
         value = str(value)  # YAML reads ``precision: 16`` as a number; the command line gives the string "16"
     try:
         if isinstance(value, bool) and numeric:
             raise ValueError  # lax pydantic reads True as 1
         return _adapter(tp).validate_python(value)
     except (ValidationError, ValueError):
-        literal = next((t for t in _non_none(tp) if get_origin(t) is Literal), None)
+        literal = next((t for t in non_none(tp) if get_origin(t) is Literal), None)
         if literal is not None and isinstance(value, str):
             raise unknown_name(name.replace("_", " "), value, get_args(literal)) from None
-        raise UsageError(f"{flag(name)} must be {_kind(tp)}, got {value!r}") from None
+        raise OptionError(name, f"must be {_kind(tp)}, got {value!r}") from None
 
 
 class ConfigBase:
@@ -116,11 +119,15 @@ class ConfigBase:
     @classmethod
     def from_dict(cls, data: dict[str, Any]):
         """Unknown keys, wrong types, unknown choices and out-of-range values are one-line UsageErrors."""
-        hints = _field_types(cls)
+        hints = field_types(cls)
         clean = {str(k).replace("-", "_"): v for k, v in data.items()}
+        parsers = {f.name: f.metadata.get("parse") for f in fields(cls)}
         for key in clean:
             if key not in hints or key.startswith("_"):
                 raise unknown_name("option", key, [n for n in hints if not n.startswith("_")])
+            if parsers[key] is not None and (isinstance(clean[key], str) or  # the command line's text form
+                                             isinstance(clean[key], list) and get_origin(hints[key]) is list):
+                clean[key] = parsers[key](clean[key])
         values = {k: check_value(k, v, hints[k]) for k, v in clean.items()}
         config = cls(**values)
         config.check_ranges()
@@ -135,10 +142,10 @@ class ConfigBase:
                     if limit is None or item is None or isinstance(item, str):
                         continue
                     if isinstance(item, float) and math.isinf(item):
-                        raise UsageError(f"{flag(f.name)} must be a finite number, got {value}")
+                        raise OptionError(f.name, f"must be a finite number, got {value}")
                     ok = {"ge": item >= limit, "gt": item > limit, "le": item <= limit, "lt": item < limit}[bound]
                     if not ok:  # also false for NaN
-                        raise UsageError(f"{flag(f.name)} must be {sign} {limit}, got {value}")
+                        raise OptionError(f.name, f"must be {sign} {limit}, got {value}")
 
 
 @dataclass
@@ -157,7 +164,8 @@ class TrainConfig(ConfigBase):
     num_workers: int = option(2, "data-loading processes for per-sample (folder) datasets", ge=0)
     # model
     model: str = option("default-cnn", "model name, tv:NAME or timm:NAME (see README)")
-    head: Literal["fc", "spinal"] = option("spinal", "classifier head")
+    head: str = option("spinal", "classifier head: KIND[:OPTION=VALUE,...], a kind of fc, linear, mlp, mlp2, spinal "
+                                 "(see README, Arms), e.g. mlp:hidden=256,dropout=0.5")
     layer_width: int | None = option(None, "Spinal hidden width (default: the model's paper setting)", ge=1)
     num_layers: int | None = option(None, "Spinal hidden layers (default: the model's)", ge=1, le=MAX_LAYERS)
     num_splits: int | None = option(None, "Spinal input splits (default: the model's)", ge=1)
@@ -193,6 +201,8 @@ class TrainConfig(ConfigBase):
                                          "otherwise one line per epoch)")
     limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick or "
                                        "budget runs; validation and test always use their whole split", gt=0)
+    logger: Logger = option("csv", "where curves are logged besides metrics.csv: csv (only there), tensorboard "
+                                   "(event files in the run directory), mlflow (needs mlflow)")
     # output
     output: str | None = option(None, "run directory (default: runs/<dataset>-<model>-<time>)")
     resume: bool = option(False, "continue from the last checkpoint in the run directory")
@@ -202,7 +212,12 @@ class TrainConfig(ConfigBase):
         """Checks that need more than one field or another module; machine options against this machine."""
         from spinalnet.engine.machine import check_machine
 
+        from spinalnet.heads.spec import parse_arm
+
         self.check_ranges()
+        parse_arm(self.head)
+        if self.pretrained not in (None, "imagenet"):  # a path: checked before any data is looked up
+            require_file(Path(self.pretrained).expanduser(), "pretrained weights file")
         check_machine(self.accelerator, self.devices, self.strategy, self.num_nodes)  # before the imports below: fast refusals
         if self.num_nodes > 1 and self.output is None:
             raise UsageError("--num-nodes needs --output: every node must write into the same run directory")
@@ -216,6 +231,21 @@ class TrainConfig(ConfigBase):
             augment_spec(self.augment)
         self._absolute_paths()
         return self
+
+    def data_options(self):
+        """Where and how the data is found and split (:class:`spinalnet.data.DataOptions`)."""
+        from spinalnet.data import DataOptions
+
+        return DataOptions(data_dir=Path(self.data_dir).expanduser() if self.data_dir else None,
+                           download=self.download, val_fraction=self.val_fraction, split_seed=self.split_seed,
+                           image_size=self.image_size, categories=list(self.categories),
+                           samples_per_class=self.samples_per_class)
+
+    @property
+    def head_seed(self) -> int:
+        """The seed of the head's initialisation: derived from ``seed``, and apart from the backbone's random
+        stream, so that a head built alone (on cached features) starts where it would on the whole model."""
+        return self.seed + 1_000_003
 
     def _absolute_paths(self) -> None:
         """Paths are stored absolute, so eval, export and --resume read the same files from any directory."""
@@ -231,7 +261,7 @@ class TrainConfig(ConfigBase):
 # Options that cannot change a run's numbers (where files go, how they are shown, which machine runs
 # it), and epochs (a resumed run may be extended). Every other option must match to resume a run.
 NOT_RESULT_OPTIONS = frozenset({"output", "resume", "force", "progress", "num_workers", "data_dir", "download",
-                                "accelerator", "devices", "strategy", "num_nodes", "epochs"})
+                                "accelerator", "devices", "strategy", "num_nodes", "epochs", "logger"})
 
 
 def result_options(cls: type) -> tuple[str, ...]:

@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
 
-from spinalnet.data import load_dataset
+from spinalnet.data import DataSplits, load_dataset
 from spinalnet.errors import UsageError
 from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.datamodule import SplitsDataModule
-from spinalnet.engine.checkpoints import load_classifier
-from spinalnet.engine.train import data_options, quiet_lightning
+from spinalnet.engine.checkpoints import load_classifier, load_run_module
+from spinalnet.engine.predictions import PREDICTIONS_FILE, accuracy_pct, write_predictions
+from spinalnet.engine.run_record import RESULT_FILE, read_result, write_result
+from spinalnet.engine.trainer import quiet_lightning
 
 
-def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None = None, strict: bool = False,
+             warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """A checkpoint's accuracy (overall and per class, by name) on a split of the data it was trained on.
+
+    Data whose fingerprint differs from the one the checkpoint recorded (changed files, other labels) is one
+    warning line (``warn``, default stderr), or refused with ``strict``.
+    """
     quiet_lightning()
     batch_size = (overrides or {}).get("batch_size")
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     module = load_classifier(path)
     config = TrainConfig.from_dict({**module.hparams["config"], **(overrides or {})})
-    splits = load_dataset(config.dataset, data_options(config))
+    splits = load_dataset(config.dataset, config.data_options())
     facts = module.hparams["facts"]
     if splits.num_classes != facts["num_classes"]:
         raise UsageError(f"{path} was trained for {facts['num_classes']} classes, "
@@ -32,13 +41,53 @@ def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None =
     if tuple(trained) != tuple(found):
         raise UsageError(f"{path} was trained on {config.dataset} images of shape {tuple(trained)} (C, H, W); the "
                          f"data found now has {tuple(found)}")
+    recorded = facts.get("data_sha256")
+    if recorded is not None and recorded != splits.fingerprint:
+        message = (f"the data of {config.dataset} differs from the data {path} was trained on (its images, labels or "
+                   "split changed), so this accuracy is not the run's")
+        if strict:
+            raise UsageError(f"{message}; without --strict eval reports it anyway")
+        (warn or (lambda line: print(line, file=sys.stderr)))(f"spinalnet: warning: {message}")
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
     trainer = L.Trainer(accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
     if split == "val":
         datamodule.test_dataloader = datamodule.val_dataloader
     (metrics,) = trainer.test(module, datamodule, verbose=False)
+    predictions = module.test_predictions
+    classes = facts.get("classes") or [str(k) for k in range(facts["num_classes"])]
     return {"checkpoint": str(path), "dataset": config.dataset, "model": config.model, "head": config.head,
-            "split": split, "accuracy": round(float(metrics["test_acc"]), 4),
-            "loss": round(float(metrics["test_loss"]), 6),
-            "samples": len(splits.test if split == "test" else splits.val)}
+            "split": split, "accuracy": accuracy_pct(predictions), "loss": round(float(metrics["test_loss"]), 6),
+            "samples": len(predictions["y_true"]), "per_class": per_class(predictions, classes),
+            "data_matches": recorded is None or recorded == splits.fingerprint}
+
+
+def per_class(predictions: dict[str, Any], classes: list[str]) -> list[dict[str, Any]]:
+    """Accuracy of every class, by name, over the examples of that class."""
+    out = []
+    for k, name in enumerate(classes):
+        mine = predictions["y_true"] == k
+        count = int(mine.sum())
+        accuracy = round(100.0 * float((predictions["y_pred"][mine] == k).mean()), 4) if count else None
+        out.append({"class": name, "accuracy": accuracy, "samples": count})
+    return out
+
+
+def test_run(run_dir: Path, splits: DataSplits) -> dict[str, Any]:
+    """The test pass of a finished run that skipped it (a tuned comparison reads the test split only for the
+    value validation chose): its best checkpoint on the test split of ``splits`` (features, when it trained on
+    them); writes ``predictions.npz`` and the result with its test accuracy."""
+    quiet_lightning()
+    result = read_result(Path(run_dir) / RESULT_FILE)
+    module = load_run_module(Path(result["best_checkpoint"]))
+    config = module.config
+    datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
+    trainer = L.Trainer(accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False)
+    (metrics,) = trainer.test(module, datamodule, verbose=False)
+    write_predictions(Path(run_dir) / PREDICTIONS_FILE, module.test_predictions)
+    result = {**result, "test_acc": accuracy_pct(module.test_predictions),
+              "test_loss": round(float(metrics["test_loss"]), 6), "tested": True}
+    result.pop("format", None)
+    write_result(Path(run_dir) / RESULT_FILE, result)
+    return result

@@ -16,6 +16,7 @@ from spinalnet.errors import TrainingError
 from spinalnet.models import SpinalOptions, create_model, external_input
 from spinalnet.models.pretrained import backbone_preprocessing
 from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.optimisers import make_optimizer, make_schedule
 from spinalnet.engine.predictions import interleave_shards, predictions_from
 
 
@@ -23,11 +24,14 @@ def data_facts(splits) -> dict[str, Any]:
     """What the module needs to know about the data; stored in the checkpoint with the config.
 
     ``features`` is the shape of one cached backbone output when the splits hold features, not images.
+    ``data_sha256`` fingerprints the data (``eval`` on changed data warns); ``sizes``: examples per split.
     """
     features = list(splits.train.images.shape[1:]) if isinstance(splits.train, FeatureArrays) else None
     return {"num_classes": splits.num_classes, "channels": splits.channels, "image_size": list(splits.image_size),
             "mean": list(splits.mean), "std": list(splits.std), "augment": splits.augment,
-            "in_memory": splits.in_memory, "classes": splits.classes, "features": features}
+            "in_memory": splits.in_memory, "classes": list(splits.classes), "features": features,
+            "data_sha256": splits.fingerprint, "backbone": splits.backbone,
+            "sizes": {name: len(getattr(splits, name)) for name in ("train", "val", "test")}}
 
 
 def model_input(config: TrainConfig, facts: dict[str, Any]) -> tuple[int, tuple[int, int]]:
@@ -58,8 +62,9 @@ def model_normalisation(config: TrainConfig, facts: dict[str, Any]) -> tuple[tup
 class FeatureHead(torch.nn.Module):
     """The head of a model with a frozen backbone, reading the backbone's cached outputs.
 
-    Built from the whole model, so the head's initialisation is the one a run through the backbone gets.
-    ``total_params`` still counts the backbone, so results report the same model size either way.
+    Built from the whole model, so the head's initialisation is the one a run through the backbone gets, and
+    with the dropout the model applies to the head's input (timm's ``drop_rate``). ``total_params`` still
+    counts the backbone, so results report the same model size either way.
     """
 
     head_path = "head"
@@ -67,10 +72,12 @@ class FeatureHead(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
         self.head = model.get_submodule(model.head_path)
+        self.input_dropout = torch.nn.Dropout(getattr(model, "head_input_dropout", 0.0))
         self.total_params = sum(p.numel() for p in model.parameters())
+        self.head_arm, self.head_info = model.head_arm, model.head_info
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.head(features)
+        return self.head(self.input_dropout(features))
 
 
 def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -85,16 +92,25 @@ def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dic
     return [group for group in groups if group["params"]]
 
 
+def build_model(config: TrainConfig, facts: dict[str, Any]) -> torch.nn.Module:
+    """The run's whole model (backbone and head) for the data ``facts`` describe."""
+    channels, size = model_input(config, facts)
+    options = SpinalOptions(config.layer_width, config.num_layers, config.num_splits, config.spinal_dropout)
+    return create_model(config.model, facts["num_classes"], in_channels=channels, image_size=size, head=config.head,
+                        spinal_options=options, pretrained=config.pretrained, freeze_backbone=config.freeze_backbone,
+                        head_seed=config.head_seed)
+
+
 class Classifier(L.LightningModule):
-    def __init__(self, config: dict[str, Any], facts: dict[str, Any]) -> None:
+    """A run's model with its data transform, loss, metrics and optimiser; built from a typed config (checked
+    once, where the run starts) and the facts of its data."""
+
+    def __init__(self, config: TrainConfig, facts: dict[str, Any], model: torch.nn.Module | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.config = cfg = TrainConfig.from_dict(config)
+        self.save_hyperparameters({"config": config.to_dict(), "facts": facts})
+        self.config = cfg = config
         channels, size = model_input(cfg, facts)
-        options = SpinalOptions(cfg.layer_width, cfg.num_layers, cfg.num_splits, cfg.spinal_dropout)
-        self.model = create_model(cfg.model, facts["num_classes"], in_channels=channels, image_size=size,
-                                  head=cfg.head, spinal_options=options, pretrained=cfg.pretrained,
-                                  freeze_backbone=cfg.freeze_backbone)
+        self.model = model if model is not None else build_model(cfg, facts)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         mean, std = model_normalisation(cfg, facts)
@@ -208,21 +224,9 @@ class Classifier(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
-        cfg = self.config
-        params = weight_decay_groups(self.model, cfg.weight_decay)
-        if cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        elif cfg.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.schedule == "step":
-            sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma)
-            return {"optimizer": opt, "lr_scheduler": sched}
-        if cfg.schedule == "cosine":
-            return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)}
-        if cfg.schedule == "onecycle":
-            steps = int(self.trainer.estimated_stepping_batches)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(steps, 1))
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-        return opt
+        optimizer = make_optimizer(self.config, weight_decay_groups(self.model, self.config.weight_decay))
+        schedule = make_schedule(self.config, optimizer, int(self.trainer.estimated_stepping_batches)
+                                 if self.config.schedule == "onecycle" else 0)
+        if schedule is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule[0], "interval": schedule[1]}}

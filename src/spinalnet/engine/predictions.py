@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from spinalnet.files import atomic_write
+
+if TYPE_CHECKING:  # tensor methods only: this module imports no torch (the comparison's summary reads it)
+    from torch import Tensor
 
 PREDICTIONS_FILE = "predictions.npz"
 

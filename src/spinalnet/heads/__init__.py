@@ -1,6 +1,15 @@
-"""Heads on top of a backbone: ``spinalize`` for torchvision and timm models, ordinary and Spinal MLPs."""
+"""Heads on top of a backbone: ``spinalize`` for torchvision and timm models, ordinary and Spinal MLPs, and the
+arms a comparison trains (:mod:`.spec`, torch-free; :mod:`.arms`).
 
-from spinalnet.heads.mlps import mlp, spinal_mlp
-from spinalnet.heads.spinalize import ClassifierSite, find_classifier, replace_classifier, spinalize
+The torch names load on first use (PEP 562), so :mod:`spinalnet.heads.spec` imports without torch.
+"""
 
-__all__ = ["ClassifierSite", "find_classifier", "mlp", "replace_classifier", "spinal_mlp", "spinalize"]
+from __future__ import annotations
+
+from spinalnet.lazy import lazy_names
+
+_LAZY = {"mlp": "spinalnet.heads.mlps", "spinal_mlp": "spinalnet.heads.mlps",
+         "ClassifierSite": "spinalnet.heads.spinalize", "find_classifier": "spinalnet.heads.spinalize",
+         "replace_classifier": "spinalnet.heads.spinalize", "spinalize": "spinalnet.heads.spinalize"}
+__all__ = sorted(_LAZY)
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from spinalnet.layers.spinal_linear import SpinalLinear
@@ -109,8 +110,10 @@ def spinalize(
         **spinal_kwargs: further :class:`SpinalLinear` options (``num_layers``, ``dropout``, ...).
 
     Returns the same model, modified in place. Auxiliary classifiers (GoogLeNet, Inception v3)
-    are left alone. With ``freeze_backbone`` the backbone's BatchNorm statistics still update in
-    train mode unless the caller puts those layers in eval mode.
+    are left alone. With ``freeze_backbone`` the backbone's BatchNorm2d layers become frozen batch norms
+    (timm's ``freeze_batch_norm_2d`` for timm models, torchvision's ``FrozenBatchNorm2d`` otherwise), so
+    their statistics stay fixed under ``model.train()``; dropout and stochastic depth inside the backbone
+    still act in train mode (``model.eval()`` on the backbone turns them off, as the ``spinalnet`` command does).
     """
     head_box: list[nn.Module] = []
 
@@ -122,6 +125,33 @@ def spinalize(
     if hasattr(model, "num_classes"):
         model.num_classes = num_classes
     if freeze_backbone:
+        freeze_batch_norms(model, keep=head_box[0])
         model.requires_grad_(False)
         head_box[0].requires_grad_(True)
     return model
+
+
+def freeze_batch_norms(model: nn.Module, keep: nn.Module | None = None) -> None:
+    """Every BatchNorm2d of ``model`` (but those inside ``keep``) as a frozen batch norm: the same function with
+    its statistics and affine parameters fixed, whatever the mode. The library's own converter does it."""
+    if _is_timm(model):
+        from timm.layers import freeze_batch_norm_2d
+
+        for name, child in list(model.named_children()):
+            if child is not keep:
+                setattr(model, name, freeze_batch_norm_2d(child))
+        return
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    inside = {id(m) for m in keep.modules()} if keep is not None else set()
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if type(child) is nn.BatchNorm2d and child.track_running_stats and id(child) not in inside:
+                frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+                with torch.no_grad():
+                    if child.affine:
+                        frozen.weight.copy_(child.weight)
+                        frozen.bias.copy_(child.bias)
+                    frozen.running_mean.copy_(child.running_mean)
+                    frozen.running_var.copy_(child.running_var)
+                setattr(module, child_name, frozen)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +32,18 @@ from spinalnet.rundir import check_output
 FORMATS = ("onnx", "torchscript", "pt2")
 #: Weights above this size go to ``OUTPUT.data`` (protobuf refuses messages of 2 GiB; keep a margin for the graph).
 ONNX_SINGLE_FILE_LIMIT = 2**31 - 2**27
+
+
+DOC = ("spinalnet classifier: float32 images (N, C, H, W) with values in [0, 1] -> logits (N, classes); the "
+       "normalisation is inside. Class names, index by index: the 'classes' metadata (a JSON list).")
+
+
+def metadata(model: nn.Module, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """What an exported program records of itself: its class names and its input."""
+    from spinalnet.version import __version__
+
+    return {"classes": list(model.classes), "input": f"float32 (N, {shape[0]}, {shape[1]}, {shape[2]}) in [0, 1]",
+            "spinalnet": __version__}
 
 
 def weight_bytes(model: nn.Module) -> int:
@@ -67,16 +81,21 @@ def export(checkpoint: Path, fmt: str, output: Path, force: bool = False) -> dic
     model, shape = inference_model(checkpoint)
     example = torch.rand(2, *shape)
     batch = torch.export.Dim("batch", min=1)
+    about = metadata(model, shape)
+    extra = {name: json.dumps(value) for name, value in about.items()}  # TorchScript and .pt2: extra files
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if fmt == "torchscript":
             program = torch.jit.trace(model, example)
-            write = lambda handle: torch.jit.save(program, handle)  # noqa: E731
+            write = lambda handle: torch.jit.save(program, handle, _extra_files=extra)  # noqa: E731
         elif fmt == "pt2":
             program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
-            write = lambda handle: torch.export.save(program, handle)  # noqa: E731
+            write = lambda handle: torch.export.save(program, handle, extra_files=extra)  # noqa: E731
         else:
             program = _onnx_program(model, example, batch)
+            program.model.metadata_props.update({k: json.dumps(v) if not isinstance(v, str) else v
+                                                 for k, v in about.items()})
+            program.model.doc_string = DOC
             if weight_bytes(model) > ONNX_SINGLE_FILE_LIMIT:
                 output.parent.mkdir(parents=True, exist_ok=True)
                 _save_onnx_with_external_data(program, output)

@@ -10,8 +10,9 @@ import keras
 
 from spinalnet.keras.batchnorm import BatchNorm
 from spinalnet.keras.layer import SpinalDense
+from spinalnet.layers.sizes import matched_hidden, spinal_params
 
-HEADS = ("fc", "spinal")
+HEADS = ("fc", "mlp", "spinal")
 VGG5_BLOCKS = ([64, 64], [128, 128], [256, 256, 256], [256, 256, 256])
 
 
@@ -20,7 +21,8 @@ def vgg5(input_shape=(28, 28, 1), num_classes: int = 10, head: str = "fc") -> ke
 
     The heads and their parameter counts are those of ``spinalnet.models.create_model("vgg5", head=...)``:
     ``"spinal"``: SpinalDense(width 128, 4 layers, 2 splits, dropout 0.5, BN); ``"fc"``: the same hidden
-    width, Dropout(0.5) -> Dense(512) -> BN -> ReLU -> Dropout(0.5) -> Dense(num_classes).
+    width, Dropout(0.5) -> Dense(512) -> BN -> ReLU -> Dropout(0.5) -> Dense(num_classes); ``"mlp"``: the fc
+    layout, as wide as gives it the Spinal head's parameter count (the comparison's ``mlp`` arm).
     The head's layers are named ``head_*`` (see :func:`head_params`).
     """
     if head not in HEADS:
@@ -37,7 +39,10 @@ def vgg5(input_shape=(28, 28, 1), num_classes: int = 10, head: str = "fc") -> ke
         outputs = SpinalDense(num_classes, layer_width=128, num_layers=4, dropout=0.5, batch_norm=True,
                               name="head_spinal")(x)
     else:
-        x = keras.layers.Dense(512, name="head_dense_1")(keras.layers.Dropout(0.5, name="head_dropout_1")(x))
+        width = 512 if head == "fc" else matched_hidden(
+            int(x.shape[-1]), num_classes, spinal_params(int(x.shape[-1]), num_classes, 128, 4, 2, batch_norm=True),
+            batch_norm=True)
+        x = keras.layers.Dense(width, name="head_dense_1")(keras.layers.Dropout(0.5, name="head_dropout_1")(x))
         x = keras.layers.ReLU(name="head_relu")(BatchNorm(name="head_norm")(x))
         outputs = keras.layers.Dense(num_classes, name="head_dense_2")(keras.layers.Dropout(0.5, name="head_dropout_2")(x))
     return keras.Model(inputs, outputs, name=f"vgg5_{head}")

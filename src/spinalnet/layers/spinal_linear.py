@@ -33,6 +33,7 @@ from spinalnet.layers.arguments import dropout_probability, flag, positive_int
 from spinalnet.layers.fused import (FusedPlan, FusedSpinal, dropout_mask, fused_plan, grouped, has_hooks,
                                     private_api_problem)
 from spinalnet.layers.paper_heads import from_paper_state_dict
+from spinalnet.layers.sizes import spinal_params
 from spinalnet.layers.split import split_sizes
 
 
@@ -72,7 +73,7 @@ def _fused_step_works(required: bool) -> bool:
 def _compare_paths() -> Optional[str]:
     """None when a fused step equals the autograd path on a small double-precision layer; else what differs."""
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
             results = []
             for fused in (True, False):
                 torch.manual_seed(0)
@@ -362,7 +363,7 @@ class SpinalLinear(nn.Module):
 
     @torch.jit.unused
     def _fused_plan(self, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:
-        if not self._fused_on(x.device.type) or not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() or not self._fused_on(x.device.type):
             return None
         return fused_plan(self, x)
 
@@ -457,28 +458,10 @@ class SpinalLinear(nn.Module):
         in_features: int, out_features: int, *, layer_width: int, num_layers: int = 4,
         num_splits: int = 2, batch_norm: bool = False, bias: bool = True,
     ) -> int:
-        """Learnable parameters, by formula (no module is built).
-
-        With chunk sizes ``m_s`` (see :func:`split_sizes`), ``w = layer_width``, ``L = num_layers``,
-        ``C = out_features``::
-
-            sum_i m_{i % S} * w  +  (L - 1) * w * w      hidden weights
-          + L * w                                       hidden biases   (if bias)
-          + 2 * L * w                                   BatchNorm scale and shift (if batch_norm)
-          + L * w * C  +  C                             output weight and bias
-
-        For equal chunks ``m`` this is the paper's ``m*w + (L-1)*(m+w)*w + L*w*C`` plus biases.
-        """
+        """Learnable parameters, by formula (no module is built): :func:`spinalnet.layers.sizes.spinal_params`."""
         in_features, out_features, layer_width, num_layers, num_splits = check_sizes(
             in_features, out_features, layer_width, num_layers, num_splits)
-        sizes = split_sizes(in_features, num_splits)
-        w, L = layer_width, num_layers
-        total = sum(sizes[i % num_splits] * w for i in range(L)) + (L - 1) * w * w + L * w * out_features
-        if bias:
-            total += L * w + out_features
-        if batch_norm:
-            total += 2 * L * w
-        return total
+        return spinal_params(in_features, out_features, layer_width, num_layers, num_splits, batch_norm, bias)
 
     def extra_repr(self) -> str:
         return (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from torch import Tensor, nn
 
@@ -28,8 +28,16 @@ class SpinalOptions:
         return merged
 
 
-def spinal(in_features: int, num_classes: int, options: SpinalOptions, **defaults: Any) -> SpinalLinear:
-    return SpinalLinear(in_features, num_classes, **options.resolve(**defaults))
+@dataclass
+class ZooParts:
+    """A zoo model before its head: the backbone, its feature width, its own (fc) head for any class count,
+    and its paper setting of the Spinal head (``spinal_head`` builds one that is not a single SpinalLinear)."""
+
+    features: nn.Module
+    width: int
+    own_head: Callable[[int], nn.Module]
+    spinal_defaults: dict[str, Any] = field(default_factory=dict)
+    spinal_head: Callable[[int, dict[str, Any]], nn.Module] | None = None
 
 
 def classifier_spec(classifier: nn.Module) -> tuple[str, int, dict[str, Any]]:
@@ -52,7 +60,7 @@ def build_classifier(spec: tuple[str, int, dict[str, Any]], num_classes: int) ->
 
 
 class HeadedNet(nn.Module):
-    """``head(features(x))`` with timm's head protocol; ``head_kind`` is "fc" or "spinal".
+    """``head(features(x))`` with timm's head protocol; ``head_kind`` is the arm's name ("fc", "spinal", ...).
 
     The head is a single classifier module or an ``nn.Sequential`` whose *last* module is the
     classifier (what comes before it: pooling, flatten, hidden layers of an fc head). As in timm:

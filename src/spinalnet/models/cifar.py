@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from spinalnet.models.base import HeadedNet, SpinalOptions, spinal
+from spinalnet.models.base import ZooParts
 from spinalnet.models.shapes import feature_width
 
 
@@ -17,14 +17,10 @@ def cifar_cnn_features(in_channels: int) -> nn.Sequential:
     return nn.Sequential(*stage(in_channels, 32, 0.0), *stage(32, 128, 0.05), *stage(128, 256, 0.0), nn.Flatten())
 
 
-def cifar_cnn(num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
-              spinal_options: SpinalOptions) -> HeadedNet:
+def cifar_cnn(in_channels: int, image_size: tuple[int, int]) -> ZooParts:
     """fc: Dropout(0.1) -> 4096-1024-512-C. Spinal: split 2048, width 128 (256 for CIFAR-100 configs), 4 layers."""
     features = cifar_cnn_features(in_channels)
     width = feature_width(features, in_channels, image_size)
-    if head == "fc":
-        top = nn.Sequential(nn.Dropout(0.1), nn.Linear(width, 1024), nn.ReLU(inplace=True), nn.Linear(1024, 512),
-                            nn.ReLU(inplace=True), nn.Dropout(0.1), nn.Linear(512, num_classes))
-    else:
-        top = spinal(width, num_classes, spinal_options, layer_width=128, num_layers=4, dropout=0.1)
-    return HeadedNet(features, top, width, head)
+    return ZooParts(features, width, lambda c: nn.Sequential(
+        nn.Dropout(0.1), nn.Linear(width, 1024), nn.ReLU(inplace=True), nn.Linear(1024, 512), nn.ReLU(inplace=True),
+        nn.Dropout(0.1), nn.Linear(512, c)), dict(layer_width=128, num_layers=4, dropout=0.1))

@@ -11,22 +11,20 @@ from torch import Tensor, nn
 from spinalnet.errors import UsageError
 from spinalnet.files import atomic_write
 from spinalnet.models.pretrained import read_state_dict
-from spinalnet.models.registry import check_model_name
+from spinalnet.models.names import check_external_name, import_timm, is_external
 from spinalnet.rundir import check_output
 
 
 def reference_model(model: str) -> nn.Module:
     """The architecture ``tv:NAME`` / ``timm:NAME`` with its original classifier and random weights."""
-    if not model.startswith(("tv:", "timm:")):
+    if not is_external(model):
         raise UsageError(f"convert-weights needs a tv:NAME or timm:NAME model, got {model!r}")
-    check_model_name(model)
-    if model.startswith("timm:"):
-        import timm
-
-        return timm.create_model(model[5:], pretrained=False)
+    parsed = check_external_name(model)
+    if parsed.library == "timm":
+        return import_timm().create_model(parsed.name, pretrained=False)
     import torchvision
 
-    return torchvision.models.get_model(model[3:], weights=None)
+    return torchvision.models.get_model(parsed.name, weights=None)
 
 
 def convert_state_dict(source: Mapping[str, Tensor], target: Mapping[str, Tensor], source_name: str,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from spinalnet.models.base import HeadedNet, SpinalOptions, spinal
+from spinalnet.layers.spinal_linear import SpinalLinear
+from spinalnet.models.base import ZooParts
 from spinalnet.models.shapes import feature_width
 
 
@@ -19,16 +20,13 @@ class DefaultCNNFeatures(nn.Sequential):
         )
 
 
-def default_cnn(num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
-                spinal_options: SpinalOptions) -> HeadedNet:
+def default_cnn(in_channels: int, image_size: tuple[int, int]) -> ZooParts:
     """fc head: Linear(F, 50) -> relu -> dropout -> Linear(50, C). Spinal: split F/2, width 8, 6 layers."""
     features = DefaultCNNFeatures(in_channels)
     width = feature_width(features, in_channels, image_size)
-    if head == "fc":
-        top = nn.Sequential(nn.Linear(width, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, num_classes))
-    else:
-        top = spinal(width, num_classes, spinal_options, layer_width=8, num_layers=6)
-    return HeadedNet(features, top, width, head)
+    return ZooParts(features, width,
+                    lambda c: nn.Sequential(nn.Linear(width, 50), nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, c)),
+                    dict(layer_width=8, num_layers=6))
 
 
 class Arch2Features(nn.Module):
@@ -52,12 +50,11 @@ class SpinalBranches(nn.Module):
     (the paper's ``fc 26w -> 50``), since a Linear over a concatenation is a sum of Linears.
     """
 
-    def __init__(self, segments: list[int], layers: list[int], hidden: int, options: SpinalOptions,
-                 layer_width: int) -> None:
+    def __init__(self, segments: list[int], layers: list[int], hidden: int, options: dict) -> None:
         super().__init__()
         self.segments = segments
         self.branches = nn.ModuleList(
-            spinal(seg, hidden, options, layer_width=layer_width, num_layers=n) for seg, n in zip(segments, layers)
+            SpinalLinear(seg, hidden, **{**options, "num_layers": n}) for seg, n in zip(segments, layers)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -65,22 +62,25 @@ class SpinalBranches(nn.Module):
         return sum(branch(part) for branch, part in zip(self.branches, parts))
 
 
-def arch2(num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
-          spinal_options: SpinalOptions) -> HeadedNet:
+def arch2(in_channels: int, image_size: tuple[int, int], layer_width: int | None = None) -> ZooParts:
     """Spinal branches over conv2 (8 layers), conv1 (8 layers), pixels (10 layers), width w (default 50).
 
     The fc head reads the same concatenated features: Linear(F, 26w) -> relu -> Linear(26w, 50) -> ...
+    (w: ``layer_width``, the run's --layer-width). The branches' ``num_layers`` are the paper's 8, 8 and 10.
     """
     features = Arch2Features(in_channels)
     c1 = feature_width(features.conv1, in_channels, image_size)
     c2 = feature_width(nn.Sequential(features.conv1, features.conv2), in_channels, image_size)
     segments = [c2, c1, in_channels * image_size[0] * image_size[1]]
     width = sum(segments)
-    w = spinal_options.layer_width or 50
-    if head == "fc":
-        top = nn.Sequential(nn.Linear(width, 26 * w), nn.ReLU(), nn.Linear(26 * w, 50), nn.ReLU(),
-                            nn.Dropout(0.5), nn.Linear(50, num_classes))
-    else:
-        top = nn.Sequential(SpinalBranches(segments, [8, 8, 10], 50, spinal_options, layer_width=w),
-                            nn.ReLU(), nn.Dropout(0.5), nn.Linear(50, num_classes))
-    return HeadedNet(features, top, width, head)
+    w = layer_width or 50
+
+    def fc(c: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(width, 26 * w), nn.ReLU(), nn.Linear(26 * w, 50), nn.ReLU(),
+                             nn.Dropout(0.5), nn.Linear(50, c))
+
+    def spinal(c: int, options: dict) -> nn.Module:
+        return nn.Sequential(SpinalBranches(segments, [8, 8, 10], 50, options), nn.ReLU(), nn.Dropout(0.5),
+                             nn.Linear(50, c))
+
+    return ZooParts(features, width, fc, dict(layer_width=w, num_layers=8), spinal)

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from spinalnet.errors import UsageError, require_file
+from spinalnet.files import sha256_file
+from spinalnet.models.names import is_external, parse_external
 
 ORIGINAL_WEIGHTS = "imagenet"  # --pretrained imagenet: the library's own download
 
@@ -35,18 +37,19 @@ class Preprocessing:
 
 def backbone_preprocessing(model: str, pretrained: str | None) -> Preprocessing | None:
     """The normalisation and input size of ``model``'s pretrained weights; None for a model trained from scratch."""
-    if pretrained is None or not model.startswith(("tv:", "timm:")):
+    if pretrained is None or not is_external(model):
         return None
-    if model.startswith("timm:"):
+    parsed = parse_external(model)
+    if parsed.library == "timm":
         from timm.data import resolve_data_config
         from timm.models import get_pretrained_cfg
 
-        cfg = get_pretrained_cfg(model[5:])
+        cfg = get_pretrained_cfg(parsed.name)
         data = resolve_data_config(pretrained_cfg=cfg.to_dict() if cfg is not None else {})
         return Preprocessing(tuple(data["mean"]), tuple(data["std"]), int(data["input_size"][-1]))
     import torchvision
 
-    transform = torchvision.models.get_model_weights(model[3:]).DEFAULT.transforms()
+    transform = torchvision.models.get_model_weights(parsed.name).DEFAULT.transforms()
     return Preprocessing(tuple(transform.mean), tuple(transform.std), int(transform.crop_size[0]))
 
 
@@ -86,6 +89,27 @@ def check_fits(state: Mapping[str, Tensor], expected: Mapping[str, Tensor], sour
     if problems:
         hint = "; convert it first with spinalnet convert-weights" if missing and unexpected else ""
         raise UsageError(f"{source} does not fit {target}: {'; '.join(problems)}{hint}")
+
+
+def backbone_record(model: str, pretrained: str | None) -> dict[str, Any]:
+    """The backbone a head on cached features was trained on: enough to rebuild the whole model and to know
+    that the weights file is the same one."""
+    local = pretrained not in (None, ORIGINAL_WEIGHTS)
+    return {"model": model, "weights": pretrained, "weights_sha256": sha256_file(Path(pretrained)) if local else None}
+
+
+def check_backbone(record: dict[str, Any], source: Path) -> None:
+    """Refuse, in one line naming the weights file, a backbone whose weights are missing or another file."""
+    weights, expected = record.get("weights"), record.get("weights_sha256")
+    if expected is None:
+        return  # downloaded weights (imagenet): the library's own, not a file of ours to check
+    path = Path(weights)
+    if not path.is_file():
+        raise UsageError(f"{source} is a head trained on features of {record['model']} with the weights {path}, "
+                         "which are missing; put them back there to rebuild the whole model")
+    if sha256_file(path) != expected:
+        raise UsageError(f"{source} is a head trained on features of {record['model']} with the weights {path}, "
+                         "but that file has changed since (another SHA-256); restore the file the head was trained on")
 
 
 def weights_digest(model: nn.Module, skip_prefix: str | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Model names -> builders. Every model takes ``head="fc" | "spinal"`` and differs only there."""
+"""Model names -> builders. Every model takes any arm (``head="fc"``, ``"spinal"``, ``"mlp"``, ...) and differs
+only there: the backbone is built first, from the caller's random state; the head after it, from its own seed."""
 
 from __future__ import annotations
 
@@ -8,16 +9,17 @@ from typing import Callable
 from torch import nn
 
 from spinalnet.errors import UsageError, unknown_name
+from spinalnet.heads.arms import INIT_RULE, HeadContext, build, count_params, describe_head, resolve, seeded
+from spinalnet.heads.spec import ArmSpec, parse_arm
 from spinalnet.models import cifar, mnist, resnet, vgg
-from spinalnet.models.base import SpinalOptions
-from spinalnet.models.external import timm_model, torchvision_model
-
-HEADS = ("fc", "spinal")
+from spinalnet.models.base import HeadedNet, SpinalOptions, ZooParts
+from spinalnet.models.external import external_model
+from spinalnet.models.names import check_external_name, is_external
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    build: Callable[..., nn.Module]
+    build: Callable[..., ZooParts]
     description: str
 
 
@@ -39,19 +41,30 @@ def model_names() -> list[str]:
     return list(MODELS) + ["tv:NAME", "timm:NAME"]
 
 
-def create_model(name: str, num_classes: int, *, in_channels: int = 1, image_size: tuple[int, int] = (28, 28),
-                 head: str = "fc", spinal_options: SpinalOptions | None = None, pretrained: str | None = None,
-                 freeze_backbone: bool = False) -> nn.Module:
-    """Build model ``name``. ``pretrained`` is ``None``, ``"imagenet"`` or a path to a weights file.
+def build_head(spec: ArmSpec, context: HeadContext, seed: int | None) -> nn.Module:
+    """The head of a resolved ``spec``, initialised from ``seed`` (the caller's random state if None, which is
+    then left where it is): a head's initialisation depends on its seed, not on the backbone built before it,
+    so a run on cached features builds the same head without the backbone."""
+    with seeded(seed):
+        return build(spec, context)
 
-    The returned model has ``head_path``: the attribute path of its head (for counting its parameters).
-    tv: and timm: models expect 3-channel input; grey images are repeated to 3 channels by the data path.
+
+def create_model(name: str, num_classes: int, *, in_channels: int = 1, image_size: tuple[int, int] = (28, 28),
+                 head: str | ArmSpec = "fc", spinal_options: SpinalOptions | None = None,
+                 pretrained: str | None = None, freeze_backbone: bool = False, reference: ArmSpec | None = None,
+                 head_seed: int | None = None) -> nn.Module:
+    """Build model ``name`` with the head of arm ``head``. ``pretrained`` is ``None``, ``"imagenet"`` or a path to
+    a weights file; ``reference``: the Spinal arm an ``mlp`` or ``mlp2`` arm takes its defaults from.
+
+    The returned model has ``head_path`` (the attribute path of its head), ``head_arm`` (the arm with every
+    option written out), ``head_context`` (what builds its other arms, see :mod:`spinalnet.heads.arms`) and
+    ``head_info`` (layers, dropout, initialisation). tv: and timm: models expect 3-channel input; grey images
+    are repeated to 3 channels by the data path.
     """
-    if head not in HEADS:
-        raise UsageError(f"head must be one of {HEADS}, got {head!r}")
+    spec = parse_arm(head) if isinstance(head, str) else head
     options = spinal_options or SpinalOptions()
     try:
-        model = _build(name, num_classes, in_channels, image_size, head, options, pretrained)
+        model = _build(name, num_classes, in_channels, image_size, spec, options, pretrained, reference, head_seed)
     except (RuntimeError, MemoryError) as err:  # sizes whose weights cannot be allocated are bad input
         if not isinstance(err, MemoryError) and "allocate" not in str(err):
             raise
@@ -63,39 +76,39 @@ def create_model(name: str, num_classes: int, *, in_channels: int = 1, image_siz
     return model
 
 
-def _build(name: str, num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
-           options: SpinalOptions, pretrained: str | None) -> nn.Module:
-    if name.startswith("tv:"):
-        model = torchvision_model(name[3:], num_classes, head, options, pretrained)
-    elif name.startswith("timm:"):
-        model = timm_model(name[5:], num_classes, head, options, pretrained)
-    elif name in MODELS:
-        if pretrained is not None:
-            raise UsageError(f"{name} has no pretrained weights (only tv: and timm: models do)")
-        model = MODELS[name].build(num_classes, in_channels, image_size, head, options)
-    else:
+def _build(name: str, num_classes: int, in_channels: int, image_size: tuple[int, int], spec: ArmSpec,
+           options: SpinalOptions, pretrained: str | None, reference: ArmSpec | None, head_seed: int | None) -> nn.Module:
+    if is_external(name):
+        return external_model(name, num_classes, spec, options, pretrained, reference, head_seed)
+    if name not in MODELS:
         raise unknown_name("model", name, model_names())
+    if pretrained is not None:
+        raise UsageError(f"{name} has no pretrained weights (only tv: and timm: models do)")
+    builder = MODELS[name].build
+    parts = builder(in_channels, image_size, options.layer_width) if builder is mnist.arch2 else \
+        builder(in_channels, image_size)
+    spinal_head = (lambda o: parts.spinal_head(num_classes, o)) if parts.spinal_head is not None else None
+    context = HeadContext(parts.width, num_classes, options.resolve(**parts.spinal_defaults),
+                          lambda: parts.own_head(num_classes), spinal_head)
+    resolved = resolve(spec, context, reference)
+    model = HeadedNet(parts.features, build_head(resolved, context, head_seed), parts.width, spec.name)
+    model.head_arm, model.head_context = resolved, context
+    model.head_info = {**describe_head(model.head), "init": INIT_RULE}
     return model
 
 
 def check_model_name(name: str) -> None:
     """Raise UsageError (with a suggestion) for a name that :func:`create_model` would not know."""
-    if name.startswith("tv:"):
-        import torchvision
-
-        if name[3:] not in torchvision.models.list_models():
-            raise unknown_name("torchvision model", name[3:], torchvision.models.list_models())
-    elif name.startswith("timm:"):
-        try:
-            import timm
-        except ImportError:
-            raise UsageError("timm models need timm: pip install 'spinalnet[timm]'") from None
-        if not timm.is_model(name[5:]):
-            raise unknown_name("timm model", name[5:], timm.list_models())
+    if is_external(name):
+        check_external_name(name)
     elif name not in MODELS:
         raise unknown_name("model", name, model_names())
 
 
 def external_input(name: str) -> bool:
     """tv: and timm: backbones take 3-channel images of at least 32x32."""
-    return name.startswith(("tv:", "timm:"))
+    return is_external(name)
+
+
+__all__ = ["MODELS", "PREFIXED", "build_head", "check_model_name", "count_params", "create_model", "external_input",
+           "model_names"]

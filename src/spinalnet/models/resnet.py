@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from spinalnet.models.base import HeadedNet, SpinalOptions, spinal
+from spinalnet.models.base import ZooParts
 
 
 class CifarResNetFeatures(nn.Module):
@@ -53,16 +53,12 @@ class PositionMax(nn.Module):
 
 
 def _cifar_resnet(blocks: list[int], width_default: int):
-    def build(num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
-              spinal_options: SpinalOptions) -> HeadedNet:
-        # the shared pooled features, 4 positions x 512 channels, are the backbone's output
+    def build(in_channels: int, image_size: tuple[int, int]) -> ZooParts:
+        # the shared pooled features, 4 positions x 512 channels, are the backbone's output; each of the 4
+        # spatial positions feeds one hidden layer of the Spinal head
         features = nn.Sequential(CifarResNetFeatures(blocks, in_channels), PositionPool())
-        if head == "fc":
-            top = nn.Sequential(PositionMax(4), nn.Linear(512, num_classes))
-        else:  # each of the 4 spatial positions feeds one hidden layer
-            top = spinal(4 * 512, num_classes, spinal_options, layer_width=width_default, num_layers=4,
-                         num_splits=4)
-        return HeadedNet(features, top, 4 * 512, head)
+        return ZooParts(features, 4 * 512, lambda c: nn.Sequential(PositionMax(4), nn.Linear(512, c)),
+                        dict(layer_width=width_default, num_layers=4, num_splits=4))
 
     build.__doc__ = (f"CIFAR ResNet {blocks}, features max-pooled to 2x2 for both heads. fc: max over the 4 "
                      f"positions (the global max-pool) -> Linear(512, C). Spinal: one position per hidden "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torchvision
 from torch import nn
 
-from spinalnet.models.base import HeadedNet, SpinalOptions, spinal
+from spinalnet.models.base import ZooParts
 from spinalnet.models.shapes import feature_width
 
 VGG5_CONFIG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 256, 256, 256, "M"]
@@ -22,8 +22,7 @@ def vgg_features(config: list, in_channels: int) -> nn.Sequential:
     return nn.Sequential(*layers, nn.Flatten())
 
 
-def vgg5(num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
-         spinal_options: SpinalOptions) -> HeadedNet:
+def vgg5(in_channels: int, image_size: tuple[int, int]) -> ZooParts:
     """256 features at 28x28. Spinal: split 128, width 128, 4 layers, dropout 0.5, BN (the paper's).
 
     The fc head has the same hidden width (4 x 128 = 512):
@@ -31,19 +30,15 @@ def vgg5(num_classes: int, in_channels: int, image_size: tuple[int, int], head: 
     """
     features = vgg_features(VGG5_CONFIG, in_channels)
     width = feature_width(features, in_channels, image_size)
-    if head == "fc":
-        top = nn.Sequential(nn.Dropout(0.5), nn.Linear(width, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True),
-                            nn.Dropout(0.5), nn.Linear(512, num_classes))
-    else:
-        top = spinal(width, num_classes, spinal_options, layer_width=128, num_layers=4, dropout=0.5, batch_norm=True)
-    return HeadedNet(features, top, width, head)
+    return ZooParts(features, width, lambda c: nn.Sequential(
+        nn.Dropout(0.5), nn.Linear(width, 512), nn.BatchNorm1d(512), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(512, c)), dict(layer_width=128, num_layers=4, dropout=0.5, batch_norm=True))
 
 
 FAST_CNN_CONFIG = [32, 32, "M", 64, 64, "M", 128, "M"]
 
 
-def fast_cnn(num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
-             spinal_options: SpinalOptions) -> HeadedNet:
+def fast_cnn(in_channels: int, image_size: tuple[int, int]) -> ZooParts:
     """A small VGG-style CNN for quick CPU runs (not from the paper): 1152 features at 28x28.
 
     fc: Dropout(0.2) -> Linear(F, 256) -> ReLU -> Dropout(0.2) -> Linear(256, C).
@@ -51,16 +46,12 @@ def fast_cnn(num_classes: int, in_channels: int, image_size: tuple[int, int], he
     """
     features = vgg_features(FAST_CNN_CONFIG, in_channels)
     width = feature_width(features, in_channels, image_size)
-    if head == "fc":
-        top = nn.Sequential(nn.Dropout(0.2), nn.Linear(width, 256), nn.ReLU(inplace=True), nn.Dropout(0.2),
-                            nn.Linear(256, num_classes))
-    else:
-        top = spinal(width, num_classes, spinal_options, layer_width=64, num_layers=4, dropout=0.2)
-    return HeadedNet(features, top, width, head)
+    return ZooParts(features, width, lambda c: nn.Sequential(
+        nn.Dropout(0.2), nn.Linear(width, 256), nn.ReLU(inplace=True), nn.Dropout(0.2), nn.Linear(256, c)),
+        dict(layer_width=64, num_layers=4, dropout=0.2))
 
 
-def vgg19bn(num_classes: int, in_channels: int, image_size: tuple[int, int], head: str,
-            spinal_options: SpinalOptions) -> HeadedNet:
+def vgg19bn(in_channels: int, image_size: tuple[int, int]) -> ZooParts:
     """torchvision's VGG-19-bn convolutions (512 features at 32x32).
 
     fc: the classic 512-4096-4096 stack; Spinal: split 256, width 512, 4 layers, dropout 0.5, BN.
@@ -70,9 +61,6 @@ def vgg19bn(num_classes: int, in_channels: int, image_size: tuple[int, int], hea
         convs[0] = nn.Conv2d(in_channels, 64, 3, padding=1)
     features = nn.Sequential(convs, nn.Flatten())
     width = feature_width(features, in_channels, image_size)
-    if head == "fc":
-        top = nn.Sequential(nn.Linear(width, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 4096),
-                            nn.ReLU(True), nn.Dropout(), nn.Linear(4096, num_classes))
-    else:
-        top = spinal(width, num_classes, spinal_options, layer_width=512, num_layers=4, dropout=0.5, batch_norm=True)
-    return HeadedNet(features, top, width, head)
+    return ZooParts(features, width, lambda c: nn.Sequential(
+        nn.Linear(width, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(),
+        nn.Linear(4096, c)), dict(layer_width=512, num_layers=4, dropout=0.5, batch_norm=True))

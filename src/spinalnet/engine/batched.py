@@ -1,0 +1,371 @@
+"""Many heads on cached features at once: the runs of an arm (every seed and tuning value) trained together, one
+process step updating them all, beside the engine and tested against it.
+
+Each run keeps what it would have through :func:`spinalnet.engine.train.fit`: its seed's head initialisation
+(the head is built from its own seed), its seed's batch order (:class:`~spinalnet.data.ArrayLoader`), its own
+optimiser state, schedule and random restarts, its own checkpoint picked on validation, and the same run files
+(``result.json``, ``predictions.npz``, ``metrics.csv``, ``checkpoints/best.ckpt`` and ``last.ckpt``, loadable
+by ``eval`` and ``export``). What differs is the arithmetic's order (batched products instead of one per run)
+and the dropout masks (each run's drawn from its own generator, not the engine's global one); a test trains a
+grid both ways. A group of runs restarts from its last saved epoch after an interruption.
+
+Runs go together when they share the head, the optimiser, the schedule's kind, the batch size, the epochs and
+the epoch to start from; a head this path cannot stack (:func:`~spinalnet.engine.stacked.stackable`), another
+precision than float32, or a checkpoint the engine wrote trains run by run through :func:`fit` instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from spinalnet.data import ArrayLoader, DataSplits
+from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.module import data_facts
+from spinalnet.engine.predictions import PREDICTIONS_FILE, accuracy_pct, predictions_from, write_predictions
+from spinalnet.engine.run_record import RESULT_FILE, write_result
+from spinalnet.engine.stacked import Batch, StackedHeads, stackable
+from spinalnet.engine.stacked_optim import BETAS, StackedOptimizer, run_optimizer
+from spinalnet.engine.callbacks import RandomRestart
+from spinalnet.engine.train import fit, resume_state
+from spinalnet.engine.trainer import rank_zero_print
+from spinalnet.errors import TrainingError, UsageError
+from spinalnet.files import atomic_write, atomic_write_text
+from spinalnet.heads.arms import INIT_RULE, describe_head, input_dropout, resolve
+from spinalnet.heads.spec import parse_arm
+from spinalnet.models.registry import build_head
+from spinalnet.provenance import hardware, versions
+
+#: Validation and test rows per product: bounds the memory of R runs' activations at once.
+EVAL_ROWS = 2048
+METRICS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of a run's randomness in an epoch: :meth:`spinalnet.engine.module.Classifier.on_train_epoch_start`'s."""
+    return (seed * 1_000_003 + epoch) * 4099
+
+
+@dataclass
+class Run:
+    """One run of a group and what it carries from epoch to epoch."""
+
+    config: TrainConfig
+    name: str
+    path: Path
+    dummy: torch.optim.Optimizer
+    schedule: Any
+    restart: RandomRestart | None
+    val_curve: list[float] = field(default_factory=list)
+    lr_curve: list[float] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int | None = None
+    best_state: dict[str, Tensor] | None = None
+    seconds: float = 0.0  # its share of the group's training-loop time
+    epoch_seconds: float = 0.0  # its share of whole epochs (training and validation)
+    images: int = 0
+
+
+def group_key(config: TrainConfig, start: int) -> tuple:
+    """Runs step together when everything but their per-run numbers (seed, lr, momentum, decay, ...) agrees."""
+    return (config.head, config.optimizer, config.schedule, config.batch_size, config.epochs, config.limit_batches,
+            start)
+
+
+def train_together(configs: list[TrainConfig], splits: DataSplits, model: nn.Module, *, test: bool = True,
+                   log: Callable[[str], None] = rank_zero_print, names: dict[str, str] | None = None,
+                   device: str = "cpu") -> list[dict[str, Any]]:
+    """Train checked ``configs`` (cached-feature runs of one comparison) on ``splits`` (features) in groups;
+    ``model`` is the comparison's model, whose head context builds every run's head. Results in config order."""
+    names = names or {}
+    results: dict[str, dict[str, Any]] = {}
+    groups: dict[tuple, list[tuple[TrainConfig, int, dict | None]]] = {}
+    for config in configs:
+        state = resume_state(config, None)
+        saved = _saved(state.checkpoint) if state.checkpoint is not None else None
+        if state.finished is not None:
+            results[config.output] = state.finished
+            continue
+        why = _not_together(config, model, saved is None and state.checkpoint is not None)
+        if why is not None:
+            log(f"[{names.get(config.output, config.output)}] trains on its own ({why})")
+            results[config.output] = fit(config, splits, test=test, announce=False)
+            continue
+        start = saved["epoch"] + 1 if saved is not None else 0
+        groups.setdefault(group_key(config, start), []).append((config, start, saved))
+    for members in groups.values():
+        for config, result in zip([m[0] for m in members], train_group(members, splits, model, test, log, names,
+                                                                       device)):
+            results[config.output] = result
+    return [results[c.output] for c in configs]
+
+
+def _saved(checkpoint: Path) -> dict[str, Any] | None:
+    """The batched state of a last.ckpt (None when the engine wrote it)."""
+    data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    return data.get("batched") and {**data["batched"], "epoch": int(data["epoch"]), "state_dict": data["state_dict"]}
+
+
+def _not_together(config: TrainConfig, model: nn.Module, engine_checkpoint: bool) -> str | None:
+    if engine_checkpoint:
+        return "it continues a checkpoint of run-by-run training"
+    if config.precision not in ("32-true", "32"):
+        return f"precision {config.precision}"
+    head = build_run_head(config, model)[0]
+    return stackable(head)
+
+
+def build_run_head(config: TrainConfig, model: nn.Module) -> tuple[nn.Module, float]:
+    """A run's head, initialised from its seed as the whole model's would be, and its input dropout."""
+    context = model.head_context
+    spec = resolve(parse_arm(config.head), context)
+    return build_head(spec, context, config.head_seed), input_dropout(spec, context)
+
+
+# ---------------------------------------------------------------------------------------------- one group
+def train_group(members: list[tuple[TrainConfig, int, dict | None]], splits: DataSplits, model: nn.Module,
+                test: bool, log: Callable[[str], None], names: dict[str, str], device: str) -> list[dict[str, Any]]:
+    configs = [m[0] for m in members]
+    start = members[0][1]
+    members = sorted(members, key=lambda m: (m[0].seed, m[0].output))  # seeds together: their runs share batches
+    configs_sorted = [m[0] for m in members]
+    heads_dropout = [build_run_head(c, model) for c in configs_sorted]
+    stacked = StackedHeads([h for h, _ in heads_dropout], heads_dropout[0][1])
+    facts = data_facts(splits)
+    template = configs_sorted[0]
+    loaders = [ArrayLoader(splits.train, c.batch_size, shuffle=True, seed=c.seed,
+                           drop_last=len(splits.train) > c.batch_size) for c in configs_sorted]
+    steps = _steps(len(loaders[0]), template.limit_batches)
+    runs = [Run(c, names.get(c.output, c.output), Path(c.output), *run_optimizer(c, steps * c.epochs),
+                RandomRestart(c.lr, c.seed, c.restart_exponent) if c.schedule == "random-restart" else None)
+            for c in configs_sorted]
+    optimizer = StackedOptimizer(template.optimizer, stacked.params, stacked.decays)
+    if start > 0:
+        _restore(stacked, optimizer, runs, [m[2] for m in members])
+    for run in runs:
+        resume_state(run.config, None).run.create()  # the run directories, once nothing can fail any more
+    backbone = sum(p.numel() for p in model.parameters()) - sum(
+        p.numel() for p in model.get_submodule(model.head_path).parameters())
+    label = f"{runs[0].name.split(' seed ')[0]} x {len(runs)} runs" if len(runs) > 1 else runs[0].name
+    log(f"[{label}] training together on cached features for {template.epochs} epoch(s)")
+    shared = _shared_groups(configs_sorted)
+    started = time.perf_counter()
+    for epoch in range(start, template.epochs):
+        train_epoch(stacked, optimizer, runs, loaders, splits, epoch, steps, shared)
+        validate(stacked, runs, splits, epoch, (epoch + 1) * steps)
+        for r, run in enumerate(runs):
+            _save(run, stacked, optimizer, r, epoch, (epoch + 1) * steps, facts, "last")
+        done = epoch + 1 - start
+        elapsed = time.perf_counter() - started
+        accs = [run.val_curve[-1] for run in runs]
+        log(f"[{label}] epoch {epoch + 1}/{template.epochs}: train loss "
+            f"{sum(r.metrics[-1]['train_loss'] for r in runs) / len(runs):.4f}, val acc {sum(accs) / len(accs):.2f}% "
+            f"(runs {min(accs):.2f} to {max(accs):.2f}), {elapsed:.1f} s elapsed, "
+            f"ETA {elapsed / done * (template.epochs - epoch - 1):.0f} s")
+    results = [_finish(run, stacked, r, splits, facts, test, backbone) for r, run in enumerate(runs)]
+    by_output = {run.config.output: result for run, result in zip(runs, results)}
+    return [by_output[c.output] for c in configs]
+
+
+def _steps(batches: int, limit: float) -> int:
+    """Training batches per epoch under --limit-batches, as Lightning counts them."""
+    if limit == 1.0:
+        return batches
+    return min(batches, int(limit)) if limit > 1 else max(1, int(batches * limit))
+
+
+def _shared_groups(configs: list[TrainConfig]) -> int:
+    """How many batches a step draws: one per seed when every seed has the same number of runs (they then
+    share them), else one per run (0: the ``runs`` layout)."""
+    seeds = [c.seed for c in configs]
+    per = {s: seeds.count(s) for s in seeds}
+    return len(per) if len(set(per.values())) == 1 and len(per) < len(configs) else 0
+
+
+def train_epoch(stacked: StackedHeads, optimizer: StackedOptimizer, runs: list[Run], loaders: list[ArrayLoader],
+                splits: DataSplits, epoch: int, steps: int, shared: int) -> None:
+    stacked.training = True
+    for run, gen in zip(runs, stacked.generators):
+        gen.manual_seed(epoch_seed(run.config.seed, epoch))
+        run.lr_curve.append(float(run.dummy.param_groups[0]["lr"]))
+    for loader in loaders:
+        loader.set_epoch(epoch)
+    orders = [loader.batches()[:steps] for loader in loaders]
+    images, labels = splits.train.epoch_images(epoch), splits.train.labels
+    slots = list(range(0, len(runs), len(runs) // shared)) if shared else list(range(len(runs)))
+    smoothing = torch.tensor([r.config.label_smoothing for r in runs]).view(-1, 1)
+    sums = torch.zeros(len(runs), 3)
+    started = time.perf_counter()
+    for step in range(steps):
+        index = torch.stack([orders[r][step] for r in slots])  # (G or R, B)
+        x = Batch(images[index], len(slots) if shared else 0)
+        y = labels[torch.stack([orders[r][step] for r in range(len(runs))])]  # (R, B)
+        logits = stacked.forward(x)
+        loss = _cross_entropy(logits, y, smoothing)  # (R,)
+        if not torch.isfinite(loss).all():
+            bad = runs[int((~torch.isfinite(loss)).nonzero()[0])]
+            raise TrainingError(f"[{bad.name}] the training loss became {loss[~torch.isfinite(loss)][0].item()} at "
+                                f"epoch {epoch}, batch {step}; try a lower --lr; {_kept(bad)}")
+        optimizer.zero_grad()
+        loss.sum().backward()  # each run's gradient is that of its own mean loss
+        optimizer.step([run.dummy.param_groups[0] for run in runs])
+        for run in runs:
+            if run.config.schedule == "onecycle":
+                run.schedule.step()
+        with torch.no_grad():
+            n = y.shape[1]
+            sums += torch.stack([loss * n, (logits.argmax(2) == y).sum(1).float(), torch.full_like(loss, n)], 1)
+    seconds = (time.perf_counter() - started) / len(runs)  # each run's share of the group's time
+    for r, run in enumerate(runs):
+        total, correct, count = sums[r].tolist()
+        run.metrics.append({"epoch": epoch, "train_loss": total / count, "train_acc": 100.0 * correct / count})
+        run.seconds += seconds
+        run.epoch_seconds += seconds
+        run.images += int(count)
+
+
+def _cross_entropy(logits: Tensor, y: Tensor, smoothing: Tensor) -> Tensor:
+    """Each run's mean cross-entropy, with its own label smoothing (``F.cross_entropy``'s formula)."""
+    logp = torch.log_softmax(logits, dim=2)
+    nll = -logp.gather(2, y.unsqueeze(2)).squeeze(2)
+    if not smoothing.any():
+        return nll.mean(1)
+    return ((1 - smoothing) * nll + smoothing * -logp.mean(2)).mean(1)
+
+
+@torch.no_grad()
+def evaluate(stacked: StackedHeads, x: Tensor) -> Tensor:
+    """Logits ``(R, N, C)`` of every run on shared inputs, in eval mode, in slices of :data:`EVAL_ROWS`."""
+    stacked.training = False
+    parts = [stacked.forward(Batch(x[i: i + EVAL_ROWS].unsqueeze(0), 1)) for i in range(0, len(x), EVAL_ROWS)]
+    return torch.cat(parts, 1)
+
+
+def validate(stacked: StackedHeads, runs: list[Run], splits: DataSplits, epoch: int, global_step: int) -> None:
+    started = time.perf_counter()
+    logits = evaluate(stacked, splits.val.images)
+    y = splits.val.labels
+    losses = F.cross_entropy(logits.transpose(1, 2), y.expand(len(runs), -1), reduction="none").mean(1)
+    accs = (logits.argmax(2) == y).float().mean(1) * 100
+    seconds = (time.perf_counter() - started) / len(runs)
+    for r, run in enumerate(runs):
+        acc = round(float(accs[r]), 4)
+        run.val_curve.append(acc)
+        run.metrics[-1].update(step=global_step - 1, val_loss=float(losses[r]), val_acc=float(accs[r]))
+        run.epoch_seconds += seconds
+        if run.best is None or float(accs[r]) > run.best:  # strictly better, as ModelCheckpoint(mode="max")
+            run.best, run.best_state, run.best_epoch = float(accs[r]), stacked.state_of(r), epoch
+        if run.schedule is not None and run.config.schedule in ("step", "cosine"):
+            run.schedule.step()
+        if run.restart is not None:
+            lr = run.restart.after_validation(float(accs[r]))
+            if lr is not None:
+                run.dummy.param_groups[0]["lr"] = lr
+
+
+# ---------------------------------------------------------------------------------------------- files
+def _kept(run: Run) -> str:
+    last = run.path / "checkpoints" / "last.ckpt"
+    return f"the last good checkpoint is kept: {last}" if last.is_file() else "no checkpoint was written"
+
+
+def _checkpoint(run: Run, state: dict[str, Tensor], epoch: int, global_step: int, facts: dict[str, Any],
+                extra: dict[str, Any] | None) -> dict[str, Any]:
+    """A checkpoint in the layout of the engine's (``load_classifier`` and ``eval`` read it), plus the batched
+    state a group restarts from."""
+    return {"epoch": epoch, "global_step": global_step, "pytorch-lightning_version": L.__version__,
+            "state_dict": {f"model.head.{k}": v for k, v in state.items()},
+            "hyper_parameters": {"config": run.config.to_dict(), "facts": facts}, "batched": extra}
+
+
+def _save(run: Run, stacked: StackedHeads, optimizer: StackedOptimizer, r: int, epoch: int, global_step: int,
+          facts: dict[str, Any], which: str) -> None:
+    folder = run.path / "checkpoints"
+    extra = {"format": 1, "optimizer": optimizer.state_of(r), "dummy": run.dummy.state_dict(),
+             "schedule": run.schedule.state_dict() if run.schedule is not None else None,
+             "restart": run.restart.state_dict() if run.restart is not None else None,
+             "val_curve": run.val_curve, "lr_curve": run.lr_curve, "metrics": run.metrics, "best": run.best,
+             "best_epoch": run.best_epoch, "seconds": run.seconds,
+             "epoch_seconds": run.epoch_seconds, "images": run.images}
+    if run.best_state is not None and run.best_epoch == epoch:
+        best = _checkpoint(run, run.best_state, epoch, global_step, facts, None)
+        atomic_write(folder / "best.ckpt", lambda handle: torch.save(best, handle))
+    last = _checkpoint(run, stacked.state_of(r), epoch, global_step, facts, extra)
+    atomic_write(folder / "last.ckpt", lambda handle: torch.save(last, handle))
+    _write_metrics(run)
+
+
+def _write_metrics(run: Run) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRICS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(run.metrics)
+    atomic_write_text(run.path / "metrics.csv", buffer.getvalue())
+
+
+def _restore(stacked: StackedHeads, optimizer: StackedOptimizer, runs: list[Run], saved: list[dict | None]) -> None:
+    """Every run of a group from its last.ckpt (all saved after the same epoch)."""
+    for r, (run, state) in enumerate(zip(runs, saved)):
+        stacked.load_run(r, {k[len("model.head."):]: v for k, v in state["state_dict"].items()})
+        run.dummy.load_state_dict(state["dummy"])
+        if run.schedule is not None:
+            run.schedule.load_state_dict(state["schedule"])
+        if run.restart is not None:
+            run.restart.load_state_dict(state["restart"])
+        run.val_curve, run.lr_curve, run.metrics = list(state["val_curve"]), list(state["lr_curve"]), list(state["metrics"])
+        run.best, run.best_epoch = state["best"], state["best_epoch"]
+        run.seconds, run.epoch_seconds, run.images = state["seconds"], state["epoch_seconds"], state["images"]
+        best = run.path / "checkpoints" / "best.ckpt"
+        if best.is_file():
+            data = torch.load(best, map_location="cpu", weights_only=False)
+            run.best_state = {k[len("model.head."):]: v for k, v in data["state_dict"].items()}
+    optimizer.load_runs([s["optimizer"] for s in saved])
+
+
+def _finish(run: Run, stacked: StackedHeads, r: int, splits: DataSplits, facts: dict[str, Any], test: bool,
+            backbone: int) -> dict[str, Any]:
+    """Test the run's best checkpoint (when ``test``), write its predictions and result.json."""
+    best = run.path / "checkpoints" / "best.ckpt"
+    tested = None
+    if test:
+        single = StackedHeads([_head_with(run.best_state, stacked)], stacked.input_dropout)
+        logits = evaluate(single, splits.test.images)[0]
+        predictions = predictions_from(logits, splits.test.labels)
+        loss = float(F.cross_entropy(logits, splits.test.labels))
+        write_predictions(run.path / PREDICTIONS_FILE, predictions)
+        tested = {"test_acc": accuracy_pct(predictions), "test_loss": round(loss, 6)}
+    head_params = sum(v.numel() for k, v in stacked.params.items()) // stacked.runs
+    result = {
+        "head": run.config.head, "seed": run.config.seed, "test_acc": tested and tested["test_acc"],
+        "test_loss": tested and tested["test_loss"], "tested": tested is not None,
+        "val_acc": round(run.best, 4) if run.best is not None else None,
+        "val_acc_curve": run.val_curve, "lr_curve": run.lr_curve, "epochs": len(run.val_curve),
+        "params": backbone + head_params, "head_params": head_params,
+        "head_info": {**describe_head(stacked.template, stacked.input_dropout), "init": INIT_RULE},
+        "train_seconds": round(run.epoch_seconds, 3),
+        "images_per_second": round(run.images / run.seconds, 1) if run.seconds else 0.0,
+        "best_checkpoint": str(best.resolve()), "config": run.config.to_dict(),
+        "data": {k: v for k, v in facts.items() if k != "classes"}, "classes": facts["classes"],
+        "versions": versions(), "hardware": hardware(), "trained": f"together with {stacked.runs - 1} other run(s)",
+    }
+    write_result(run.path / RESULT_FILE, result)
+    return result
+
+
+def _head_with(state: dict[str, Tensor], stacked: StackedHeads) -> nn.Module:
+    import copy
+
+    head = copy.deepcopy(stacked.template)
+    head.load_state_dict(state)
+    return head
