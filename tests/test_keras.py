@@ -149,6 +149,10 @@ def test_save_and_load_keras_file_round_trips(tmp_path):
     np.testing.assert_allclose(_np(loaded(x, training=False)), _np(model(x, training=False)), atol=1e-6)
     config = loaded.layers[-1].get_config()
     assert (config["units"], config["layer_width"], config["batch_norm"], config["dropout"]) == (4, 6, True, 0.3)
+    from spinalnet.keras import load_model
+
+    again = load_model(tmp_path / "spinal.keras")
+    np.testing.assert_allclose(_np(again(x, training=False)), _np(model(x, training=False)), atol=1e-6)
 
 
 def test_fit_lowers_the_loss_out_of_the_box():

@@ -22,7 +22,26 @@ def test_core_and_keras_extra_pull_no_torch_and_the_torch_extra_has_it():
     assert _names(extras["keras"]) == {"keras"}
     assert TORCH_STACK <= _names(extras["torch"])
     assert all("spinalnet[torch]" in extras[name] for name in ("timm", "onnx"))
-    assert "spinalnet[torch,keras,timm,onnx]" in extras["dev"]
+    assert "spinalnet[torch,keras,timm,onnx,tensorboard]" in extras["dev"]
+    assert _names(extras["tensorboard"]) == {"spinalnet", "tensorboard"}
+
+
+def test_the_floor_environment_pins_every_declared_floor():
+    """ci/min-versions.txt (make test-min) installs exactly the lowest version pyproject allows, for every
+    requirement with a floor."""
+    pins = dict(line.split("==") for line in (Path(__file__).parent.parent / "ci" / "min-versions.txt").read_text()
+                .splitlines() if line.strip() and not line.startswith("#"))
+    requirements = [*PYPROJECT["project"]["dependencies"],
+                    *(r for extra in PYPROJECT["project"]["optional-dependencies"].values() for r in extra)]
+    floors = {}
+    for requirement in requirements:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9.]+)", requirement.replace(" ", ""))
+        if match:
+            floors[match[1].lower()] = match[2]
+    assert floors and set(floors) == {name.lower() for name in pins}, set(floors) ^ set(pins)
+    for name, floor in floors.items():
+        pinned = pins[next(p for p in pins if p.lower() == name)]
+        assert pinned.split(".")[:len(floor.split("."))] == floor.split("."), (name, floor, pinned)
 
 
 def test_importing_the_package_imports_no_torch_until_a_torch_name_is_used():

@@ -196,10 +196,12 @@ def test_labels_out_of_range_are_refused(idx_dir, capsys):
     assert "test label 12 is out of range for 10 classes" in capsys.readouterr().err
 
 
+# No subnormal dropout values: hypothesis refuses to draw them in a process where a library has set
+# flush-to-zero (one of the dependency-floor environment's does), and they test nothing here.
 @settings(max_examples=60, deadline=None)
 @given(in_features=st.integers(-2, 40), out_features=st.integers(-1, 6), width=st.integers(-1, 7),
        layers=st.integers(-1, 9), splits=st.integers(-1, 9), batch=st.integers(1, 4),
-       dropout=st.floats(-0.5, 1.5), lead=st.lists(st.integers(1, 3), max_size=2), bn=st.booleans())
+       dropout=st.floats(-0.5, 1.5, allow_subnormal=False), lead=st.lists(st.integers(1, 3), max_size=2), bn=st.booleans())
 def test_fuzz_spinal_linear_works_or_raises_value_error(in_features, out_features, width, layers, splits, batch,
                                                         dropout, lead, bn):
     try:

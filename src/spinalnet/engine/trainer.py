@@ -39,7 +39,8 @@ def quiet_lightning() -> None:
                     ".*is an iterable.*", ".*LeafSpec.*", ".*`isinstance.*treespec.*",
                     ".*srun.*", ".*smaller than the logging interval.*", ".*exists and is not empty.*",
                     ".*Consider setting `persistent_workers=True`.*", ".*TPU available.*",
-                    r".*module\(s\) in eval mode at the start of training.*"):  # a frozen backbone, on purpose
+                    r".*module\(s\) in eval mode at the start of training.*",  # a frozen backbone, on purpose
+                    ".*Detected KeyboardInterrupt, attempting graceful shutdown.*"):  # Lightning 2.2 warns it
         warnings.filterwarnings("ignore", message=pattern)
 
 
@@ -57,6 +58,15 @@ def lightning_errors(last: Path) -> Iterator[None]:
         if err.code == 1:  # Lightning's graceful shutdown after KeyboardInterrupt ends in sys.exit(1)
             raise KeyboardInterrupt from None
         raise
+
+
+def interruptible(trainer: L.Trainer, stage: str, *args: Any, **kwargs: Any) -> Any:
+    """``trainer.fit`` or ``trainer.test`` with Ctrl-C a KeyboardInterrupt on every Lightning version: Lightning 2.2
+    returns from the stage after its graceful shutdown, later versions exit(1) (see :func:`lightning_errors`)."""
+    out = getattr(trainer, stage)(*args, **kwargs)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    return out
 
 
 def check_logger(name: str) -> None:

@@ -52,10 +52,11 @@ def weight_bytes(model: nn.Module) -> int:
 
 
 def _onnx_program(model: nn.Module, example: Tensor, batch):
+    # dynamic_shapes by position: torch 2.6 reads a dict's keys as input_names, later versions as argument names
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
             return torch.onnx.export(model, (example,), None, input_names=["images"], output_names=["logits"],
-                                     dynamic_shapes={"x": {0: batch}}, dynamo=True)
+                                     dynamic_shapes=({0: batch},), dynamo=True)
     except ImportError as err:
         raise UsageError(f"ONNX export needs onnx and onnxscript: pip install 'spinalnet[onnx]' ({err})") from None
 
@@ -89,7 +90,7 @@ def export(checkpoint: Path, fmt: str, output: Path, force: bool = False) -> dic
             program = torch.jit.trace(model, example)
             write = lambda handle: torch.jit.save(program, handle, _extra_files=extra)  # noqa: E731
         elif fmt == "pt2":
-            program = torch.export.export(model, (example,), dynamic_shapes={"x": {0: batch}})
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
             write = lambda handle: torch.export.save(program, handle, extra_files=extra)  # noqa: E731
         else:
             program = _onnx_program(model, example, batch)

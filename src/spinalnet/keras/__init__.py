@@ -5,11 +5,27 @@ no torch (``pip install 'spinalnet[keras]'`` plus your backend). The backend is 
 ``KERAS_BACKEND`` (``jax``, ``tensorflow`` or ``torch``) before the first ``import keras``; unset,
 Keras picks the one in ``~/.keras/keras.json``, by default ``tensorflow``. Only :func:`from_torch` and
 :func:`to_torch` need torch, and import it when called.
+
+A ``.keras`` file with these layers loads once this package is imported (it registers them; Keras imports
+only its own packages when it reads a file): ``import spinalnet.keras`` before ``keras.saving.load_model``, or
+:func:`load_model`.
 """
+
+from pathlib import Path
+from typing import Any
 
 from spinalnet.keras.batchnorm import BatchNorm
 from spinalnet.keras.layer import SpinalDense
 from spinalnet.keras.models import head_params, spinal_vgg5, vgg5, with_spinal_head
 from spinalnet.keras.torch_weights import from_torch, to_torch
 
-__all__ = ["BatchNorm", "SpinalDense", "from_torch", "head_params", "spinal_vgg5", "to_torch", "vgg5", "with_spinal_head"]
+
+def load_model(path: str | Path, **kwargs: Any):
+    """``keras.saving.load_model`` with spinalnet's layers registered (this module's import does it)."""
+    import keras
+
+    return keras.saving.load_model(path, **kwargs)
+
+
+__all__ = ["BatchNorm", "SpinalDense", "from_torch", "head_params", "load_model", "spinal_vgg5", "to_torch", "vgg5",
+           "with_spinal_head"]

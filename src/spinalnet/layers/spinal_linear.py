@@ -276,7 +276,8 @@ class SpinalLinear(nn.Module):
             count, size = len(members), self.split_sizes[s]
             weights = [all_weights[i] for i in members]
             biases = [all_biases[i] for i in members] if self.has_bias else all_biases
-            chunk = x[:, self.split_offsets[s] : self.split_offsets[s] + size]
+            # narrow, not x[:, a:b]: older torch.export refuses a dynamic batch under that slice (a guard N != 2**63-1)
+            chunk = x.narrow(1, self.split_offsets[s], size)
             if drop:
                 # Each layer drops its own copy of the chunk, as separate Dropout modules would.
                 copies = _dropout(chunk.unsqueeze(0).expand(count, n, size), self.dropout, True)
@@ -349,7 +350,7 @@ class SpinalLinear(nn.Module):
         chunks: list[Tensor] = [x] * L
         for s in range(S):
             members = range(s, L, S)
-            chunk = x[:, self.split_offsets[s] : self.split_offsets[s] + self.split_sizes[s]]
+            chunk = x.narrow(1, self.split_offsets[s], self.split_sizes[s])
             copies = chunk.unsqueeze(0).expand(len(members), n, chunk.shape[1])
             if drop:  # as the grouped path draws it: each layer its own copy of the chunk
                 copies = _dropout(copies, self.dropout, True)
@@ -363,7 +364,9 @@ class SpinalLinear(nn.Module):
 
     @torch.jit.unused
     def _fused_plan(self, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:
-        if not torch.is_grad_enabled() or not self._fused_on(x.device.type):
+        if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return None  # graphs see the plain operations (and never read the environment switch)
+        if not self._fused_on(x.device.type):
             return None
         return fused_plan(self, x)
 
