@@ -37,8 +37,9 @@ from spinalnet.engine.run_record import RESULT_FILE, write_result
 from spinalnet.engine.stacked import Batch, StackedHeads, stackable
 from spinalnet.engine.stacked_optim import BETAS, StackedOptimizer, run_optimizer
 from spinalnet.engine.callbacks import RandomRestart
+from spinalnet.engine.checkpoints import load_file
 from spinalnet.engine.train import fit, resume_state
-from spinalnet.engine.trainer import rank_zero_print
+from spinalnet.engine.trainer import loggers, rank_zero_print
 from spinalnet.errors import TrainingError, UsageError
 from spinalnet.files import atomic_write, atomic_write_text
 from spinalnet.heads.arms import INIT_RULE, describe_head, input_dropout, resolve
@@ -66,6 +67,7 @@ class Run:
     dummy: torch.optim.Optimizer
     schedule: Any
     restart: RandomRestart | None
+    logs: list[Any] = field(default_factory=list)  # Lightning's TensorBoard or MLflow logger, under --logger
     val_curve: list[float] = field(default_factory=list)
     lr_curve: list[float] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
@@ -84,8 +86,8 @@ def group_key(config: TrainConfig, start: int) -> tuple:
 
 
 def train_together(configs: list[TrainConfig], splits: DataSplits, model: nn.Module, *, test: bool = True,
-                   log: Callable[[str], None] = rank_zero_print, names: dict[str, str] | None = None,
-                   device: str = "cpu") -> list[dict[str, Any]]:
+                   log: Callable[[str], None] = rank_zero_print,
+                   names: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Train checked ``configs`` (cached-feature runs of one comparison) on ``splits`` (features) in groups;
     ``model`` is the comparison's model, whose head context builds every run's head. Results in config order."""
     names = names or {}
@@ -104,16 +106,19 @@ def train_together(configs: list[TrainConfig], splits: DataSplits, model: nn.Mod
             continue
         start = saved["epoch"] + 1 if saved is not None else 0
         groups.setdefault(group_key(config, start), []).append((config, start, saved))
+    cohorts: dict[tuple, list[Group]] = {}
     for members in groups.values():
-        for config, result in zip([m[0] for m in members], train_group(members, splits, model, test, log, names,
-                                                                       device)):
-            results[config.output] = result
+        group = Group(members, splits, model, log, names)
+        cohorts.setdefault(group.batches_key, []).append(group)
+    for cohort in cohorts.values():
+        for group in train_cohort(cohort, splits):
+            results.update(group.finish(test))
     return [results[c.output] for c in configs]
 
 
 def _saved(checkpoint: Path) -> dict[str, Any] | None:
     """The batched state of a last.ckpt (None when the engine wrote it)."""
-    data = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    data = load_file(checkpoint)
     return data.get("batched") and {**data["batched"], "epoch": int(data["epoch"]), "state_dict": data["state_dict"]}
 
 
@@ -134,48 +139,133 @@ def build_run_head(config: TrainConfig, model: nn.Module) -> tuple[nn.Module, fl
 
 
 # ---------------------------------------------------------------------------------------------- one group
-def train_group(members: list[tuple[TrainConfig, int, dict | None]], splits: DataSplits, model: nn.Module,
-                test: bool, log: Callable[[str], None], names: dict[str, str], device: str) -> list[dict[str, Any]]:
-    configs = [m[0] for m in members]
-    start = members[0][1]
-    members = sorted(members, key=lambda m: (m[0].seed, m[0].output))  # seeds together: their runs share batches
-    configs_sorted = [m[0] for m in members]
-    heads_dropout = [build_run_head(c, model) for c in configs_sorted]
-    stacked = StackedHeads([h for h, _ in heads_dropout], heads_dropout[0][1])
-    facts = data_facts(splits)
-    template = configs_sorted[0]
-    loaders = [ArrayLoader(splits.train, c.batch_size, shuffle=True, seed=c.seed,
-                           drop_last=len(splits.train) > c.batch_size) for c in configs_sorted]
-    steps = _steps(len(loaders[0]), template.limit_batches)
-    runs = [Run(c, names.get(c.output, c.output), Path(c.output), *run_optimizer(c, steps * c.epochs),
-                RandomRestart(c.lr, c.seed, c.restart_exponent) if c.schedule == "random-restart" else None)
-            for c in configs_sorted]
-    optimizer = StackedOptimizer(template.optimizer, stacked.params, stacked.decays)
-    if start > 0:
-        _restore(stacked, optimizer, runs, [m[2] for m in members])
-    for run in runs:
-        resume_state(run.config, None).run.create()  # the run directories, once nothing can fail any more
-    backbone = sum(p.numel() for p in model.parameters()) - sum(
-        p.numel() for p in model.get_submodule(model.head_path).parameters())
-    label = f"{runs[0].name.split(' seed ')[0]} x {len(runs)} runs" if len(runs) > 1 else runs[0].name
-    log(f"[{label}] training together on cached features for {template.epochs} epoch(s)")
-    shared = _shared_groups(configs_sorted)
-    started = time.perf_counter()
-    for epoch in range(start, template.epochs):
-        train_epoch(stacked, optimizer, runs, loaders, splits, epoch, steps, shared)
-        validate(stacked, runs, splits, epoch, (epoch + 1) * steps)
+class Group:
+    """The runs of one group (:func:`group_key`) and everything they carry: built once, then stepped; the groups
+    of a cohort (the same seeds in the same order, batch size, steps and epochs: the same batches) step in lockstep
+    so that each step's rows are gathered once for all of them."""
+
+    def __init__(self, members: list[tuple[TrainConfig, int, dict | None]], splits: DataSplits, model: nn.Module,
+                 log: Callable[[str], None], names: dict[str, str]) -> None:
+        self.start = members[0][1]
+        self.outputs = [m[0].output for m in members]  # the caller's order
+        members = sorted(members, key=lambda m: (m[0].seed, m[0].output))  # seeds together: they share batches
+        configs = [m[0] for m in members]
+        heads = [build_run_head(c, model) for c in configs]
+        self.stacked = StackedHeads([h for h, _ in heads], heads[0][1])
+        self.splits, self.facts, self.log, self.template = splits, data_facts(splits), log, configs[0]
+        self.loaders = [ArrayLoader(splits.train, c.batch_size, shuffle=True, seed=c.seed,
+                                    drop_last=len(splits.train) > c.batch_size) for c in configs]
+        self.steps = _steps(len(self.loaders[0]), self.template.limit_batches)
+        self.runs = [Run(c, names.get(c.output, c.output), Path(c.output), *run_optimizer(c, self.steps * c.epochs),
+                         RandomRestart(c.lr, c.seed, c.restart_exponent) if c.schedule == "random-restart" else None)
+                     for c in configs]
+        self.optimizer = StackedOptimizer(self.template.optimizer, self.stacked.params, self.stacked.decays)
+        if self.start > 0:
+            _restore(self.stacked, self.optimizer, self.runs, [m[2] for m in members])
+        for run in self.runs:
+            resume_state(run.config, None).run.create()  # the run directories, once nothing can fail any more
+            run.logs = loggers(run.config, run.path)[1:]  # metrics.csv is written below, as the engine's columns
+        self.backbone = sum(p.numel() for p in model.parameters()) - sum(
+            p.numel() for p in model.get_submodule(model.head_path).parameters())
+        self.label = (f"{self.runs[0].name.split(' seed ')[0]} x {len(self.runs)} runs" if len(self.runs) > 1
+                      else self.runs[0].name)
+        self.shared = _shared_groups(configs)
+        self.slots = (list(range(0, len(self.runs), len(self.runs) // self.shared)) if self.shared
+                      else list(range(len(self.runs))))
+        self.smoothing = torch.tensor([c.label_smoothing for c in configs]).view(-1, 1)
+        log(f"[{self.label}] training together on cached features for {self.template.epochs} epoch(s)")
+
+    @property
+    def batches_key(self) -> tuple:
+        """What decides the rows a step reads: its slots' seeds, the batch size, the steps and the epochs."""
+        return (tuple(self.runs[r].config.seed for r in self.slots), self.template.batch_size, self.steps,
+                self.template.epochs, self.start)
+
+    def begin_epoch(self, epoch: int) -> Tensor:
+        """Seed the epoch's randomness and return the slots' batch indices, ``(steps, G or R, B)``."""
+        self.stacked.training = True
+        for run, gen in zip(self.runs, self.stacked.generators):
+            gen.manual_seed(epoch_seed(run.config.seed, epoch))
+            run.lr_curve.append(float(run.dummy.param_groups[0]["lr"]))
+        for loader in self.loaders:
+            loader.set_epoch(epoch)
+        orders = torch.stack([torch.stack(loader.batches()[:self.steps]) for loader in self.loaders], 1)
+        self.labels = self.splits.train.labels[orders]  # (steps, R, B)
+        self.epoch, self.sums, self.seconds = epoch, torch.zeros(len(self.runs), 3), 0.0
+        return orders[:, self.slots]
+
+    def step(self, step: int, rows: Tensor) -> None:
+        """One update of every run on ``rows`` (the slots' batches of this step)."""
+        y = self.labels[step]
+        logits = self.stacked.forward(Batch(rows, len(self.slots) if self.shared else 0))
+        loss = _cross_entropy(logits, y, self.smoothing)  # (R,)
+        if not torch.isfinite(loss).all():
+            bad = self.runs[int((~torch.isfinite(loss)).nonzero()[0])]
+            raise TrainingError(f"[{bad.name}] the training loss became {loss[~torch.isfinite(loss)][0].item()} at "
+                                f"epoch {self.epoch}, batch {step}; try a lower --lr; {_kept(bad)}")
+        self.optimizer.zero_grad()
+        loss.sum().backward()  # each run's gradient is that of its own mean loss
+        self.optimizer.step([run.dummy.param_groups[0] for run in self.runs])
+        for run in self.runs:
+            if run.config.schedule == "onecycle":
+                run.schedule.step()
+        with torch.no_grad():
+            n = y.shape[1]
+            self.sums += torch.stack([loss * n, (logits.argmax(2) == y).sum(1).float(), torch.full_like(loss, n)], 1)
+
+    def end_epoch(self, elapsed: float) -> None:
+        """The epoch's metrics, validation, checkpoints and line; ``elapsed``: seconds since the cohort began."""
+        epoch, runs = self.epoch, self.runs
+        seconds = self.seconds / len(runs)  # each run's share of the group's time
         for r, run in enumerate(runs):
-            _save(run, stacked, optimizer, r, epoch, (epoch + 1) * steps, facts, "last")
-        done = epoch + 1 - start
-        elapsed = time.perf_counter() - started
+            total, correct, count = self.sums[r].tolist()
+            run.metrics.append({"epoch": epoch, "train_loss": total / count, "train_acc": 100.0 * correct / count})
+            run.seconds += seconds
+            run.epoch_seconds += seconds
+            run.images += int(count)
+        validate(self.stacked, runs, self.splits, epoch, (epoch + 1) * self.steps)
+        for r, run in enumerate(runs):
+            _save(run, self.stacked, self.optimizer, r, epoch, (epoch + 1) * self.steps, self.facts, "last")
+            for logger in run.logs:
+                logger.log_metrics({k: v for k, v in run.metrics[-1].items() if k not in ("epoch", "step")},
+                                   step=run.metrics[-1]["step"])
+        epochs, done = self.template.epochs, epoch + 1 - self.start
         accs = [run.val_curve[-1] for run in runs]
-        log(f"[{label}] epoch {epoch + 1}/{template.epochs}: train loss "
-            f"{sum(r.metrics[-1]['train_loss'] for r in runs) / len(runs):.4f}, val acc {sum(accs) / len(accs):.2f}% "
-            f"(runs {min(accs):.2f} to {max(accs):.2f}), {elapsed:.1f} s elapsed, "
-            f"ETA {elapsed / done * (template.epochs - epoch - 1):.0f} s")
-    results = [_finish(run, stacked, r, splits, facts, test, backbone) for r, run in enumerate(runs)]
-    by_output = {run.config.output: result for run, result in zip(runs, results)}
-    return [by_output[c.output] for c in configs]
+        self.log(f"[{self.label}] epoch {epoch + 1}/{epochs}: train loss "
+                 f"{sum(r.metrics[-1]['train_loss'] for r in runs) / len(runs):.4f}, val acc "
+                 f"{sum(accs) / len(accs):.2f}% (runs {min(accs):.2f} to {max(accs):.2f}), {elapsed:.1f} s elapsed, "
+                 f"ETA {elapsed / done * (epochs - epoch - 1):.0f} s")
+
+    def finish(self, test: bool) -> dict[str, dict[str, Any]]:
+        """Test every run (when ``test``), write its files; results by run directory."""
+        results = [_finish(run, self.stacked, r, self.splits, self.facts, test, self.backbone)
+                   for r, run in enumerate(self.runs)]
+        for run in self.runs:
+            for logger in run.logs:
+                logger.finalize("success")
+        return {run.config.output: result for run, result in zip(self.runs, results)}
+
+
+def train_cohort(groups: list[Group], splits: DataSplits) -> list[Group]:
+    """Step ``groups`` (one cohort: the same batches) together, epoch by epoch; each step's rows are gathered once
+    and the gather's time is shared out among the groups."""
+    first = groups[0]
+    started = time.perf_counter()
+    rows = torch.empty(0)
+    for epoch in range(first.start, first.template.epochs):
+        orders = [group.begin_epoch(epoch) for group in groups][0]  # equal for every group of a cohort
+        images = splits.train.epoch_images(epoch)
+        for step in range(first.steps):
+            clock = time.perf_counter()
+            rows = gather(images, orders[step], rows)
+            share = (time.perf_counter() - clock) / len(groups)
+            for group in groups:
+                clock = time.perf_counter()
+                group.step(step, rows)
+                group.seconds += time.perf_counter() - clock + share
+        for group in groups:
+            group.end_epoch(time.perf_counter() - started)
+    return groups
 
 
 def _steps(batches: int, limit: float) -> int:
@@ -193,55 +283,26 @@ def _shared_groups(configs: list[TrainConfig]) -> int:
     return len(per) if len(set(per.values())) == 1 and len(per) < len(configs) else 0
 
 
-def train_epoch(stacked: StackedHeads, optimizer: StackedOptimizer, runs: list[Run], loaders: list[ArrayLoader],
-                splits: DataSplits, epoch: int, steps: int, shared: int) -> None:
-    stacked.training = True
-    for run, gen in zip(runs, stacked.generators):
-        gen.manual_seed(epoch_seed(run.config.seed, epoch))
-        run.lr_curve.append(float(run.dummy.param_groups[0]["lr"]))
-    for loader in loaders:
-        loader.set_epoch(epoch)
-    orders = [loader.batches()[:steps] for loader in loaders]
-    images, labels = splits.train.epoch_images(epoch), splits.train.labels
-    slots = list(range(0, len(runs), len(runs) // shared)) if shared else list(range(len(runs)))
-    smoothing = torch.tensor([r.config.label_smoothing for r in runs]).view(-1, 1)
-    sums = torch.zeros(len(runs), 3)
-    started = time.perf_counter()
-    for step in range(steps):
-        index = torch.stack([orders[r][step] for r in slots])  # (G or R, B)
-        x = Batch(images[index], len(slots) if shared else 0)
-        y = labels[torch.stack([orders[r][step] for r in range(len(runs))])]  # (R, B)
-        logits = stacked.forward(x)
-        loss = _cross_entropy(logits, y, smoothing)  # (R,)
-        if not torch.isfinite(loss).all():
-            bad = runs[int((~torch.isfinite(loss)).nonzero()[0])]
-            raise TrainingError(f"[{bad.name}] the training loss became {loss[~torch.isfinite(loss)][0].item()} at "
-                                f"epoch {epoch}, batch {step}; try a lower --lr; {_kept(bad)}")
-        optimizer.zero_grad()
-        loss.sum().backward()  # each run's gradient is that of its own mean loss
-        optimizer.step([run.dummy.param_groups[0] for run in runs])
-        for run in runs:
-            if run.config.schedule == "onecycle":
-                run.schedule.step()
-        with torch.no_grad():
-            n = y.shape[1]
-            sums += torch.stack([loss * n, (logits.argmax(2) == y).sum(1).float(), torch.full_like(loss, n)], 1)
-    seconds = (time.perf_counter() - started) / len(runs)  # each run's share of the group's time
-    for r, run in enumerate(runs):
-        total, correct, count = sums[r].tolist()
-        run.metrics.append({"epoch": epoch, "train_loss": total / count, "train_acc": 100.0 * correct / count})
-        run.seconds += seconds
-        run.epoch_seconds += seconds
-        run.images += int(count)
+def gather(images: Tensor, index: Tensor, into: Tensor) -> Tensor:
+    """``images[index]`` written into ``into`` (reshaped when the batch size changes): a fresh tensor of
+    R x 256 x 1280 features each step took 1.6 ms, the same rows into one buffer 1.0 ms (docs/BENCHMARKS.md,
+    section 5). Safe to reuse: a step's backward is done before the next step gathers."""
+    shape = (*index.shape, *images.shape[1:])
+    if into.shape != shape:
+        into = torch.empty(shape, dtype=images.dtype)
+    torch.index_select(images, 0, index.view(-1), out=into.view(-1, *images.shape[1:]))
+    return into
 
 
 def _cross_entropy(logits: Tensor, y: Tensor, smoothing: Tensor) -> Tensor:
-    """Each run's mean cross-entropy, with its own label smoothing (``F.cross_entropy``'s formula)."""
-    logp = torch.log_softmax(logits, dim=2)
-    nll = -logp.gather(2, y.unsqueeze(2)).squeeze(2)
+    """Each run's mean cross-entropy, with its own label smoothing (``F.cross_entropy``'s formula), written with
+    ``logsumexp``: -log p(y) = lse(z) - z_y. On (10, 256, 10) logits its step (forward and backward) took 0.19 ms
+    against 0.33 through ``log_softmax``, whose kernel is slow for 10 classes."""
+    lse = torch.logsumexp(logits, dim=2)
+    nll = lse - logits.gather(2, y.unsqueeze(2)).squeeze(2)
     if not smoothing.any():
         return nll.mean(1)
-    return ((1 - smoothing) * nll + smoothing * -logp.mean(2)).mean(1)
+    return ((1 - smoothing) * nll + smoothing * (lse - logits.mean(2))).mean(1)
 
 
 @torch.no_grad()
@@ -328,7 +389,7 @@ def _restore(stacked: StackedHeads, optimizer: StackedOptimizer, runs: list[Run]
         run.seconds, run.epoch_seconds, run.images = state["seconds"], state["epoch_seconds"], state["images"]
         best = run.path / "checkpoints" / "best.ckpt"
         if best.is_file():
-            data = torch.load(best, map_location="cpu", weights_only=False)
+            data = load_file(best)
             run.best_state = {k[len("model.head."):]: v for k, v in data["state_dict"].items()}
     optimizer.load_runs([s["optimizer"] for s in saved])
 

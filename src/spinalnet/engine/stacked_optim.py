@@ -37,32 +37,39 @@ class StackedOptimizer:
         self.state: dict[str, dict[str, Tensor]] = {}
         self.step_count = 0
 
-    @staticmethod
-    def _column(values: list[float], like: Tensor) -> Tensor:
-        return torch.tensor(values, dtype=like.dtype, device=like.device).view(-1, *([1] * (like.ndim - 1)))
-
     @torch.no_grad()
     def step(self, groups: list[dict[str, Any]]) -> None:
         """``groups``: each run's param group (``lr``, ``momentum`` or ``betas``, ``weight_decay``)."""
         self.step_count += 1
+        values = {"lr": [g["lr"] for g in groups], "weight_decay": [g["weight_decay"] for g in groups],
+                  "no_decay": [0.0] * len(groups)}
+        if self.kind == "sgd":
+            values["momentum"] = [g["momentum"] for g in groups]
+        else:
+            values.update(beta1=[g["betas"][0] for g in groups], beta2=[g["betas"][1] for g in groups])
+        rows = {key: torch.tensor(v) for key, v in values.items()}  # one small tensor per value, not per parameter
+        decay_free = not any(values["weight_decay"])
+
+        def column(key: str, like: Tensor) -> Tensor:
+            return rows[key].to(device=like.device, dtype=like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
         for name, p in self.params.items():
             if p.grad is None:
                 continue
             grad = p.grad
-            lr = self._column([g["lr"] for g in groups], p)
-            wd = self._column([g["weight_decay"] if self.decays[name] else 0.0 for g in groups], p)
+            lr = column("lr", p)
+            wd = column("weight_decay" if self.decays[name] else "no_decay", p)
             state = self.state.setdefault(name, {})
             if self.kind == "sgd":
-                grad = grad + wd * p
-                momentum = self._column([g["momentum"] for g in groups], p)
+                grad = grad if decay_free else grad + wd * p
+                momentum = column("momentum", p)
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = grad.clone()
                 else:
                     state["momentum_buffer"].mul_(momentum).add_(grad)
                 p.sub_(lr * state["momentum_buffer"])  # momentum 0: the buffer is the gradient itself
                 continue
-            beta1 = self._column([g["betas"][0] for g in groups], p)
-            beta2 = self._column([g["betas"][1] for g in groups], p)
+            beta1, beta2 = column("beta1", p), column("beta2", p)
             if self.kind == "adamw":
                 p.mul_(1 - lr * wd)
             else:
