@@ -125,6 +125,25 @@ def test_arm_lists_split_options_from_arms():
     assert parse_arm("spinal:layer_width=64,num_layers=8").get("num_layers") == 8
 
 
+@pytest.mark.parametrize("arm,label", [
+    ("fc", "the paper's baseline"), ("fc:dropout=0", "the model's head"), ("mlp", "same parameters"),
+    ("mlp:dropout=0.5", "same parameters"), ("mlp:hidden=256", "an MLP"), ("mlp2", "the authors' 2-layer FC"),
+])
+def test_a_contrast_names_the_paper_baseline_and_same_size_only_for_those_arms(arm, label):
+    from spinalnet.comparison.report import compare_row
+    from spinalnet.heads.spec import contrast_label
+
+    assert contrast_label(parse_arm(arm)) == label
+    stats = {"difference_mean": 1.0, "difference_ci95": [0.5, 1.5], "p_value": 0.01, "p_holm": 0.02}
+    contrasts = [{"arm": name, "kind": parse_arm(name).kind, **stats, "p_value": p}
+                 for name, p in [("fc:dropout=0", 0.3), ("fc", 0.01), ("mlp:hidden=256", 0.4), ("mlp", 0.02)]]
+    arms = {a["arm"]: {"test_acc": [80.0, 81.0], "test_acc_std": 0.7, "test_acc_mean": 80.5}
+            for a in [*contrasts, {"arm": "spinal"}]}
+    row = compare_row({"arms": arms, "contrasts": contrasts, "reference": "spinal", "config": {"epochs": 1},
+                       "dataset": "d", "model": "m", "_path": "x"})
+    assert [(name, c["arm"]) for name, c in row["tests"]] == [("vs fc", "fc"), ("vs same-size MLP", "mlp")]
+
+
 @pytest.mark.parametrize("heads,message", [
     ("fc,mpl", "unknown head 'mpl' (did you mean 'mlp'?)"),
     ("spinal:width=4", "unknown option of 'spinal' heads 'width' (did you mean 'layer_width'?)"),

@@ -43,7 +43,7 @@ def test_reproduce_scaled_down_then_report(idx_dir, tmp_path, capsys):
     assert results["experiment"]["name"] == "fashion-mnist-default-cnn"
     assert results["config"]["epochs"] == 1 and results["config"]["momentum"] == 0.5
     spinal = results["arms"]["spinal"]
-    assert len(spinal["test_acc"]) == 2 and list(results["arms"]) == ["fc", "mlp", "spinal"]
+    assert len(spinal["test_acc"]) == 2 and list(results["arms"]) == ["fc", "fc:dropout=0", "mlp", "spinal"]  # the config's arms
     capsys.readouterr()
     assert main(["report", str(out)]) == 0
     table = capsys.readouterr().out.strip().splitlines()

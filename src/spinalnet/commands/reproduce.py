@@ -26,6 +26,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "not for regression)")
     p.add_argument("--shard", metavar="K/N", help="train only the K-th of N shares of the runs into the shared "
                    "--output (not for regression)")
+    p.add_argument("--logger", choices=("csv", "tensorboard", "mlflow"), help="curves besides metrics.csv: "
+                   "tensorboard event files or mlflow runs (default: csv only; not for regression)")
     p.add_argument("--resume", action="store_true", default=None,
                    help="continue an interrupted run in --output (not for regression)")
     p.add_argument("--force", action="store_true", default=None, help="overwrite a finished run in --output")
@@ -43,12 +45,12 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("name an experiment, or pass --list to see them")
     overrides = {k: getattr(args, k) for k in ("epochs", "seeds", "limit_batches", "output", "data_dir", "download",
                                               "accelerator", "devices", "num_nodes", "jobs", "shard", "resume",
-                                              "force")}
+                                              "force", "logger")}
     reproduce(args.name, overrides)
 
 
 #: reproduce options that only experiments run through compare take.
-COMPARE_ONLY = ("data_dir", "download", "accelerator", "devices", "num_nodes", "jobs", "shard", "resume")
+COMPARE_ONLY = ("data_dir", "download", "accelerator", "devices", "num_nodes", "jobs", "shard", "resume", "logger")
 
 
 def reproduce(name: str, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from spinalnet.heads.spec import KIND_LABELS, parse_arm
+from spinalnet.heads.spec import contrast_label, parse_arm
 from spinalnet.stats import error_reduction_pct, holm, mean_std, paired_stats
 
 Predictions = dict[tuple[str, int], dict[str, np.ndarray] | None]
@@ -77,8 +77,8 @@ def contrast(arm: str, summary: dict[str, Any], reference: str, ref: dict[str, A
     shared = all(np.array_equal(truth[0], t) for t in truth)  # one test split for every seed
     stats = paired_stats(base, cand, example_scores=scores, shared_examples=shared).as_dict()
     reduction = error_reduction_pct(base, cand)
-    kind = parse_arm(arm).kind
-    return {"arm": arm, "reference": reference, "kind": kind, "label": KIND_LABELS[kind], **stats,
+    spec = parse_arm(arm)
+    return {"arm": arm, "reference": reference, "kind": spec.kind, "label": contrast_label(spec), **stats,
             "error_reduction_pct": None if reduction is None else round(reduction, 3)}
 
 

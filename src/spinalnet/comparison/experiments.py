@@ -57,6 +57,6 @@ def format_list(items: dict[str, Experiment]) -> str:
         o = exp.options
         hours = "-" if exp.cpu_hours is None else f"{exp.cpu_hours:,.1f}"
         lines.append(f"{name:<34}{str(o.get('seeds', '-')) + ' x ' + str(o.get('epochs', '-')):>15}{hours:>11}   {exp.title}")
-    lines.append("estimated CPU hours: 2 CPU cores, both heads, all seeds, from measured throughput or FLOPs "
+    lines.append("estimated CPU hours: 2 CPU cores, every arm of the config, all seeds, from measured throughput or FLOPs "
                  "(docs/BENCHMARKS.md); scale down with --epochs and --seeds")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Any
 from spinalnet.comparison.records import RECORD
 from spinalnet.comparison.results_file import KINDS, RESULTS, read_results
 from spinalnet.errors import UsageError
+from spinalnet.heads.spec import is_paper_baseline, is_same_size, parse_arm
 
 SIGNIFICANCE = 0.05
 #: Experiments costlier than this on 2 CPU cores are marked "needs a GPU" when not run.
@@ -130,10 +131,9 @@ def _directory(results: dict[str, Any]) -> str:
 def compare_row(results: dict[str, Any]) -> dict[str, Any]:
     exp = results.get("experiment") or {}
     arms, cfg, ref = results["arms"], results["config"], results["reference"]
-    by_kind: dict[str, dict[str, Any]] = {}
-    for c in results["contrasts"]:
-        by_kind.setdefault(c["kind"], c)  # the first arm of each kind answers for it
-    fc, mlp = by_kind.get("fc"), by_kind.get("mlp")
+    specs = [(c, parse_arm(c["arm"])) for c in results["contrasts"]]
+    fc = next((c for c, spec in specs if is_paper_baseline(spec)), None)  # the paper's answer: plain fc only
+    mlp = next((c for c, spec in specs if is_same_size(spec)), None)       # the first parameter-matched MLP
     n = len(arms[ref]["test_acc"])
     name = exp.get("name") or f"{results['dataset']} / {results['model']}"
     paper = paper_numbers(exp)

@@ -69,9 +69,11 @@ KINDS: dict[str, tuple[str, ...]] = {
     "mlp2": ("width", "dropout", "batch_norm", "activation"),
     "spinal": ("layer_width", "num_layers", "num_splits", "dropout", "batch_norm", "activation"),
 }
-#: How a contrast with each kind reads in words ("Spinal vs mlp (same parameters)").
-KIND_LABELS = {"fc": "the paper's baseline", "linear": "one Linear", "mlp": "same parameters",
-               "mlp2": "the authors' 2-layer FC", "spinal": "another Spinal head"}
+#: How a contrast with each kind reads in words ("Spinal vs mlp (same parameters)"): the kind as it is by default,
+#: and the kind with options of its own (see :func:`contrast_label`).
+KIND_LABELS = {"fc": ("the paper's baseline", "the model's head"), "linear": ("one Linear", "one Linear"),
+               "mlp": ("same parameters", "same parameters"), "mlp2": ("the authors' 2-layer FC",) * 2,
+               "spinal": ("another Spinal head",) * 2}
 MAX_LAYERS = 10_000  # as TrainConfig's --num-layers: a module per layer
 
 
@@ -115,6 +117,25 @@ class ArmSpec:
 
     def __str__(self) -> str:
         return self.name
+
+
+def is_paper_baseline(spec: ArmSpec) -> bool:
+    """``fc`` as the model defines it: the head the paper compares with."""
+    return spec.kind == "fc" and not spec.options
+
+
+def is_same_size(spec: ArmSpec) -> bool:
+    """An ``mlp`` whose width is matched to the reference's parameters (no ``hidden`` of its own)."""
+    return spec.kind == "mlp" and spec.get("hidden") is None
+
+
+def contrast_label(spec: ArmSpec) -> str:
+    """What an arm is, in words, for "Spinal vs ARM (LABEL)" (the arm's name shows its options): ``fc`` with
+    options is no longer the paper's baseline, and an ``mlp`` of a given width is not "same parameters"."""
+    plain, changed = KIND_LABELS[spec.kind]
+    if not spec.options:
+        return plain
+    return "an MLP" if spec.kind == "mlp" and not is_same_size(spec) else changed
 
 
 def parse_arm(text: str) -> ArmSpec:

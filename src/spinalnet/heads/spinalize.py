@@ -17,13 +17,24 @@ DEFAULT_LAYER_WIDTH = 128
 
 @dataclass
 class ClassifierSite:
-    """Where a model's classifier lives: ``parent.name`` is replaced, reading ``in_features``."""
+    """Where a model's classifier lives, as :func:`find_classifier` found it.
+
+    ``path``: its attribute path in the model (``"fc"``, ``"classifier.1"``, ``"head.fc"``); ``parent`` and
+    ``name``: ``getattr(parent, name)`` is the classifier, and is what a new head replaces; ``in_features``: the
+    width the classifier reads (a new head's input); ``drop_after``: the later entries of a Sequential head
+    (VGG's, AlexNet's hidden layers), removed with it.
+    """
 
     parent: nn.Module
     name: str
     in_features: int
     path: str
-    drop_after: tuple[str, ...] = ()  # later entries of a Sequential head, removed with it
+    drop_after: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # the parent is often the whole model: its type is enough
+        after = f", drop_after={self.drop_after}" if self.drop_after else ""
+        return (f"ClassifierSite(path={self.path!r}, in_features={self.in_features}, "
+                f"parent={type(self.parent).__name__}, name={self.name!r}{after})")
 
 
 # A classifier is a Linear, or a SpinalLinear that an earlier spinalize put there (spinalize again replaces it).
