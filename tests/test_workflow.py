@@ -158,3 +158,50 @@ def test_report_writes_a_sharded_comparison_s_summary_without_torch(npz_file, tm
     done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads((out / "results.json").read_text())["contrasts"] == written["contrasts"]
+
+
+def test_checkpoints_load_with_weights_only_and_a_foreign_pickle_is_refused(trained, tmp_path, capsys):
+    for name in ("best.ckpt", "last.ckpt"):  # ours hold tensors and plain data only
+        torch.load(trained / "checkpoints" / name, weights_only=True)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": Payload()}, evil)
+    for command in (["eval", str(evil)], ["export", str(evil), "--format", "onnx", "--output", str(tmp_path / "x")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "refused: it holds Python objects that are not tensors or plain data" in err
+        assert len(err.strip().splitlines()) == 1
+    assert not marker.exists()  # nothing it carried ran
+
+
+def test_tensorboard_logger_writes_an_event_file_that_reads_back(tmp_path, npz_file):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    assert main(["train", "--dataset", f"npz:{npz_file}", "--epochs", "2", "--batch-size", "32", "--logger",
+                 "tensorboard", "--output", str(out), "--no-progress"]) == 0
+    assert list(out.glob("events.out.tfevents.*")) and (out / "metrics.csv").is_file()  # metrics.csv either way
+    log = EventAccumulator(str(out))  # every event file of the run directory, as tensorboard --logdir reads them
+    log.Reload()
+    assert {"val_acc", "train_loss"} <= set(log.Tags()["scalars"])
+    assert [round(e.value, 2) for e in log.Scalars("val_acc")] == [
+        round(v, 2) for v in json.loads((out / "result.json").read_text())["val_acc_curve"]]
+
+
+def test_mlflow_logger_without_mlflow_is_one_line(tmp_path, npz_file, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here")
+    out = tmp_path / "ml"
+    assert main(["train", "--dataset", f"npz:{npz_file}", "--logger", "mlflow", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("spinalnet: error: --logger mlflow needs the mlflow package, which is not installed: "
+                           "pip install mlflow")
+    assert not out.exists()

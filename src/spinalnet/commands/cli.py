@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = OneLineParser(
         prog="spinalnet",
-        description="SpinalNet: layers, model zoo and honest comparisons of ordinary vs Spinal heads.",
+        description="SpinalNet: layers, model zoo and honest comparisons of classifier heads.",
     )
     parser.add_argument("--version", action="version", version=f"spinalnet {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")

@@ -12,10 +12,10 @@ def add(sub: argparse._SubParsersAction) -> None:
 
     add_config_command(
         sub, "compare", CompareConfig, run, skip=("head",),
-        help="ordinary (fc) vs Spinal head: several seeds, statistics, plots",
-        description="Train the fc head and the Spinal head for every seed with identical data order, "
-        "augmentation and schedule; print a table and write results.json, results.csv, curves.png and "
-        "summary.png to --output.")
+        help="heads side by side (fc, mlp, spinal, ...): several seeds, paired statistics, plots",
+        description="Train every arm (--heads) for every seed with identical data order, augmentation, schedule "
+        "and backbone initialisation; compare each arm with the reference arm, paired by seed; print a table and "
+        "write results.json, results.csv, curves.png, summary.png and contrasts.png to --output.")
 
 
 def run(config) -> None:

@@ -38,9 +38,16 @@ AUGMENTATIONS: dict[str, AugmentSpec] = {
 }
 
 
+#: The per-sample datasets' (image folders') recipe: resize, rotation 15, random crop, flip (PIL transforms).
+TRANSFER = "transfer"
+
+
 def augment_spec(name: str) -> AugmentSpec:
+    if name == TRANSFER:
+        raise unknown_name("augmentation for in-memory data (transfer is the image folders' recipe)", name,
+                           AUGMENTATIONS)
     if name not in AUGMENTATIONS:
-        raise unknown_name("augmentation", name, AUGMENTATIONS)
+        raise unknown_name("augmentation", name, [*AUGMENTATIONS, TRANSFER])
     return AUGMENTATIONS[name]
 
 

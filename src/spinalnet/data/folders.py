@@ -23,10 +23,19 @@ FOLDER_DATASETS = {"cinic10", "bird225", "fruits360", "hymenoptera", "imagenet"}
 DOWNLOADS = {"hymenoptera": "https://download.pytorch.org/tutorial/hymenoptera_data.zip"}
 
 
-def image_transforms(size: int, train: bool) -> v2.Compose:
-    """The paper's transfer-learning recipe: resize, rotation 15, crop, flip; eval: resize + centre crop."""
-    tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
-    resize = v2.Resize(int(round(size * 8 / 7)), antialias=True)
+#: A pretrained backbone's images are resized to 8/7 of their crop (ImageNet's 256 for 224) and centre-cropped.
+PRETRAINED_MARGIN = 8 / 7
+#: Images whose statistics a model trained from scratch is normalised with (a seeded sample of the training split).
+STATS_SAMPLE = 1000
+
+
+def image_transforms(size: int, train: bool, mean: tuple[float, ...] = IMAGENET_MEAN,
+                     std: tuple[float, ...] = IMAGENET_STD, margin: float = PRETRAINED_MARGIN,
+                     normalise: bool = True) -> v2.Compose:
+    """The paper's transfer-learning recipe when ``train``: resize, rotation 15, crop, flip; otherwise resize and
+    centre crop. ``margin``: the resize before the crop, as a share of ``size`` (1: the crop is the whole image)."""
+    tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), *([v2.Normalize(mean, std)] if normalise else [])]
+    resize = v2.Resize(int(round(size * margin)), antialias=True)
     if train:
         return v2.Compose([resize, v2.RandomRotation(15), v2.RandomCrop(size), v2.RandomHorizontalFlip(), *tail])
     return v2.Compose([resize, v2.CenterCrop(size), *tail])
@@ -47,6 +56,29 @@ class TransformedSubset(Dataset):
 
     def subset(self, index: Tensor, transform=None) -> "TransformedSubset":
         return TransformedSubset(self.base, self.indices[index], transform or self.transform, self.all_labels)
+
+    def with_transform(self, transform) -> "TransformedSubset":
+        return TransformedSubset(self.base, self.indices, transform, self.all_labels)
+
+    def image_size(self) -> int:
+        """The shorter side of the first image (a folder trained from scratch keeps its images' size)."""
+        image, _ = self.base[int(self.indices[0])]
+        return min(image.size) if hasattr(image, "size") and not callable(image.size) else int(min(image.shape[-2:]))
+
+    def channel_stats(self, size: int, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std, in [0, 1] units, of up to :data:`STATS_SAMPLE` images (seeded) at ``size``."""
+        plain = self.with_transform(image_transforms(size, False, margin=1.0, normalise=False))
+        count = min(len(plain), STATS_SAMPLE)
+        order = torch.randperm(len(plain), generator=torch.Generator().manual_seed(seed))[:count]
+        total, square, pixels = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0
+        for i in order.tolist():
+            x = plain[i][0].double()
+            total += x.sum((1, 2))
+            square += x.pow(2).sum((1, 2))
+            pixels += x.shape[1] * x.shape[2]
+        mean = total / pixels
+        std = (square / pixels - mean.pow(2)).clamp_min(1e-12).sqrt()
+        return tuple(mean.tolist()), tuple(std.tolist())
 
     def __getitem__(self, i: int):
         image, label = self.base[int(self.indices[i])]
@@ -102,11 +134,12 @@ def find_folder_root(name: str, options: DataOptions) -> Path:
     raise not_found(name, options, options.candidate_dirs(name), how)
 
 
-def load_folder(root: Path, options: DataOptions, size: int) -> tuple[TransformedSubset, TransformedSubset, int, list[str]]:
-    """Train and test subsets from ``root/train`` + ``root/test`` (or val), or one folder split 80/20."""
+def load_folder(root: Path, options: DataOptions) -> tuple[TransformedSubset, TransformedSubset, int, list[str]]:
+    """Train and test subsets from ``root/train`` + ``root/test`` (or val), or one folder split 80/20; their
+    transforms are set later (:func:`spinalnet.data.registry.load_dataset`)."""
     require_directory(root, "folder dataset")
     train_dir = _subdir(root, TRAIN_DIRS)
-    train_tf, eval_tf = image_transforms(size, True), image_transforms(size, False)
+    train_tf = eval_tf = None
     if train_dir is None:
         pool = _image_folder(root)
         labels = np.asarray(pool.targets)

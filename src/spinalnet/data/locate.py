@@ -27,6 +27,11 @@ class DataOptions:
     categories: list[str] = field(default_factory=list)   # Quick Draw
     samples_per_class: int = 10_000                       # Quick Draw
     system_dirs: tuple[Path, ...] | None = None           # None: SYSTEM_DATA_DIRS
+    #: per-sample (folder) data: whether the model is a pretrained backbone (its defaults: 224 px, ImageNet's
+    #: statistics, the transfer recipe) or trains from scratch (the images' own size, the training split's
+    #: statistics, no augmentation); ``augment``: "transfer" or "none" to choose the recipe yourself
+    pretrained: bool = False
+    augment: str | None = None
 
     def candidate_dirs(self, name: str, layouts: Sequence[str] = ()) -> list[Path]:
         """Directories that may hold dataset ``name``, in the order they are tried.

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 
 from spinalnet.data import folders, npz, quickdraw, vision_sets
 from spinalnet.data.arrays import ImageArrays, split_fraction
+from spinalnet.data.augment import TRANSFER
 from spinalnet.data.locate import DataOptions
 from spinalnet.errors import UsageError, unknown_name
 
@@ -192,25 +193,40 @@ def _in_memory(name: str, train_pool: ImageArrays, test: ImageArrays, options: D
                       augment, classes)
 
 
-def _per_sample(name: str, train_pool, test, num_classes: int, options: DataOptions, size: int,
+def _per_sample(name: str, train_pool, test, num_classes: int, options: DataOptions,
                 classes: list[str] | None = None) -> DataSplits:
+    """Image files read per sample, with defaults that follow the model: for a pretrained backbone 224 px,
+    ImageNet's statistics and the transfer recipe (resize, rotation 15, random crop, flip); for a model trained
+    from scratch the images' own size, the training split's statistics and no augmentation. ``--image-size``
+    and ``--augment transfer`` or ``none`` choose for yourself."""
     check_class_count(name, num_classes)
+    recipe = options.augment or (TRANSFER if options.pretrained else "none")
+    if recipe not in (TRANSFER, "none"):
+        raise UsageError(f"{name}: image files are augmented per sample: --augment {TRANSFER} or none, not {recipe!r} "
+                         "(the batched recipes are for in-memory datasets)")
     train_idx, val_idx = split_fraction(len(train_pool), options.val_fraction, options.split_seed)
-    val = train_pool.subset(val_idx, folders.image_transforms(size, False))
-    return DataSplits(name, train_pool.subset(train_idx), val, test, num_classes, 3, (size, size),
-                      folders.IMAGENET_MEAN, folders.IMAGENET_STD, "transfer", classes)
+    size = options.image_size or (DEFAULT_FOLDER_SIZE if options.pretrained else train_pool.image_size())
+    margin = folders.PRETRAINED_MARGIN if options.pretrained else 1.0
+    train = train_pool.subset(train_idx)
+    if options.pretrained:
+        mean, std = folders.IMAGENET_MEAN, folders.IMAGENET_STD
+    else:
+        mean, std = train.channel_stats(size, options.split_seed)
+    transforms = {flag: folders.image_transforms(size, flag, mean, std, margin) for flag in (True, False)}
+    return DataSplits(name, train.with_transform(transforms[recipe == TRANSFER]),
+                      train_pool.subset(val_idx, transforms[False]), test.with_transform(transforms[False]),
+                      num_classes, 3, (size, size), mean, std, recipe, classes)
 
 
 def load_dataset(name: str, options: DataOptions | None = None) -> DataSplits:
     """Resolve ``name`` (a registered name, ``folder:PATH`` or ``npz:PATH``) into train / val / test."""
     options = options or DataOptions()
-    size = options.image_size or DEFAULT_FOLDER_SIZE
     if name.startswith("npz:"):
         train, test = npz.load_npz(Path(name[4:]).expanduser(), options.split_seed)
         return _in_memory(name, train, test, options, "none")
     if name.startswith("folder:"):
-        train, test, n, classes = folders.load_folder(Path(name[7:]).expanduser(), options, size)
-        return _per_sample(name, train, test, n, options, size, classes)
+        train, test, n, classes = folders.load_folder(Path(name[7:]).expanduser(), options)
+        return _per_sample(name, train, test, n, options, classes)
     check_dataset_name(name)
     info = DATASETS[name]
     loaders: dict[str, Callable] = {
@@ -225,9 +241,8 @@ def load_dataset(name: str, options: DataOptions | None = None) -> DataSplits:
         train, test, categories = quickdraw.load_quickdraw(options)
         return _in_memory(name, train, test, options, info.augment, len(categories), categories)
     if info.kind == "per-sample":
-        train, test, n = vision_sets.load_per_sample(name, options, folders.image_transforms(size, True),
-                                                     folders.image_transforms(size, False))
-        return _per_sample(name, train, test, n, options, size)
+        train, test, n = vision_sets.load_per_sample(name, options)
+        return _per_sample(name, train, test, n, options)
     root = folders.find_folder_root(name, options)
-    train, test, n, classes = folders.load_folder(root, options, size)
-    return _per_sample(name, train, test, n, options, size, classes)
+    train, test, n, classes = folders.load_folder(root, options)
+    return _per_sample(name, train, test, n, options, classes)

@@ -170,8 +170,10 @@ def load_svhn_stl(name: str, options: DataOptions) -> tuple[ImageArrays, ImageAr
     return out[0], out[1]
 
 
-def load_per_sample(name: str, options: DataOptions, train_tf, eval_tf):
-    """Caltech-101 (seeded 80/20 split), Stanford Cars, Flowers-102: PIL images through transforms."""
+def load_per_sample(name: str, options: DataOptions):
+    """Caltech-101 (seeded 80/20 split), Stanford Cars, Flowers-102: PIL images, their transforms set later
+    (:func:`spinalnet.data.registry.load_dataset`)."""
+    train_tf = eval_tf = None
     hint = f"torchvision's layout of {name} in DIR/{name}"
     if name == "caltech101":
         ds = _torchvision_root(name, options, lambda r, d: torchvision.datasets.Caltech101(r, download=d), hint)

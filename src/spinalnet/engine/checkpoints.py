@@ -4,6 +4,7 @@ errors naming the file."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,40 @@ from spinalnet.errors import UsageError
 from spinalnet.files import atomic_write
 
 
+def load_file(path: Path, mmap: bool = False) -> Any:
+    """A checkpoint's contents with ``weights_only=True``: tensors and plain data only, so a file from elsewhere
+    cannot run code when it is read (every checkpoint spinalnet writes, the engine's and the batched path's, holds
+    nothing else). A pickle of other objects raises :class:`ForeignPickle`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        if "weights_only" in str(err) or "Weights only" in str(err):
+            raise ForeignPickle(f"{path}: refused: it holds Python objects that are not tensors or plain data (not a "
+                                "checkpoint spinalnet wrote); reading it could run code") from None
+        raise
+
+
+class ForeignPickle(UsageError):
+    """A file whose pickle holds objects ``weights_only`` loading refuses."""
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint I/O, written atomically and read with :func:`load_file`."""
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
         atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return load_file(Path(path))
 
 
 def read_checkpoint_state(last: Path) -> tuple[dict[str, Any], int]:
     """The config and epoch stored in a checkpoint (mmap: Lightning loads the weights once, when it resumes)."""
     try:
-        saved = torch.load(last, map_location="cpu", weights_only=False, mmap=True)
+        saved = load_file(last, mmap=True)
         return saved["hyper_parameters"]["config"], int(saved["epoch"])
+    except ForeignPickle:
+        raise
     except Exception as err:  # truncated or foreign file
         raise UsageError(f"cannot resume from {last}: not a readable spinalnet checkpoint ({type(err).__name__})") from None
 
@@ -41,7 +66,9 @@ def read_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, Any], dict[str, 
         raise UsageError(f"checkpoint {path} does not exist")
     expected = "a .ckpt file written by spinalnet train or compare"
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = load_file(path)
+    except ForeignPickle:
+        raise
     except Exception as err:  # torch.load raises many types for a text, truncated or damaged file
         detail = str(err).splitlines()[0] if str(err) else "empty or truncated?"
         raise UsageError(f"{path}: not a readable spinalnet checkpoint ({type(err).__name__}: {detail}); "

@@ -157,8 +157,10 @@ class TrainConfig(ConfigBase):
     val_fraction: float = option(0.1, "fraction of the training set held out for validation", gt=0, lt=1)
     split_seed: int = option(0, "seed of the validation (and generated test) split; fixed across --seeds", ge=0)
     augment: str | None = option(None, "augmentation: none, rotate, perspective-rotate, crop, crop-flip, crop2-flip "
-                                     "(default: the dataset's)")
-    image_size: int | None = option(None, "resize images to this size (default: native; 224 for folders)", ge=8)
+                                     "(in-memory data); transfer or none (image folders) (default: the dataset's; "
+                                     "folders: transfer for pretrained backbones, none from scratch)")
+    image_size: int | None = option(None, "resize images to this size (default: native; folders: 224 for "
+                                          "pretrained backbones, else the images' own size)", ge=8)
     categories: list[str] = option([], "Quick Draw categories, comma-separated (default: 24 built-in)")
     samples_per_class: int = option(10_000, "Quick Draw drawings per category", ge=1)
     num_workers: int = option(2, "data-loading processes for per-sample (folder) datasets", ge=0)
@@ -227,7 +229,7 @@ class TrainConfig(ConfigBase):
 
         check_dataset_name(self.dataset)
         check_model_name(self.model)
-        if self.augment is not None:
+        if self.augment is not None and self.augment != "transfer":  # transfer: image folders' own recipe
             augment_spec(self.augment)
         self._absolute_paths()
         return self
@@ -239,7 +241,8 @@ class TrainConfig(ConfigBase):
         return DataOptions(data_dir=Path(self.data_dir).expanduser() if self.data_dir else None,
                            download=self.download, val_fraction=self.val_fraction, split_seed=self.split_seed,
                            image_size=self.image_size, categories=list(self.categories),
-                           samples_per_class=self.samples_per_class)
+                           samples_per_class=self.samples_per_class, pretrained=self.pretrained is not None,
+                           augment=self.augment)
 
     @property
     def head_seed(self) -> int:

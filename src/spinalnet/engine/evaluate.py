@@ -16,7 +16,7 @@ from spinalnet.engine.datamodule import SplitsDataModule
 from spinalnet.engine.checkpoints import load_classifier, load_run_module
 from spinalnet.engine.predictions import PREDICTIONS_FILE, accuracy_pct, write_predictions
 from spinalnet.engine.run_record import RESULT_FILE, read_result, write_result
-from spinalnet.engine.trainer import quiet_lightning
+from spinalnet.engine.trainer import interruptible, quiet_lightning
 
 
 def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None = None, strict: bool = False,
@@ -53,7 +53,7 @@ def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None =
                         enable_model_summary=False, enable_checkpointing=False)
     if split == "val":
         datamodule.test_dataloader = datamodule.val_dataloader
-    (metrics,) = trainer.test(module, datamodule, verbose=False)
+    (metrics,) = interruptible(trainer, "test", module, datamodule, verbose=False)
     predictions = module.test_predictions
     classes = facts.get("classes") or [str(k) for k in range(facts["num_classes"])]
     return {"checkpoint": str(path), "dataset": config.dataset, "model": config.model, "head": config.head,
@@ -84,7 +84,7 @@ def test_run(run_dir: Path, splits: DataSplits) -> dict[str, Any]:
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
     trainer = L.Trainer(accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
-    (metrics,) = trainer.test(module, datamodule, verbose=False)
+    (metrics,) = interruptible(trainer, "test", module, datamodule, verbose=False)
     write_predictions(Path(run_dir) / PREDICTIONS_FILE, module.test_predictions)
     result = {**result, "test_acc": accuracy_pct(module.test_predictions),
               "test_loss": round(float(metrics["test_loss"]), 6), "tested": True}

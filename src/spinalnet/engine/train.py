@@ -22,7 +22,7 @@ from spinalnet.engine.describe import start_lines
 from spinalnet.engine.module import Classifier, data_facts
 from spinalnet.engine.predictions import PREDICTIONS_FILE, accuracy_pct, write_predictions
 from spinalnet.engine.run_record import RESULT_FILE, check_same_run, read_result, write_result
-from spinalnet.engine.trainer import (RunCallbacks, check_logger, earlier_metrics, keep_earlier_metrics,
+from spinalnet.engine.trainer import (RunCallbacks, check_logger, earlier_metrics, interruptible, keep_earlier_metrics,
                                       lightning_errors, loggers, make_trainer, quiet_lightning, rank_zero_print)
 from spinalnet.errors import UsageError
 from spinalnet.provenance import hardware, versions
@@ -93,7 +93,7 @@ def fit(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | N
         return {**state.finished, "resumed_finished": True}
     splits = splits if splits is not None else load_dataset(config.dataset, config.data_options())
     facts = data_facts(splits)
-    L.seed_everything(config.seed, workers=True, verbose=False)
+    L.seed_everything(config.seed, workers=True)  # its "Seed set" line is quiet: quiet_lightning()
     module = Classifier(config, facts)  # builds the model: bad options fail before any file is written
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
     callbacks = RunCallbacks(config, state.run.path, extra_callbacks)
@@ -106,16 +106,21 @@ def fit(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | N
             for line in [f"run directory: {state.run.path}", *start_lines(config, splits, module.model)]:
                 log(line)
         keep_earlier_metrics(logs[0], *state.metrics)
-        trainer.fit(module, datamodule, ckpt_path=str(state.checkpoint) if state.checkpoint else None)
+        interruptible(trainer, "fit", module, datamodule, ckpt_path=str(state.checkpoint) if state.checkpoint else None)
         curves = list(callbacks.history.val_acc), list(callbacks.history.lr)  # testing rewinds callback state
         best = callbacks.best.best_model_path or str(last)
-        tested = trainer.test(module, datamodule, ckpt_path=best, verbose=False)[0] if test else None
+        tested = interruptible(trainer, "test", module, datamodule, ckpt_path=best, verbose=False)[0] if test else None
     result = result_record(config, module, facts, trainer.current_epoch, callbacks, curves, best, tested)
     if trainer.is_global_zero:
-        if tested is not None:
-            write_predictions(state.run.path / PREDICTIONS_FILE, module.test_predictions)
-        write_result(state.run.path / RESULT_FILE, result)
+        write_run_files(state.run.path, result, module.test_predictions if tested is not None else None)
     return result
+
+
+def write_run_files(path: Path, result: dict[str, Any], predictions: dict[str, Any] | None) -> None:
+    """``predictions.npz`` (when the run was tested), then ``result.json``: a run with a result is complete."""
+    if predictions is not None:
+        write_predictions(path / PREDICTIONS_FILE, predictions)
+    write_result(path / RESULT_FILE, result)
 
 
 def result_record(config: TrainConfig, module: Classifier, facts: dict[str, Any], epochs: int,

@@ -60,7 +60,7 @@ def _cifar_resnet(blocks: list[int], width_default: int):
         return ZooParts(features, 4 * 512, lambda c: nn.Sequential(PositionMax(4), nn.Linear(512, c)),
                         dict(layer_width=width_default, num_layers=4, num_splits=4))
 
-    build.__doc__ = (f"CIFAR ResNet {blocks}, features max-pooled to 2x2 for both heads. fc: max over the 4 "
+    build.__doc__ = (f"CIFAR ResNet {blocks}, features max-pooled to 2x2 for every head. fc: max over the 4 "
                      f"positions (the global max-pool) -> Linear(512, C). Spinal: one position per hidden "
                      f"layer, width {width_default}, 4 layers.")
     return build

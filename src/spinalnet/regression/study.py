@@ -233,8 +233,9 @@ def plot_study(results: dict[str, TargetResult], path: Path) -> None:
         ax = axes[row, 2]
         for model in MODELS:
             ex = res.example[model]
-            ax.plot(ex["train_curve"], color=COLORS[model], alpha=0.5, label=f"{model} train")
-            ax.plot(ex["val_curve"], color=COLORS[model], label=f"{model} validation")
+            epochs = range(1, len(ex["train_curve"]) + 1)  # epoch 1 is the first, as in curves.png
+            ax.plot(epochs, ex["train_curve"], color=COLORS[model], alpha=0.5, label=f"{model} train")
+            ax.plot(epochs, ex["val_curve"], color=COLORS[model], label=f"{model} validation")
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel("MSE")
