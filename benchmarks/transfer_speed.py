@@ -105,8 +105,11 @@ def heads_case(args, root: Path, weights: Path) -> None:
                    pretrained=str(weights), progress=False, feature_cache=str(args.cache or root / "cache"))
     fill = CompareConfig(**{**options, "seeds": 1, "epochs": 1, "heads": ["fc"], "output": str(root / "fill")})
     _, filled = timed(fill)
-    print(f"{MODEL} frozen at {options['image_size']} px on the full Fashion-MNIST: features extracted once in "
-          f"{filled['feature_cache']['extract_seconds']:.1f} s (not part of what follows); "
+    cache = filled["feature_cache"]
+    features = (f"features from the cache {options['feature_cache']}" if cache["hit"]
+                else f"features extracted once in {cache['extract_seconds']:.1f} s")
+    print(f"{MODEL} frozen at {options['image_size']} px on the full Fashion-MNIST: {features} "
+          f"(not part of what follows); "
           f"{options['epochs']} epochs x {options['seeds']} seeds x arms {', '.join(ARMS)}, batch "
           f"{options['batch_size']}")
     rate = matmul_rate()
