@@ -8,11 +8,17 @@ for memory). The work ratio is what the speedup would be if both ran their produ
 
     python benchmarks/layer_speed.py            # all shapes, batches 64 and 512, eager and torch.compile
     python benchmarks/layer_speed.py --quick    # under a minute
+    python benchmarks/layer_speed.py --against autograd --device cuda   # the fused step against autograd
+
+``--against autograd`` times SpinalLinear's one-node training step (``fused=True``) against its own autograd
+path (``fused=False``), same parameters: the measurement that decides where the automatic mode takes the fused
+step (``layers.spinal_linear.FUSED_DEVICES``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import platform
 import statistics
@@ -91,6 +97,16 @@ def step_flops(module: torch.nn.Module, x: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
+def pair(fast: SpinalLinear, against: str) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(baseline, measured) with the same parameters: the per-layer reference and SpinalLinear as it is, or
+    SpinalLinear's autograd path and its fused step."""
+    if against == "per-layer":
+        return ReferenceSpinal.like(fast).to(fast.output.weight.device).train(), fast
+    base, fused = copy.deepcopy(fast), fast
+    base.fused, fused.fused = False, True
+    return base, fused
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, no torch.compile (under a minute)")
@@ -102,6 +118,9 @@ def main() -> None:
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall time (default) or this process's CPU time, steadier on a shared machine; use cpu "
                         "with --threads 1 (idle worker threads spin and would count)")
+    parser.add_argument("--against", choices=["per-layer", "autograd"], default="per-layer",
+                        help="the baseline: the paper's per-layer formulation (default) or SpinalLinear's autograd "
+                        "path, timed against its fused step")
     args = parser.parse_args()
     if args.clock == "cpu":
         global CLOCK
@@ -112,18 +131,18 @@ def main() -> None:
     device = torch.device(args.device)
     batches = [int(b) for b in args.batches.split(",")]
     repeats, inner = (5, 3) if args.quick else (15, 5)
-    print(f"# SpinalLinear vs per-layer, forward+backward, {device.type}: "
+    base_name, fast_name = ("per-layer", "spinal") if args.against == "per-layer" else ("autograd", "fused")
+    print(f"# SpinalLinear vs {base_name}, forward+backward, {device.type}: "
           f"{torch.cuda.get_device_name(0) if device.type == 'cuda' else platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, {args.clock} clock, torch {torch.__version__}")
-    print(f"{'shape':<30}{'batch':>6}{'per-layer ms':>14}{'spinal ms':>11}{'speedup':>9}{'mem ratio':>11}"
+    print(f"{'shape':<30}{'batch':>6}{base_name + ' ms':>14}{fast_name + ' ms':>11}{'speedup':>9}{'mem ratio':>11}"
           f"{'work ratio':>12}")
     speedups, at_512 = [], []
     for name, in_f, width, layers, out_f, drop, bn in shapes:
         for batch in batches:
             torch.manual_seed(0)
-            fast = SpinalLinear(in_f, out_f, layer_width=width, num_layers=layers, dropout=drop,
-                                batch_norm=bn).to(device).train()
-            ref = ReferenceSpinal.like(fast).to(device).train()
+            ref, fast = pair(SpinalLinear(in_f, out_f, layer_width=width, num_layers=layers, dropout=drop,
+                                          batch_norm=bn).to(device).train(), args.against)
             x = torch.randn(batch, in_f, device=device)
             t_ref, t_fast = compare_times(ref, fast, x, device, repeats, inner)
             mem = saved_bytes(fast, x) / max(saved_bytes(ref, x), 1)
@@ -137,6 +156,8 @@ def main() -> None:
     print(f"geometric mean speedup {geo:.2f}x; minimum {min(speedups):.2f}x"
           + (f"; minimum at batch 512 {min(at_512):.2f}x" if at_512 else ""))
     if args.quick or args.no_compile:
+        return
+    if args.against == "autograd":  # a compiled graph takes the autograd path: nothing to compare
         return
     print(f"\n# under torch.compile (both compiled), batch {max(batches)}")
     print(f"{'shape':<30}{'per-layer ms':>14}{'spinal ms':>11}{'speedup':>9}")

@@ -195,3 +195,22 @@ def test_a_head_trained_on_cached_features_is_a_whole_model(npz_file, lite0, tmp
         assert not (tmp_path / "no.onnx").exists()
     finally:
         moved.replace(lite0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_features_extracted_on_cuda_equal_the_cpu_ones_augmented_views_too(npz_file):
+    from spinalnet.comparison.feature_cache import extract
+
+    config = TrainConfig(dataset=f"npz:{npz_file}", model="vgg5", head="spinal", freeze_backbone=True,
+                         augment="rotate", **FAST)
+    splits = load_dataset(config.dataset, config.data_options())
+    module = Classifier(config, data_facts(splits)).eval()
+    view = lambda: torch.Generator().manual_seed(3)  # noqa: E731  (one augmented view, the same draws)
+    cpu = [extract(module, splits.test, "test"), extract(module, splits.train, "view", generator=view())]
+    module.to("cuda")
+    gpu = [extract(module, splits.test, "test"), extract(module, splits.train, "view", generator=view())]
+    assert module.transform.mean.device.type == "cuda"  # the augmenting copy leaves the module where it was
+    for a, b in zip(cpu, gpu):
+        assert b.device.type == "cpu"
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
+    assert not torch.equal(cpu[1], extract(module.cpu(), splits.train, "view"))  # the view was augmented

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from spinalnet.commands.allocator import keep_freed_memory
 from spinalnet.interrupts import CtrlC
 
 RESUMABLE = ("train", "compare", "reproduce")
@@ -97,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _forget_run_directories()
     if as_program:
         CtrlC.install()
+        keep_freed_memory()  # the process is ours: large tensors reuse freed memory (commands.allocator)
     try:
         code = _run(argv)
         _leave_process_group()

@@ -16,6 +16,7 @@ through the engine (``--no-batch-heads``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -124,17 +125,29 @@ def _progress(total: int, label: str, show: bool):
     return tqdm(total=total, desc=label, unit="img", disable=not show, leave=False)
 
 
+def extraction_device(config: CompareConfig) -> torch.device:
+    """Where the backbone runs once over the data: the GPU when the comparison may use one and one is there
+    (the heads then train on the CPU's copy of the features), else the CPU."""
+    if config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def extract(module: Classifier, split, label: str, *, generator: torch.Generator | None = None,
             num_workers: int = 0, show_progress: bool = False) -> Tensor:
-    """The head inputs for every sample of ``split`` (augmented through ``generator`` when given)."""
+    """The head inputs for every sample of ``split`` (augmented through ``generator`` when given), on the CPU,
+    computed on the device of ``module``'s parameters."""
+    device = next(module.parameters()).device
+    augment = module.transform if generator is not None else None
+    if isinstance(augment, nn.Module) and device.type != "cpu":
+        augment = copy.deepcopy(augment).cpu()  # augmented where its generator draws: the CPU
     rows: list[Tensor] = []
     with torch.inference_mode(), head_inputs(module) as captured, \
             _progress(len(split), label, show_progress) as bar:
         for x in _batches(split, EXTRACT_BATCH, num_workers, generator is not None):
-            x = module.transform(x, generator) if generator is not None and module.transform is not None \
-                else module._inputs(x, False)
+            x = augment(x, generator).to(device) if augment is not None else module._inputs(x.to(device), False)
             module.model(x.contiguous(memory_format=module.memory_format) if x.ndim == 4 else x)
-            rows.append(captured.pop())
+            rows.append(captured.pop().cpu())
             bar.update(len(x))
     return torch.cat(rows)
 
@@ -158,6 +171,18 @@ def compute_features(config: CompareConfig, splits: DataSplits, module: Classifi
                      show: bool) -> dict[str, Any]:
     """Run the frozen backbone over every split (eval mode): {split: {"x", "y"}}, plus train "views"."""
     module.eval()
+    device = extraction_device(config)
+    if device.type != "cpu":
+        log(f"features: the backbone runs on {device}")
+    module.to(device)
+    try:
+        return _compute_features(config, splits, module, log, show)
+    finally:
+        module.to("cpu")
+
+
+def _compute_features(config: CompareConfig, splits: DataSplits, module: Classifier, log: Callable[[str], None],
+                      show: bool) -> dict[str, Any]:
     features: dict[str, Any] = {}
     for name in SPLITS:
         split = getattr(splits, name)
