@@ -42,7 +42,7 @@ $(TF_VENV)/.installed: pyproject.toml
 
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-# The main job: fc vs Spinal head on real Fashion-MNIST. Uses Debian's copy of the data (installed
+# The main job: compare's default arms (fc, a same-size MLP, Spinal) on real Fashion-MNIST. Uses Debian's copy of the data (installed
 # here when we are root with apt-get), otherwise downloads it. Two runs at a time on 2 or more cores without a GPU
 # (1.2x faster on 2 cores: docs/BENCHMARKS.md, section 6).
 demo: $(STAMP)

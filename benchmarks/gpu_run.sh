@@ -3,7 +3,8 @@
 # run on a machine with a CUDA GPU, each part under its own time limit so that one slow part leaves the others:
 #   1. the CUDA tests (the fused step against the autograd path and the per-layer reference; features on CUDA);
 #   2. the fused step against the autograd path on CUDA;
-#   3. frozen EfficientNet-Lite0 at the paper's 224 px: compare fc, linear, mlp, mlp2, spinal, 10 seeds;
+#   3. frozen EfficientNet-Lite0 at the paper's 224 px: compare fc, linear, mlp, mlp2, spinal, 10 seeds; then
+#      fc, mlp, spinal with --tune lr=0.003,0.01,0.03,0.1 from the same cache;
 #   4. SpinalLinear against the per-layer formulation on CUDA;
 #   5. training throughput of the default CNN and VGG-5 from scratch (one epoch each).
 #
@@ -33,6 +34,12 @@ timeout 300 $py -m spinalnet compare --config configs/transfer-fashion-mnist-lit
     --data-dir "$data" --image-size 224 --heads fc,linear,mlp,mlp2,spinal --feature-cache /tmp/gpu-cache \
     --output /tmp/lite0-224 --no-progress 2>&1 | tee "$out/compare-224.log" | tail -30
 tar czf "$out/lite0-224.tgz" --exclude checkpoints -C /tmp lite0-224
+
+part "the same with an equal tuning budget, from the cache just filled"
+timeout 300 $py -m spinalnet compare --config configs/transfer-fashion-mnist-lite0.yaml --pretrained "$weights" \
+    --data-dir "$data" --image-size 224 --feature-cache /tmp/gpu-cache --tune lr=0.003,0.01,0.03,0.1 \
+    --output /tmp/lite0-224-tune --no-progress 2>&1 | tee "$out/compare-224-tune.log" | tail -12
+tar czf "$out/lite0-224-tune.tgz" --exclude checkpoints -C /tmp lite0-224-tune
 
 part "SpinalLinear (automatic mode) against the per-layer formulation, CUDA"
 timeout 90 $py benchmarks/layer_speed.py --device cuda --batches 64,512,4096 --no-compile

@@ -209,8 +209,24 @@ def test_features_extracted_on_cuda_equal_the_cpu_ones_augmented_views_too(npz_f
     cpu = [extract(module, splits.test, "test"), extract(module, splits.train, "view", generator=view())]
     module.to("cuda")
     gpu = [extract(module, splits.test, "test"), extract(module, splits.train, "view", generator=view())]
-    assert module.transform.mean.device.type == "cuda"  # the augmenting copy leaves the module where it was
+    assert module.transform.mean.device.type == "cuda"  # extraction leaves the module where it was
     for a, b in zip(cpu, gpu):
         assert b.device.type == "cpu"
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
     assert not torch.equal(cpu[1], extract(module.cpu(), splits.train, "view"))  # the view was augmented
+
+
+def test_the_backbone_runs_on_the_gpu_only_where_the_comparison_may_use_one(monkeypatch, npz_file):
+    from spinalnet.comparison.feature_cache import cache_key, extraction_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for accelerator, expected in (("auto", "cuda:1"), ("gpu", "cuda:1"), ("cpu", "cpu"), ("mps", "cpu")):
+        config = CompareConfig(dataset=f"npz:{npz_file}", accelerator=accelerator)
+        assert str(extraction_device(config)) == expected, accelerator
+    config = TrainConfig(dataset=f"npz:{npz_file}", model="vgg5", freeze_backbone=True)
+    splits = load_dataset(config.dataset, config.data_options())
+    plain = cache_key(config, splits, "w", 0)
+    assert cache_key(config, splits, "w", 0, torch.device("cpu")) == plain  # CPU entries keep their keys
+    gpu_key, described = cache_key(config, splits, "w", 0, torch.device("cuda", 1))
+    assert gpu_key != plain[0] and described["device"] == "cuda"  # GPU features are another entry

@@ -18,11 +18,15 @@ CUDA = torch.device("cuda")
 
 
 def _step(layer: nn.Module, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, ...]:
-    """Output, input gradient and every parameter gradient of one training step whose randomness is ``seed``."""
+    """Output, input gradient and every parameter gradient of one training step whose randomness is ``seed``;
+    a ``fused=True`` layer must have taken the fused step (it steps aside for hooks, autocast, ...)."""
     layer.zero_grad(set_to_none=True)
     x = x.clone().requires_grad_()
     torch.manual_seed(seed)
     y = layer(x)
+    fused = getattr(layer, "fused", None)
+    if fused is not None:
+        assert (y.grad_fn.name() == "FusedSpinalBackward") == fused, y.grad_fn.name()
     y.backward(torch.linspace(-1, 1, y.numel(), device=y.device, dtype=y.dtype).view_as(y))
     return (y.detach(), x.grad, *(p.grad for p in layer.parameters()))
 

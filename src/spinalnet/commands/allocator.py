@@ -9,7 +9,8 @@ process keeps what it has freed, up to its peak use, until it ends.
 
 PyTorch's CPU performance guide suggests another allocator (jemalloc, tcmalloc) for the same reason; this needs
 nothing installed. Only the command line does this, in its own process (a library must not change its host's
-allocator); a user's own ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` wins.
+allocator); a user's own ``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_`` or malloc tunable in
+``GLIBC_TUNABLES`` wins.
 """
 
 from __future__ import annotations
@@ -20,20 +21,29 @@ import platform
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 KEEP = 1 << 30  # 1 GiB: larger than any single tensor of a batch here
+OLDER_GLIBC_MAX = 32 << 20  # older glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2: 32 MiB on 64-bit
 VARIABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds to :data:`KEEP` in this process and, through the environment, in
-    the worker processes it starts. False (and nothing changed) off glibc or when the user set either variable."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or any(v in os.environ for v in VARIABLES):
+    """Raise glibc's mmap and trim thresholds in this process and, through the environment, in the worker
+    processes it starts. False (nothing changed) off glibc, where glibc refuses, or when the user set either
+    variable or a malloc tunable."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or any(v in os.environ for v in VARIABLES) \
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        if libc.mallopt(M_MMAP_THRESHOLD, KEEP) != 1 or libc.mallopt(M_TRIM_THRESHOLD, KEEP) != 1:
-            return False
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    for variable in VARIABLES:  # read by glibc when a spawned worker (compare --jobs, DDP) starts
-        os.environ[variable] = str(KEEP)
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    for threshold in (KEEP, OLDER_GLIBC_MAX):
+        if mallopt(M_MMAP_THRESHOLD, threshold) == 1:
+            break
+    else:
+        return False
+    if mallopt(M_TRIM_THRESHOLD, KEEP) != 1:
+        return False
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(threshold)  # read by glibc when a spawned worker starts
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = str(KEEP)        # (compare --jobs, DDP)
     return True

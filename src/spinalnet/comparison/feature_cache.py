@@ -16,7 +16,6 @@ through the engine (``--no-batch-heads``).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -80,7 +79,8 @@ def check_views(config: CompareConfig, splits: DataSplits) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- the key
-def cache_key(config: TrainConfig, splits: DataSplits, weights: str, views: int) -> tuple[str, dict[str, Any]]:
+def cache_key(config: TrainConfig, splits: DataSplits, weights: str, views: int,
+              device: torch.device | None = None) -> tuple[str, dict[str, Any]]:
     """SHA-256 of everything the cached values depend on, and that description itself."""
     facts = data_facts(splits)
     channels, size = model_input(config, facts)
@@ -93,6 +93,8 @@ def cache_key(config: TrainConfig, splits: DataSplits, weights: str, views: int)
         "augment": (config.augment or splits.augment) if views else "none", "views": views,
         "sizes": {name: len(getattr(splits, name)) for name in SPLITS},
     }
+    if device is not None and device.type != "cpu":  # a GPU's kernels (TF32 convolutions) give other values;
+        described["device"] = device.type             # CPU entries keep the keys they had
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32], described
 
 
@@ -129,7 +131,7 @@ def extraction_device(config: CompareConfig) -> torch.device:
     """Where the backbone runs once over the data: the GPU when the comparison may use one and one is there
     (the heads then train on the CPU's copy of the features), else the CPU."""
     if config.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))  # a launcher's rank: its own GPU
     return torch.device("cpu")
 
 
@@ -138,14 +140,13 @@ def extract(module: Classifier, split, label: str, *, generator: torch.Generator
     """The head inputs for every sample of ``split`` (augmented through ``generator`` when given), on the CPU,
     computed on the device of ``module``'s parameters."""
     device = next(module.parameters()).device
-    augment = module.transform if generator is not None else None
-    if isinstance(augment, nn.Module) and device.type != "cpu":
-        augment = copy.deepcopy(augment).cpu()  # augmented where its generator draws: the CPU
     rows: list[Tensor] = []
     with torch.inference_mode(), head_inputs(module) as captured, \
             _progress(len(split), label, show_progress) as bar:
         for x in _batches(split, EXTRACT_BATCH, num_workers, generator is not None):
-            x = augment(x, generator).to(device) if augment is not None else module._inputs(x.to(device), False)
+            x = x.to(device)  # uint8 images: the resize and the augmentation run where the backbone does
+            x = module.transform(x, generator) if generator is not None and module.transform is not None \
+                else module._inputs(x, False)
             module.model(x.contiguous(memory_format=module.memory_format) if x.ndim == 4 else x)
             rows.append(captured.pop().cpu())
             bar.update(len(x))
@@ -168,17 +169,21 @@ def _train_views(module: Classifier, splits: DataSplits, config: CompareConfig, 
 
 
 def compute_features(config: CompareConfig, splits: DataSplits, module: Classifier, log: Callable[[str], None],
-                     show: bool) -> dict[str, Any]:
-    """Run the frozen backbone over every split (eval mode): {split: {"x", "y"}}, plus train "views"."""
+                     show: bool, device: torch.device | None = None) -> dict[str, Any]:
+    """Run the frozen backbone over every split (eval mode) on ``device`` (default: the module's):
+    {split: {"x", "y"}} on the CPU, plus train "views". The module ends where it was."""
     module.eval()
-    device = extraction_device(config)
+    home = next(module.parameters()).device
+    device = device or home
     if device.type != "cpu":
         log(f"features: the backbone runs on {device}")
-    module.to(device)
     try:
+        module.to(device)
         return _compute_features(config, splits, module, log, show)
     finally:
-        module.to("cpu")
+        module.to(home)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the heads train on the CPU; leave the GPU to whoever comes next
 
 
 def _compute_features(config: CompareConfig, splits: DataSplits, module: Classifier, log: Callable[[str], None],
@@ -232,7 +237,8 @@ def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path, m
     run = TrainConfig(**{**config.run_options(), "head": config.reference_arm()})
     module = Classifier(run, data_facts(splits), model=model)
     weights = weights_digest(module.model, module.model.head_path)
-    key, described = cache_key(run, splits, weights, config.feature_views)
+    device = extraction_device(config)
+    key, described = cache_key(run, splits, weights, config.feature_views, device)
     show = sys.stderr.isatty() if config.progress is None else config.progress
     started = time.perf_counter()
     try:
@@ -245,7 +251,7 @@ def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path, m
         log(f"features: reusing {directory / key}.pt")
     else:
         log(f"features: running {config.model} once per split (eval mode); cache {directory}")
-        features = compute_features(config, splits, module, log, show)
+        features = compute_features(config, splits, module, log, show, device)
         save_entry(directory, key, features, described)
     seconds = time.perf_counter() - started
     if config.feature_views:
@@ -264,5 +270,5 @@ def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path, m
     images = sum(len(features[name]["x"]) for name in SPLITS) + config.feature_views * len(train["x"])
     record = {"used": True, "hit": hit, "extract_seconds": 0.0 if hit else round(seconds, 3),
               "load_seconds": round(seconds, 3) if hit else None, "images": images, "key": key,
-              "directory": str(directory)}
+              "directory": str(directory), "device": described.get("device", "cpu")}
     return feature_data, record
