@@ -161,7 +161,9 @@ def test_bad_arms_are_one_line_and_write_nothing(npz_file, tmp_path, capsys, hea
 
 def test_reference_must_be_an_arm_and_train_takes_any_arm(npz_file, tmp_path, capsys):
     assert main(["compare", "--dataset", f"npz:{npz_file}", "--reference", "mlp2", "--output", str(tmp_path / "x")]) == 2
-    assert "--reference 'mlp2' is not one of --heads (fc, mlp, spinal)" in capsys.readouterr().err
+    assert "--reference 'mlp2' is not one of --heads (fc, mlp, spinal) (did you mean 'mlp'?)" in capsys.readouterr().err
+    assert main(["compare", "--dataset", f"npz:{npz_file}", "--heads", "fc,,spinal", "--output", str(tmp_path / "x")]) == 2
+    assert "--heads 'fc,,spinal' has an empty item" in capsys.readouterr().err and not (tmp_path / "x").exists()
     out = tmp_path / "t"
     assert main(["train", "--dataset", f"npz:{npz_file}", "--head", "mlp:hidden=12,dropout=0.2", "--epochs", "1",
                  "--output", str(out), "--no-progress"]) == 0

@@ -231,3 +231,36 @@ def test_compare_on_real_fashion_mnist(tmp_path):
     results = compare(config, log=lambda s: None)
     assert min(results["arms"][a]["test_acc"][0] for a in ("fc", "mlp", "spinal")) > 60
     assert results["arms"]["spinal"]["head_params"] == 8538 and results["arms"]["mlp"]["head_params"] == 8616
+
+
+def test_resume_with_fewer_seeds_epochs_or_arms_is_refused_and_the_summary_kept(npz_file, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    base = ["compare", "--dataset", f"npz:{npz_file}", "--model", "default-cnn", "--output", str(out),
+            "--batch-size", "32", "--no-progress", "--lr", "0.05", "--heads", "fc,spinal"]
+    assert main([*base, "--seeds", "2", "--epochs", "2"]) == 0
+    summary = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    for fewer, message in ((["--seeds", "1", "--epochs", "2"], "with --seeds 1: it has 2 seeds"),
+                           (["--seeds", "2", "--epochs", "1"], "with --epochs 1: it has 2 epochs"),
+                           (["--seeds", "2", "--epochs", "2", "--heads", "spinal"], "without its arm(s) fc")):
+        assert main([*base, *fewer, "--resume"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("spinalnet: error: cannot resume") and message in err, err
+        assert (out / "results.json").read_bytes() == summary
+    assert main([*base, "--seeds", "2", "--epochs", "2", "--resume"]) == 0  # the same grid: reported again
+    assert (out / "results.json").read_bytes() == summary
+
+
+def test_a_comparison_without_a_spinal_reference_says_so_everywhere(npz_file, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", f"npz:{npz_file}", "--model", "default-cnn", "--output", str(out),
+                 "--heads", "mlp,linear", "--seeds", "2", "--epochs", "1", "--batch-size", "32", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    linear = json.loads((out / "results.json").read_text())["arms"]["linear"]
+    assert f"model: default-cnn, head linear: {linear['params']:,} parameters" in printed  # the plan's model
+    assert "linear vs mlp (the Spinal head's size):" in printed  # the mlp is sized as a Spinal head, not as linear
+    table = tmp_path / "table.md"
+    assert main(["report", str(out), "--output", str(table)]) == 0
+    row = next(line for line in table.read_text().splitlines() if "`" in line and str(out.name) in line)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[5] == "-" and cells[-1] == "no answer: the reference arm linear is not a Spinal head"

@@ -177,6 +177,11 @@ def test_checkpoints_load_with_weights_only_and_a_foreign_pickle_is_refused(trai
         assert "refused: it holds Python objects that are not tensors or plain data" in err
         assert len(err.strip().splitlines()) == 1
     assert not marker.exists()  # nothing it carried ran
+    text = tmp_path / "model.py"
+    text.write_text("print('a script, not a checkpoint')\n")
+    assert main(["eval", str(text)]) == 2  # not a pickle at all: said so, not "could run code"
+    err = capsys.readouterr().err
+    assert f"{text}: not a checkpoint: torch.load cannot read it" in err and "could run code" not in err
 
 
 def test_tensorboard_logger_writes_an_event_file_that_reads_back(tmp_path, npz_file):

@@ -3,6 +3,8 @@ is spread (jobs, shards, the feature cache)."""
 
 from __future__ import annotations
 
+import difflib
+
 from dataclasses import dataclass, fields
 from typing import get_args
 
@@ -42,8 +44,12 @@ class CompareConfig(TrainConfig):
     def validate(self) -> "CompareConfig":
         super().validate()
         arms = self.arms()
-        if self.reference is not None and self.reference not in [arm.name for arm in arms]:
-            raise UsageError(f"--reference {self.reference!r} is not one of --heads ({', '.join(a.name for a in arms)})")
+        names = [arm.name for arm in arms]
+        if self.reference is not None and self.reference not in names:
+            close = difflib.get_close_matches(self.reference, names, n=1) or \
+                difflib.get_close_matches(self.reference.lower(), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"--reference {self.reference!r} is not one of --heads ({', '.join(names)}){hint}")
         self.reference = self.reference_arm()
         types = field_types(TrainConfig)
         self.tune = check_tune(self.tune, {k for k in self.tune if k in types and int in (types[k], *get_args(types[k]))

@@ -26,7 +26,7 @@ def execute(plan: Plan, log: Callable[[str], None], experiment: dict[str, Any] |
     out = plan.directory.create()
     record_grid(out, config, plan.shard, experiment=experiment, recorded=plan.recorded)
     log(f"comparison directory: {out}")
-    for line in start_lines(config, plan.splits, plan.model):
+    for line in start_lines(config, plan.splits, plan.model, head_name=config.reference_arm()):  # the plan's model
         log(line)
     log(f"arms: {', '.join(plan.arms)} (reference {config.reference_arm()})"
         + (f"; tuning {', '.join(f'{k}={v}' for k, v in config.tune.items())} on validation" if config.tune else ""))

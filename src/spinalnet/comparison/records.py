@@ -17,6 +17,7 @@ from typing import Any
 from spinalnet.comparison.shards import Shard
 from spinalnet.engine.config import TrainConfig, result_options
 from spinalnet.errors import UsageError
+from spinalnet.heads.spec import parse_arms
 from spinalnet.files import create_json_once, read_json, write_json
 
 RECORD = "comparison.json"
@@ -81,7 +82,26 @@ def check_grid(out: Path, config: Any, shard: Shard | None) -> dict[str, Any] | 
                                  "the same options (or use another --output)")
             raise UsageError(f"cannot resume {out}: it was trained with {key}={saved[key]!r}, this run has "
                              f"{key}={current[key]!r}; use another --output or --force")
+    if not sharded:
+        _check_not_smaller(out, saved, current, [arm.name for arm in config.arms()])
     return data
+
+
+def _check_not_smaller(out: Path, saved: dict[str, Any], current: dict[str, Any], arms: list[str]) -> None:
+    """``--resume`` continues a grid with as many or more seeds, epochs and arms: fewer would rewrite the
+    finished summary as a smaller comparison than the runs on disk."""
+    for key in ("seeds", "epochs"):
+        if isinstance(saved.get(key), int) and current[key] < saved[key]:
+            raise UsageError(f"cannot resume {out} with --{key} {current[key]}: it has {saved[key]} {key}; --resume "
+                             f"continues a comparison with as many or more (use another --output for fewer)")
+    try:
+        before = [arm.name for arm in parse_arms(saved.get("heads") or [])] if saved.get("heads") else []
+    except UsageError:  # a record of another version: its runs are checked one by one
+        before = []
+    missing = [arm for arm in before if arm not in arms]
+    if missing:
+        raise UsageError(f"cannot resume {out} without its arm(s) {', '.join(missing)}: --resume continues a "
+                         f"comparison with the same or more --heads (use another --output for fewer)")
 
 
 def record_grid(out: Path, config: Any, shard: Shard | None, experiment: dict[str, Any] | None = None,

@@ -131,7 +131,8 @@ def _directory(results: dict[str, Any]) -> str:
 def compare_row(results: dict[str, Any]) -> dict[str, Any]:
     exp = results.get("experiment") or {}
     arms, cfg, ref = results["arms"], results["config"], results["reference"]
-    specs = [(c, parse_arm(c["arm"])) for c in results["contrasts"]]
+    spinal = parse_arm(ref).kind == "spinal"  # the contrasts are the reference's: about SpinalNet only if it is one
+    specs = [(c, parse_arm(c["arm"])) for c in results["contrasts"]] if spinal else []
     fc = next((c for c, spec in specs if is_paper_baseline(spec)), None)  # the paper's answer: plain fc only
     mlp = next((c for c, spec in specs if is_same_size(spec)), None)       # the first parameter-matched MLP
     n = len(arms[ref]["test_acc"])
@@ -139,11 +140,14 @@ def compare_row(results: dict[str, Any]) -> dict[str, Any]:
     paper = paper_numbers(exp)
     seeds = f"{n} x {cfg['epochs']}" + _budget(cfg) + (" (tuned)" if results.get("tune") else "")
     cells = [name, _directory(results), _paper(paper, "fc"), _paper(paper, "spinal"),
-             _measured(arms.get(fc["arm"]) if fc else None), _measured(arms[ref]), _difference(fc, 2),
+             _measured(arms.get(fc["arm"]) if fc else None), _measured(arms[ref] if spinal else None),
+             _difference(fc, 2),
              _p(fc["p_value"] if fc else None), None, _measured(arms.get(mlp["arm"]) if mlp else None),
              _difference(mlp, 2), None, seeds, _where(results)]
+    note = (f"no answer: the reference arm {ref} is not a Spinal head" if not spinal else
+            "no answer: no plain fc or same-size mlp arm to compare with")
     return {"cells": cells, "tests": [("vs fc", fc), ("vs same-size MLP", mlp)], "better": "Spinal better",
-            "worse": "the other head better"}
+            "worse": "the other head better", "note": note}
 
 
 def regress_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -215,7 +219,7 @@ def render(paths: list[Path], include_missing: bool = False) -> str:
             row["cells"][column] = _p(p)
             if stats is not None:
                 answers.append(f"{label}: {answer(stats, p, row['better'], row['worse'])}")
-        row["cells"].append("; ".join(answers))
+        row["cells"].append("; ".join(answers) or row.get("note", ""))
     table = [row["cells"] for row in rows]
     if include_missing:
         from spinalnet.comparison.experiments import experiments

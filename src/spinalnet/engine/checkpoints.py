@@ -25,13 +25,19 @@ def load_file(path: Path, mmap: bool = False) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Weights only" in str(err):
+        # "Unsupported global": a pickle of objects; a text or ONNX file fails on its first bytes instead
+        if "GLOBAL" in str(err) or "Unsupported global" in str(err):
             raise ForeignPickle(f"{path}: refused: it holds Python objects that are not tensors or plain data (not a "
                                 "checkpoint spinalnet wrote); reading it could run code") from None
-        raise
+        raise NotACheckpoint(f"{path}: not a checkpoint: torch.load cannot read it (a text, ONNX or damaged file?); "
+                             "expected a .ckpt file written by spinalnet train or compare") from None
 
 
-class ForeignPickle(UsageError):
+class NotACheckpoint(UsageError):
+    """A file ``torch.load`` cannot read as a checkpoint."""
+
+
+class ForeignPickle(NotACheckpoint):
     """A file whose pickle holds objects ``weights_only`` loading refuses."""
 
 
@@ -50,7 +56,7 @@ def read_checkpoint_state(last: Path) -> tuple[dict[str, Any], int]:
     try:
         saved = load_file(last, mmap=True)
         return saved["hyper_parameters"]["config"], int(saved["epoch"])
-    except ForeignPickle:
+    except NotACheckpoint:
         raise
     except Exception as err:  # truncated or foreign file
         raise UsageError(f"cannot resume from {last}: not a readable spinalnet checkpoint ({type(err).__name__})") from None
@@ -67,7 +73,7 @@ def read_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, Any], dict[str, 
     expected = "a .ckpt file written by spinalnet train or compare"
     try:
         checkpoint = load_file(path)
-    except ForeignPickle:
+    except NotACheckpoint:
         raise
     except Exception as err:  # torch.load raises many types for a text, truncated or damaged file
         detail = str(err).splitlines()[0] if str(err) else "empty or truncated?"

@@ -23,8 +23,9 @@ def _stats(values: Any) -> str:
 
 
 def start_lines(config: TrainConfig, splits: DataSplits, model: nn.Module | None = None,
-                facts: dict[str, Any] | None = None) -> list[str]:
-    """The lines a run prints before it trains (``model``: the run's, for its parameter count)."""
+                facts: dict[str, Any] | None = None, head_name: str | None = None) -> list[str]:
+    """The lines a run prints before it trains (``model``: the run's, for its parameter count; ``head_name``:
+    the name of the head ``model`` has, default ``config.head``)."""
     facts = facts or data_facts(splits)
     sizes = facts["sizes"]
     channels, size = model_input(config, facts)
@@ -50,7 +51,7 @@ def start_lines(config: TrainConfig, splits: DataSplits, model: nn.Module | None
     if model is not None:
         head = model.get_submodule(model.head_path)
         total = getattr(model, "total_params", None) or sum(p.numel() for p in model.parameters())
-        lines.append(f"model: {config.model}, head {config.head}: {total:,} parameters, "
+        lines.append(f"model: {config.model}, head {head_name or config.head}: {total:,} parameters, "
                      f"{sum(p.numel() for p in head.parameters()):,} in the head")
     return lines
 

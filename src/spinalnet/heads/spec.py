@@ -176,10 +176,10 @@ def split_arms(text: str | Iterable[str]) -> list[str]:
         return [arm for item in text for arm in split_arms(str(item))]
     arms: list[str] = []
     for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
+        if not item:  # "fc,,spinal": an arm left out by mistake, not nothing
+            raise UsageError(f"--heads {text!r} has an empty item; separate the arms with single commas")
         if "=" in item and ":" not in item and arms:  # an option of the arm before
-            arms[-1] += "," + item
+            arms[-1] += ("," if ":" in arms[-1] else ":") + item
         else:
             arms.append(item)
     return arms
