@@ -53,12 +53,16 @@ class DataNotFoundError(UsageError):
     """A dataset is not on disk and may not be downloaded."""
 
 
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'fashion-mnist'?)`` for the closest known name, or nothing."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def unknown_name(kind: str, name: str, known: Iterable[str]) -> UsageError:
     """``unknown dataset 'fasion-mnist' (did you mean 'fashion-mnist'?); known: ...``"""
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return UsageError(f"unknown {kind} {name!r}{hint}; known: {', '.join(known)}")
+    return UsageError(f"unknown {kind} {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
 
 
 def require_file(path: Path, what: str) -> None:

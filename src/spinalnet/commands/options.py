@@ -47,10 +47,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type = TrainConfi
 
 
 def _comma_list(text: str) -> list[str]:
-    items = [c.strip() for c in text.split(",")]
-    if not all(items):  # "fc,,spinal": a name left out by mistake, not nothing
-        raise argparse.ArgumentTypeError(f"{text!r} has an empty item; give names separated by single commas")
-    return items
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 def config_from_args(args: argparse.Namespace, cls: type = TrainConfig, extra: dict[str, Any] | None = None):

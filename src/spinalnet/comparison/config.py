@@ -3,15 +3,13 @@ is spread (jobs, shards, the feature cache)."""
 
 from __future__ import annotations
 
-import difflib
-
 from dataclasses import dataclass, fields
 from typing import get_args
 
 from spinalnet.comparison.grid import check_tune, parse_tune
 from spinalnet.comparison.shards import parse_shard
 from spinalnet.engine.config import MAX_SEEDS, TrainConfig, field_types, option
-from spinalnet.errors import UsageError
+from spinalnet.errors import UsageError, did_you_mean
 from spinalnet.heads.spec import ArmSpec, parse_arms, split_arms
 
 DEFAULT_HEADS = ["fc", "mlp", "spinal"]
@@ -46,10 +44,8 @@ class CompareConfig(TrainConfig):
         arms = self.arms()
         names = [arm.name for arm in arms]
         if self.reference is not None and self.reference not in names:
-            close = difflib.get_close_matches(self.reference, names, n=1) or \
-                difflib.get_close_matches(self.reference.lower(), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UsageError(f"--reference {self.reference!r} is not one of --heads ({', '.join(names)}){hint}")
+            raise UsageError(f"--reference {self.reference!r} is not one of --heads ({', '.join(names)})"
+                             + did_you_mean(self.reference, names))
         self.reference = self.reference_arm()
         types = field_types(TrainConfig)
         self.tune = check_tune(self.tune, {k for k in self.tune if k in types and int in (types[k], *get_args(types[k]))

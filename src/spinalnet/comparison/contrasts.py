@@ -78,9 +78,7 @@ def contrast(arm: str, summary: dict[str, Any], reference: str, ref: dict[str, A
     stats = paired_stats(base, cand, example_scores=scores, shared_examples=shared).as_dict()
     reduction = error_reduction_pct(base, cand)
     spec = parse_arm(arm)
-    label = contrast_label(spec)
-    if label == "same parameters" and parse_arm(reference).kind != "spinal":  # sized as the Spinal head, not as
-        label = "the Spinal head's size"                                         # this reference
+    label = contrast_label(spec, parse_arm(reference))
     return {"arm": arm, "reference": reference, "kind": spec.kind, "label": label, **stats,
             "error_reduction_pct": None if reduction is None else round(reduction, 3)}
 

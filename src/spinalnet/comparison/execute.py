@@ -26,9 +26,10 @@ def execute(plan: Plan, log: Callable[[str], None], experiment: dict[str, Any] |
     out = plan.directory.create()
     record_grid(out, config, plan.shard, experiment=experiment, recorded=plan.recorded)
     log(f"comparison directory: {out}")
-    for line in start_lines(config, plan.splits, plan.model, head_name=config.reference_arm()):  # the plan's model
+    reference = config.reference_arm()
+    for line in start_lines(config, plan.splits, plan.model, head_name=reference):  # the plan's model has it
         log(line)
-    log(f"arms: {', '.join(plan.arms)} (reference {config.reference_arm()})"
+    log(f"arms: {', '.join(plan.arms)} (reference {reference})"
         + (f"; tuning {', '.join(f'{k}={v}' for k, v in config.tune.items())} on validation" if config.tune else ""))
     splits = plan.splits
     if plan.no_cache and config.freeze_backbone:

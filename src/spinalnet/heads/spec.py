@@ -129,9 +129,12 @@ def is_same_size(spec: ArmSpec) -> bool:
     return spec.kind == "mlp" and spec.get("hidden") is None
 
 
-def contrast_label(spec: ArmSpec) -> str:
+def contrast_label(spec: ArmSpec, reference: ArmSpec | None = None) -> str:
     """What an arm is, in words, for "Spinal vs ARM (LABEL)" (the arm's name shows its options): ``fc`` with
-    options is no longer the paper's baseline, and an ``mlp`` of a given width is not "same parameters"."""
+    options is no longer the paper's baseline, an ``mlp`` of a given width is not "same parameters", and a
+    matched ``mlp`` has a Spinal head's size, which is the reference's only when that is a Spinal head."""
+    if is_same_size(spec) and reference is not None and reference.kind != "spinal":
+        return "the Spinal head's size"
     plain, changed = KIND_LABELS[spec.kind]
     if not spec.options:
         return plain
