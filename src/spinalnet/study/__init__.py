@@ -1,0 +1,2 @@
+"""A study: one comparison per setting (backbone, dataset), pooled into one verdict (spinalnet.meta) and drawn
+(spinalnet.study.plots)."""
