@@ -29,7 +29,7 @@ OPTIMIZERS, SCHEDULES = get_args(Optimizer), get_args(Schedule)
 BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 #: Upper bounds for sizes whose cost grows without limit before any training starts: a million hidden
 #: layers (a module each) or a hundred million seeds (a run each) filled 24 GB of memory.
-MAX_LAYERS = 10_000
+from spinalnet.heads.kinds import MAX_LAYERS  # noqa: E402  (one bound: --num-layers and spinal:num_layers)
 MAX_SEEDS = 10_000
 MAX_SAMPLES = 10_000_000  # regress: a billion samples asked numpy for 59.6 GiB; this is a hundredth of that
 

@@ -1,5 +1,5 @@
-"""An arm's head for a given feature width: every option made explicit, its parameter count by formula, and
-the module, built by one initialisation rule.
+"""The PyTorch side of the head kinds (:mod:`spinalnet.heads.kinds`): an arm's head for a given feature width,
+every option made explicit, its parameter count, and the module, built by one initialisation rule.
 
 The rule: every newly created Linear is initialised as ``nn.Linear`` does (uniform, bound ``1/sqrt(fan_in)``,
 what the authors' scripts get from a fresh ``nn.Linear(num_ftrs, C)``), whatever the backbone library would
@@ -10,38 +10,19 @@ options put them, and nowhere else.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from spinalnet.heads.spec import ArmSpec
-from spinalnet.layers.activations import create_activation
-from spinalnet.layers.sizes import matched_hidden, mlp_params, spinal_params
+from spinalnet.heads.builders import set_dropout
+from spinalnet.heads.kinds import ArmSpec, HeadContext, head_kind, resolve_arm
 from spinalnet.layers.spinal_linear import SpinalLinear
 
 #: The initialisation every newly created head layer gets (recorded with each arm).
 INIT_RULE = "pytorch-default"
-SPINAL_OPTIONS = ("layer_width", "num_layers", "num_splits", "dropout", "batch_norm", "activation")
-
-
-@dataclass
-class HeadContext:
-    """What every head of one model is built from.
-
-    ``spinal_defaults``: the model's paper setting of its Spinal head, overridden by the run's options
-    (``--layer-width``, ...). ``own_head``: a new copy of the model's own classifier head (the ``fc`` arm).
-    ``spinal_head``: a model whose Spinal head is not one SpinalLinear (Arch2's branches) builds it here.
-    """
-
-    in_features: int
-    num_classes: int
-    spinal_defaults: dict[str, Any]
-    own_head: Callable[[], nn.Module]
-    spinal_head: Callable[[dict[str, Any]], nn.Module] | None = None
-    own_head_params: int | None = None  # known without building a copy (a torchvision VGG's is 120M)
-    own_input_dropout: float = 0.0  # dropout the model applies before calling its own head (timm's drop_rate)
+__all__ = ["INIT_RULE", "HeadContext", "build", "count_params", "describe_head", "input_dropout", "reinitialise",
+           "resolve", "seeded", "set_dropout"]
 
 
 def input_dropout(spec: ArmSpec, ctx: HeadContext) -> float:
@@ -73,88 +54,26 @@ def reinitialise(module: nn.Module, keep: frozenset[int] = frozenset()) -> nn.Mo
     return module
 
 
-def _spinal_options(spec: ArmSpec, ctx: HeadContext) -> dict[str, Any]:
-    defaults = {"num_splits": 2, "dropout": 0.0, "batch_norm": False, "activation": "relu", **ctx.spinal_defaults}
-    return {key: spec.get(key, defaults.get(key)) for key in SPINAL_OPTIONS}
-
-
 def resolve(spec: ArmSpec, ctx: HeadContext, reference: ArmSpec | None = None) -> ArmSpec:
     """``spec`` with every option it leaves to a default written out, so that its text builds the same head
     anywhere. ``mlp`` and ``mlp2`` take their defaults from ``reference``, the comparison's Spinal arm (the
-    model's default Spinal head if None)."""
-    if spec.kind == "spinal":
-        return spec.with_options(**_spinal_options(spec, ctx))
-    if spec.kind in ("mlp", "mlp2"):
-        ref = resolve(reference if reference is not None and reference.kind == "spinal" else ArmSpec("spinal"), ctx)
-        inherited = {"dropout": ref.get("dropout"), "batch_norm": ref.get("batch_norm"),
-                     "activation": ref.get("activation")}
-        if spec.kind == "mlp":
-            batch_norm = spec.get("batch_norm", inherited["batch_norm"])
-            hidden = spec.get("hidden") or matched_hidden(ctx.in_features, ctx.num_classes, count_params(ref, ctx),
-                                                          batch_norm)
-            return spec.with_options(hidden=hidden, **inherited)
-        return spec.with_options(width=ref.get("layer_width"), dropout=0.0, batch_norm=False, activation="relu")
-    if spec.kind == "linear":
-        return spec.with_options(dropout=0.0)
-    return spec  # fc: the model's own head; a dropout option replaces its probabilities
+    model's default Spinal head if None); each kind's rule is its entry's ``resolve``."""
+    return resolve_arm(spec, ctx, reference, lambda arm: count_params(arm, ctx))
 
 
 def count_params(spec: ArmSpec, ctx: HeadContext) -> int:
-    """Learnable parameters of the head of a resolved ``spec``, without allocating it."""
-    n, c = ctx.in_features, ctx.num_classes
-    if spec.kind == "spinal" and ctx.spinal_head is None:
-        o = _spinal_options(spec, ctx)
-        return spinal_params(n, c, o["layer_width"], o["num_layers"], o["num_splits"], o["batch_norm"])
-    if spec.kind == "mlp":
-        return mlp_params(n, [spec.get("hidden")], c, spec.get("batch_norm"))
-    if spec.kind == "mlp2":
-        return mlp_params(n, [2 * spec.get("width")] * 2, c, spec.get("batch_norm"))
-    if spec.kind == "linear":
-        return n * c + c
-    if spec.kind == "fc" and ctx.own_head_params is not None:
-        return ctx.own_head_params
-    with torch.device("meta"):  # the model's own head (or its own Spinal head): counted on the meta device
+    """Learnable parameters of the head of a resolved ``spec``: by its kind's formula, else (the model's own head,
+    Arch2's Spinal branches, a kind without one) counted on the meta device, without allocating it."""
+    count = head_kind(spec.kind).count_params(spec, ctx)
+    if count is not None:
+        return count
+    with torch.device("meta"):
         return sum(p.numel() for p in build(spec, ctx).parameters())
-
-
-def _stack(widths: list[int], dropout: float, batch_norm: bool, activation: str) -> nn.Sequential:
-    """[Dropout] Linear [BatchNorm1d] activation ... [Dropout] Linear: dropout before every Linear and batch norm
-    after every hidden one, as in the Spinal head."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(a, b))
-        if i < len(widths) - 2:
-            layers += [nn.BatchNorm1d(b)] if batch_norm else []
-            layers.append(create_activation(activation))
-    return nn.Sequential(*layers)
-
-
-def set_dropout(module: nn.Module, p: float) -> None:
-    """Every Dropout of ``module`` with probability ``p`` (``fc:dropout=0`` turns the model's own off)."""
-    for m in module.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = float(p)
 
 
 def build(spec: ArmSpec, ctx: HeadContext) -> nn.Module:
     """The head of a resolved ``spec`` (see :func:`resolve`), newly initialised by the module's rule."""
-    n, c = ctx.in_features, ctx.num_classes
-    if spec.kind == "spinal":
-        options = _spinal_options(spec, ctx)
-        return ctx.spinal_head(options) if ctx.spinal_head is not None else SpinalLinear(n, c, **options)
-    if spec.kind == "mlp":
-        return _stack([n, spec.get("hidden"), c], spec.get("dropout"), spec.get("batch_norm"), spec.get("activation"))
-    if spec.kind == "mlp2":
-        w = spec.get("width")
-        return _stack([n, 2 * w, 2 * w, c], spec.get("dropout"), spec.get("batch_norm"), spec.get("activation"))
-    if spec.kind == "linear":
-        return _stack([n, c], spec.get("dropout"), False, "identity")
-    head = ctx.own_head()
-    if spec.get("dropout") is not None:
-        set_dropout(head, spec.get("dropout"))
-    return head
+    return head_kind(spec.kind).builder()(spec, ctx)
 
 
 def describe_head(head: nn.Module, extra_dropout: float = 0.0) -> dict[str, Any]:

@@ -5,24 +5,19 @@ An arm is a kind of head plus options, e.g. ``spinal:layer_width=64,num_layers=8
 item with ``=`` but no ``:`` continues the options of the arm before it, so
 ``fc,mlp,spinal:layer_width=64,num_layers=8`` is three arms.
 
-Kinds:
-
-- ``fc``: the model's own head (the paper's baseline); ``dropout`` replaces its dropout probabilities.
-- ``linear``: one Linear on the features.
-- ``mlp``: one hidden layer, ReLU; by default as wide as gives it the Spinal arm's parameter count, with the
-  Spinal arm's dropout, batch norm and activation, so that only the structure differs.
-- ``mlp2``: the authors' 2-layer FC baseline, Linear(n, 2w)-ReLU-Linear(2w, 2w)-ReLU-Linear(2w, C), with the
-  Spinal arm's layer width w by default.
-- ``spinal``: a SpinalLinear; options default to the model's paper setting.
+The kinds and their options are the table of :mod:`spinalnet.heads.kinds`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from spinalnet.errors import UsageError, unknown_name
+from spinalnet.heads.kinds import MAX_LAYERS, ArmSpec, format_value, head_kind, kind_names
 from spinalnet.layers.activation_names import activation_key
+
+__all__ = ["MAX_LAYERS", "OPTION_TYPES", "ArmSpec", "contrast_label", "format_value", "is_paper_baseline",
+           "is_same_size", "parse_arm", "parse_arms", "split_arms"]
 
 
 def _int(text: str) -> int:
@@ -62,61 +57,6 @@ OPTION_TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
     "batch_norm": (_bool, "true or false"),
     "activation": (_activation, "an activation name such as relu"),
 }
-KINDS: dict[str, tuple[str, ...]] = {
-    "fc": ("dropout",),
-    "linear": ("dropout",),
-    "mlp": ("hidden", "dropout", "batch_norm", "activation"),
-    "mlp2": ("width", "dropout", "batch_norm", "activation"),
-    "spinal": ("layer_width", "num_layers", "num_splits", "dropout", "batch_norm", "activation"),
-}
-#: How a contrast with each kind reads in words ("Spinal vs mlp (same parameters)"): the kind as it is by default,
-#: and the kind with options of its own (see :func:`contrast_label`).
-KIND_LABELS = {"fc": ("the paper's baseline", "the model's head"), "linear": ("one Linear", "one Linear"),
-               "mlp": ("same parameters", "same parameters"), "mlp2": ("the authors' 2-layer FC",) * 2,
-               "spinal": ("another Spinal head",) * 2}
-MAX_LAYERS = 10_000  # as TrainConfig's --num-layers: a module per layer
-
-
-def format_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-@dataclass(frozen=True)
-class ArmSpec:
-    """A head kind and its options (in the order given); ``text`` is the spec as written, its name."""
-
-    kind: str
-    options: tuple[tuple[str, Any], ...] = ()
-    text: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.text or self.kind
-
-    @property
-    def slug(self) -> str:
-        """The name as a path component (``spinal_layer_width=64,num_layers=8``): kinds hold no ``_`` or ``=``,
-        so no two arms share one."""
-        return self.name.replace(":", "_")
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return dict(self.options).get(key, default)
-
-    def with_options(self, **values: Any) -> "ArmSpec":
-        """This kind with ``values`` added to the options it has (None values left out); its text spells
-        out every option, so that it rebuilds the same head anywhere."""
-        merged = dict(self.options)
-        merged.update({k: v for k, v in values.items() if v is not None and k not in merged})
-        ordered = tuple((k, merged[k]) for k in KINDS[self.kind] if k in merged)
-        text = self.kind + (":" + ",".join(f"{k}={format_value(v)}" for k, v in ordered) if ordered else "")
-        return ArmSpec(self.kind, ordered, text)
-
-    def __str__(self) -> str:
-        return self.name
 
 
 def is_paper_baseline(spec: ArmSpec) -> bool:
@@ -135,7 +75,7 @@ def contrast_label(spec: ArmSpec, reference: ArmSpec | None = None) -> str:
     matched ``mlp`` has a Spinal head's size, which is the reference's only when that is a Spinal head."""
     if is_same_size(spec) and reference is not None and reference.kind != "spinal":
         return "the Spinal head's size"
-    plain, changed = KIND_LABELS[spec.kind]
+    plain, changed = head_kind(spec.kind).labels
     if not spec.options:
         return plain
     return "an MLP" if spec.kind == "mlp" and not is_same_size(spec) else changed
@@ -147,8 +87,8 @@ def parse_arm(text: str) -> ArmSpec:
         raise UsageError(f"a head must be KIND or KIND:OPTION=VALUE,..., got {text!r}")
     kind, _, rest = text.strip().partition(":")
     kind = kind.strip()
-    if kind not in KINDS:
-        raise unknown_name("head", kind, KINDS)
+    if kind not in kind_names():
+        raise unknown_name("head", kind, kind_names())
     options: list[tuple[str, Any]] = []
     written: list[str] = []
     for item in (part.strip() for part in rest.split(",")) if rest.strip() else ():
@@ -156,20 +96,26 @@ def parse_arm(text: str) -> ArmSpec:
         key = key.replace("-", "_")
         if not equals or not raw:
             raise UsageError(f"head {text.strip()!r}: options are OPTION=VALUE, got {item!r}")
-        if key not in KINDS[kind]:
-            raise unknown_name(f"option of {kind!r} heads", key, KINDS[kind])
         if key in dict(options):
             raise UsageError(f"head {text.strip()!r}: {key} is given twice")
-        parse, what = OPTION_TYPES[key]
-        try:
-            value = parse(raw)
-        except ValueError:
-            raise UsageError(f"head {text.strip()!r}: {key} must be {what}, got {raw!r}") from None
-        if key == "num_layers" and value > MAX_LAYERS:
-            raise UsageError(f"head {text.strip()!r}: num_layers must be <= {MAX_LAYERS:,}, got {value:,}")
-        options.append((key, value))
+        options.append((key, _option_value(text.strip(), kind, key, raw)))
         written.append(f"{key}={raw}")
     return ArmSpec(kind, tuple(options), kind + (":" + ",".join(written) if written else ""))
+
+
+def _option_value(text: str, kind: str, key: str, raw: str) -> Any:
+    """``raw`` parsed by the option's type (the kind's own, else the common one), or a UsageError naming it."""
+    entry = head_kind(kind)
+    if key not in entry.options:
+        raise unknown_name(f"option of {kind!r} heads", key, entry.options)
+    parse, what = entry.option_types.get(key) or OPTION_TYPES[key]
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise UsageError(f"head {text!r}: {key} must be {what}, got {raw!r}") from None
+    if key == "num_layers" and value > MAX_LAYERS:
+        raise UsageError(f"head {text!r}: num_layers must be <= {MAX_LAYERS:,}, got {value:,}")
+    return value
 
 
 def split_arms(text: str | Iterable[str]) -> list[str]:
