@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ import torch
 from spinalnet.commands.cli import main
 from spinalnet.comparison.compare import compare
 from spinalnet.comparison.config import CompareConfig
+from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.optimisers import make_optimizer, make_schedule
+from spinalnet.engine.stacked_optim import run_optimizer
 
 LITE0 = "timm:tf_efficientnet_lite0"
 FAST = dict(epochs=3, batch_size=32, lr=0.05, progress=False, seeds=2)
@@ -116,3 +120,22 @@ def test_jobs_and_shards_keep_working_on_cached_features(npz_file, lite0, tmp_pa
     capsys.readouterr()
     assert main([*common, "--jobs", "2", "--output", str(tmp_path / "j")]) == 0
     assert "--jobs 2: the runs on cached features train together in this process" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_run_s_schedule_is_pytorch_s_and_steps_without_its_order_warning(optimizer):
+    """The stand-in optimizer that carries a run's schedule steps once, changing nothing: PyTorch's "scheduler
+    stepped before the optimizer" warning stays quiet, and the learning rates and momenta are the scheduler's."""
+    config = TrainConfig(optimizer=optimizer, schedule="onecycle", lr=0.1, epochs=2)
+    stand_in, schedule = run_optimizer(config, 10)
+    reference = make_optimizer(config, [torch.zeros(1, requires_grad=True)])
+    reference_schedule = make_schedule(config, reference, 10)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(10):
+            expected = {**reference.param_groups[0], "params": stand_in.param_groups[0]["params"]}
+            assert stand_in.param_groups[0] == expected
+            reference.step()
+            reference_schedule.step()
+            schedule.step()
+    assert not stand_in.state and not stand_in.param_groups[0]["params"][0].any()  # its step changed nothing

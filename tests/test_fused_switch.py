@@ -4,6 +4,7 @@ API is missing or computes something else."""
 
 from __future__ import annotations
 
+import types
 import warnings
 
 import pytest
@@ -114,6 +115,17 @@ def test_a_changed_private_op_is_caught_by_the_first_use_check(fresh_check, monk
     monkeypatch.setattr(fused_module.PrivateAPI, "__init__", changed)
     layer = SpinalLinear(11, 4, layer_width=5)
     with pytest.warns(RuntimeWarning, match="differ from the autograd path"):
+        y = layer(torch.randn(4, 11))
+    assert _node(y) != "FusedSpinalBackward" and layer.training_path == "autograd"
+
+
+def test_a_missing_hook_registry_counts_as_hooks_and_turns_the_automatic_mode_off(fresh_check, monkeypatch):
+    """Hooks are found in torch's private registries; a torch without one must still run every hook, so the
+    layer calls its modules, and the first-use check says what is missing."""
+    monkeypatch.setattr(fused_module, "module_globals", types.SimpleNamespace())  # no global hook registries
+    assert fused_module.PrivateAPI.has_hooks([])
+    layer = SpinalLinear(11, 4, layer_width=5)
+    with pytest.warns(RuntimeWarning, match="fused training step is off in this process.*_global_forward_hooks"):
         y = layer(torch.randn(4, 11))
     assert _node(y) != "FusedSpinalBackward" and layer.training_path == "autograd"
 

@@ -22,10 +22,14 @@ BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as the engine's 
 
 def run_optimizer(config: TrainConfig, steps: int) -> tuple[torch.optim.Optimizer, Any]:
     """A stand-in optimizer of the run's kind and hyperparameters with the run's scheduler (None without one);
-    its param group is where the run's learning rate (and momentum) are read every step."""
+    its param group is where the run's learning rate (and momentum) are read every step.
+
+    The stand-in steps once, after its scheduler is made: its parameter has no gradient, so the step changes
+    nothing, and the scheduler then knows the optimizer has stepped (PyTorch warns of a scheduler stepped
+    before its optimizer otherwise; the runs' own updates are :class:`StackedOptimizer`'s)."""
     opt = make_optimizer(config, [torch.zeros(1, requires_grad=True)])
-    opt._opt_called = True  # it never steps: PyTorch's "scheduler before optimizer" check does not apply
     schedule = make_schedule(config, opt, steps)
+    opt.step()
     return opt, None if schedule is None else schedule[0]
 
 

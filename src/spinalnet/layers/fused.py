@@ -16,22 +16,28 @@ parametrized weights. Otherwise
 backward uses the modes and options of its forward (a norm switched to eval in between does not change
 it). A second derivative (``create_graph=True``) recomputes the step with autograd from the input, the
 parameters and the saved masks.
+
+The input projection (:func:`input_projections`) and the dropout sampler (:func:`dropout_mask`) live here and
+serve both paths, so that they do the same arithmetic and draw the same masks. Every private torch name
+either path reads is in :class:`PrivateAPI`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.modules import module as _module_hooks
+from torch.nn.modules import module as module_globals
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772, 1.0507009873554805
 
 Fn = Callable[[Tensor], Tensor]
 GradFn = Callable[[Tensor, Tensor], Tensor]
+Grad = Optional[Tensor]
+ChunkGrads = Tuple[Optional[Sequence[Tensor]], Optional[Sequence[Tensor]], Optional[Tensor]]  # weights, biases, input
 
 
 @dataclass(frozen=True)
@@ -45,12 +51,21 @@ class ActivationMath:
 
 # ---------------------------------------------------------------------------------------------- the private API
 class PrivateAPI:
-    """Every private ATen op and torch internal the fused step uses, looked up in this one place.
+    """Every private ATen op and torch internal that SpinalLinear uses, looked up in this one place.
 
     A torch release may rename or remove any of them; :func:`private_api` then reports what is missing and
     :class:`~spinalnet.layers.spinal_linear.SpinalLinear` keeps to its autograd path (with one warning in
-    its automatic mode) instead of failing a run.
+    its automatic mode) instead of failing a run; its first-use check also catches one that computes
+    something else. The module registries (``_modules``, ``_parameters``, the hook dictionaries) are read on
+    every training step because no public reader is as cheap: reading through ``nn.Module.__getattr__``
+    measured several times slower (docs/BENCHMARKS.md, section 1, "How SpinalLinear computes"); no public
+    call says whether a module has hooks.
     """
+
+    #: The hook registries ``nn.Module.__call__`` reads, on every module and global.
+    HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                    "_global_backward_pre_hooks")
 
     def __init__(self) -> None:
         aten = torch.ops.aten
@@ -60,10 +75,62 @@ class PrivateAPI:
             setattr(self, name, getattr(aten, name))
         self.native_batch_norm = torch.native_batch_norm
         self.transforms_active = torch._C._are_functorch_transforms_active
-        self.forward_ad = torch.autograd.forward_ad
-        self.forward_ad._current_level  # noqa: B018  (must exist)
-        if not isinstance(torch.zeros(1)._version, int):
+        self._forward_ad = torch.autograd.forward_ad
+        self.forward_ad_active()  # the level must exist
+        if not isinstance(self.versions([torch.zeros(1)])[0], int):
             raise AttributeError("Tensor._version is not a version counter")
+        self._check_registries()
+
+    @classmethod
+    def _check_registries(cls) -> None:
+        """The module registries read below exist and hold what they held (no random numbers drawn)."""
+        child, parent = nn.Module(), nn.Module()
+        child.weight = nn.Parameter(torch.zeros(1))
+        parent.child = child
+        if cls.parameters([child], "weight")[0] is not child.weight \
+                or cls.children([parent])[0].get("child") is not child:
+            raise AttributeError("nn.Module._parameters or _modules no longer hold a module's parameters and children")
+        for name in cls.HOOKS:
+            getattr(child, name)
+        for name in cls.GLOBAL_HOOKS:
+            getattr(module_globals, name)
+
+    def forward_ad_active(self) -> bool:
+        """Inside forward-mode AD (``jvp``, gradcheck's forward check)."""
+        return self._forward_ad._current_level >= 0
+
+    @staticmethod
+    def versions(tensors: Iterable[Tensor]) -> tuple[int, ...]:
+        """The version counters of ``tensors``: a second derivative checks that none changed in place."""
+        return tuple(t._version for t in tensors)
+
+    @staticmethod
+    def children(modules: Iterable[nn.Module]) -> list[dict[str, Optional[nn.Module]]]:
+        """Each module's registered submodules by name."""
+        return [m._modules for m in modules]
+
+    @staticmethod
+    def parameters(modules: Iterable[nn.Module], name: str) -> list[Optional[Tensor]]:
+        """Each module's registered parameter ``name``; None where it has no such parameter or where it is
+        computed (a parametrization, weight norm): such a module must be called, not read."""
+        return [m._parameters.get(name) for m in modules]
+
+    @staticmethod
+    def has_hooks(modules: Iterable[Optional[nn.Module]]) -> bool:
+        """Forward or backward hooks, global or on these modules: the autograd path calls the modules, so they
+        run. A torch without these registries counts as hooked, so that any hook it has still runs."""
+        g = module_globals
+        try:
+            if g._global_forward_hooks or g._global_forward_pre_hooks or g._global_backward_hooks \
+                    or g._global_backward_pre_hooks:
+                return True
+            for m in modules:  # a plain loop: this runs on every training step
+                if m is not None and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                                      or m._backward_pre_hooks):
+                    return True
+        except AttributeError:
+            return True
+        return False
 
 
 _API: list = []  # [PrivateAPI] or [reason it is unavailable], filled at the first call
@@ -84,12 +151,7 @@ def private_api_problem() -> Optional[str]:
     return None if isinstance(_API[0], PrivateAPI) else _API[0]
 
 
-#: Global module hooks (private dicts of torch.nn.modules.module). Missing ones count as hooks: the autograd
-#: path then calls every module, so that any hook runs.
-_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                 "_global_backward_pre_hooks")
-
-
+# ---------------------------------------------------------------------------------------------- activations
 def _plain_activation(kind: type, api: PrivateAPI) -> Optional[tuple[Fn, GradFn, bool]]:
     """Activations without options: (forward, ATen backward, the backward reads the input (else the output))."""
     table: dict[type, tuple[Fn, GradFn, bool]] = {
@@ -143,6 +205,7 @@ def _plain_batch_norm(norm: Optional[nn.Module]) -> bool:
                             and norm.running_mean is not None and norm.num_batches_tracked is not None)
 
 
+# ---------------------------------------------------------------------------------------------- the plan
 @dataclass(frozen=True)
 class FusedPlan:
     """What one fused step needs besides the tensors: the block's structure and its modules."""
@@ -157,26 +220,33 @@ class FusedPlan:
     norms: tuple[Optional[nn.BatchNorm1d], ...]
     any_norm: bool
     reads_input: bool  # some activation's backward reads its input (else only outputs are kept)
-    grouped: tuple[bool, ...]  # per chunk: its layers' input weights concatenated for one matmul (grouped())
     group_widths: tuple[tuple[int, ...], ...]  # (w,) * count per chunk, for split_with_sizes
     hidden_widths: tuple[int, ...]  # (w,) * L
     api: PrivateAPI
     bound_options: tuple[tuple[nn.Module, tuple], ...]  # (activation, its options) where the plan bound options
 
 
-def grouped(count: int, width: int, chunk_size: int, grad_enabled: bool) -> bool:
-    """Whether the ``count`` layers reading one chunk get one matmul over their concatenated input weights:
-    the one rule of both paths (the fused step and SpinalLinear's autograd path), so that they do the same
-    arithmetic.
+class _Block(NamedTuple):
+    """A SpinalLinear's inner modules, as its registries hold them at this step."""
 
-    The concatenation copies those weights in every forward. With autograd (training), one matmul instead
-    of one per layer paid 1.02x to 1.15x for the benchmark's heads up to 2 x 128 x 2048 and 8 x 64 x 1024
-    weights and lost (0.99x) for 2 x 512 x 1024 (1 thread, benchmarks/layer_speed.py shapes, side by side):
-    up to 2^19 elements. Without autograd only up to 2^14: measured against a cached concatenation (eval
-    forward, 2 threads, the benchmark's heads at batch 1, 64 and 512), 0.94x to 1.18x its time, where 2^19
-    took up to 1.58x. (Literals: TorchScript reads no module globals.)
-    """
-    return count * width * chunk_size <= ((1 << 19) if grad_enabled else (1 << 14))
+    output: nn.Module
+    layers: list[nn.Module]
+    acts: tuple[nn.Module, ...]
+    norms: tuple[Optional[nn.Module], ...]
+    inputs: list[nn.Module]
+    chains: list[nn.Module]  # layers 1..L-1
+
+    @classmethod
+    def read(cls, module: nn.Module, api: PrivateAPI) -> _Block:
+        (top,) = api.children([module])
+        (registry,) = api.children([top["layers"]])
+        layers = list(registry.values())
+        parts = api.children(layers)
+        return cls(top["output"], layers, tuple(m["act"] for m in parts), tuple(m.get("norm") for m in parts),
+                   [m["input"] for m in parts], [m["chain"] for m in parts[1:]])
+
+    def all(self) -> tuple[Optional[nn.Module], ...]:
+        return (self.output, *self.layers, *self.acts, *self.norms, *self.inputs, *self.chains)
 
 
 def _build_plan(module: nn.Module, acts: tuple[nn.Module, ...], norms: tuple, api: PrivateAPI) -> Optional[FusedPlan]:
@@ -189,28 +259,13 @@ def _build_plan(module: nn.Module, acts: tuple[nn.Module, ...], norms: tuple, ap
                      has_bias=module.has_bias, dropout=module.dropout if module.training else 0.0,
                      act_math=math, norms=norms, any_norm=any(n is not None for n in norms),  # type: ignore
                      reads_input=any(m.reads_input for m in math),
-                     grouped=tuple(grouped(len(g), w, m, True) for g, m in zip(groups, module.split_sizes)),
                      group_widths=tuple((w,) * len(g) for g in groups), hidden_widths=(w,) * L, api=api,
                      bound_options=tuple((a, _activation_options(a)) for a in acts
                                          if type(a) in _OPTIONED_ACTIVATIONS))
 
 
-def has_hooks(modules: Sequence[Optional[nn.Module]]) -> bool:
-    """Forward or backward hooks, global or on these modules: the autograd path calls the modules, so they run."""
-    if any(getattr(_module_hooks, name, True) for name in _GLOBAL_HOOKS):
-        return True
-    for m in modules:  # a plain loop: this runs on every training step
-        if m is not None and (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks):
-            return True
-    return False
-
-
-def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:
-    """The plan and parameters for a fused step of a SpinalLinear on 2-D ``x``, or None for the autograd path.
-
-    The plan is cached on the module and rebuilt when its mode, an activation or norm module, or an
-    activation's option changes; parameters are read afresh on every call (they may be replaced).
-    """
+def _step_api(x: Tensor) -> Optional[PrivateAPI]:
+    """The private API when a fused step may run on ``x`` in this context, else None."""
     if not torch.is_grad_enabled() or torch.jit.is_tracing() or torch.compiler.is_compiling():
         return None  # graphs see the plain operations (and fuse them themselves)
     api = private_api()
@@ -220,38 +275,69 @@ def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[T
         return None  # nothing to gain; autocast has no meta device; inference tensors have no version counter
     if torch.is_autocast_enabled(x.device.type):
         return None
-    if api.forward_ad._current_level >= 0:
-        return None  # inside forward-mode AD (jvp, gradcheck's forward check): FusedSpinal has no jvp
-    mods = [layer._modules for layer in module.layers._modules.values()]
-    acts = tuple(m["act"] for m in mods)
-    norms = tuple(m.get("norm") for m in mods)
-    key = (module.training, module.dropout, module.has_bias, acts, norms,
-           tuple((n.training, n.track_running_stats, n.affine, n.running_mean is None, n.num_batches_tracked is None)
-                 for n in norms if n is not None))
+    if api.forward_ad_active():
+        return None  # FusedSpinal has no jvp
+    return api
+
+
+def _plan_key(module: nn.Module, block: _Block) -> tuple:
+    """What a cached plan was built from: the modes, options and inner modules it depends on."""
+    return (module.training, module.dropout, module.has_bias, block.acts, block.norms,
+            tuple((n.training, n.track_running_stats, n.affine, n.running_mean is None, n.num_batches_tracked is None)
+                  for n in block.norms if n is not None))
+
+
+def _options_changed(plan: Optional[FusedPlan]) -> bool:
+    return plan is not None and any(_activation_options(a) != options for a, options in plan.bound_options)
+
+
+def _cached_plan(module: nn.Module, block: _Block, api: PrivateAPI) -> Optional[FusedPlan]:
+    """The plan cached on the module, built again when its mode, an activation or norm module, or an
+    activation's option changed."""
+    key = _plan_key(module, block)
     cached = module.__dict__.get("_fused_plan_cache")
-    if cached is None or cached[0] != key or (cached[1] is not None and any(
-            _activation_options(a) != options for a, options in cached[1].bound_options)):
-        cached = module.__dict__["_fused_plan_cache"] = (key, _build_plan(module, acts, norms, api))
-    plan = cached[1]
-    if plan is None or (x.shape[0] < 2 and any(n is not None and n.training for n in norms)):
-        return None  # the autograd path raises BatchNorm's own error for one sample
-    inputs, chains = [m["input"] for m in mods], [m["chain"] for m in mods[1:]]
-    if has_hooks((module._modules["output"], *module.layers._modules.values(), *acts, *norms, *inputs, *chains)):
-        return None  # the autograd path calls those modules, so their hooks run
-    params = [linear._parameters.get("weight") for linear in inputs]
+    if cached is None or cached[0] != key or _options_changed(cached[1]):
+        cached = module.__dict__["_fused_plan_cache"] = (key, _build_plan(module, block.acts, block.norms, api))
+    return cached[1]
+
+
+def _step_parameters(plan: FusedPlan, block: _Block, api: PrivateAPI) -> Optional[list[Tensor]]:
+    """The parameters in :func:`_unpack`'s order, read afresh (they may have been replaced); None when one is
+    computed by its module (weight norm, a parametrization): the autograd path calls that module."""
+    params = api.parameters(block.inputs, "weight")
     if plan.has_bias:
-        params += [linear._parameters.get("bias") for linear in inputs]
-    params += [linear._parameters.get("weight") for linear in chains]
+        params += api.parameters(block.inputs, "bias")
+    params += api.parameters(block.chains, "weight")
     if plan.any_norm:
-        params += [n._parameters.get(name) for n in norms if n is not None for name in ("weight", "bias")]
-    output = module._modules["output"]._parameters
-    params += [output.get("weight"), output.get("bias")] if plan.has_bias else [output.get("weight")]
-    if any(p is None for p in params):
-        return None  # a parametrized weight (weight norm, ...) is computed by its module: the autograd path
-    return plan, params
+        norms = [n for n in block.norms if n is not None]
+        params += [p for pair in zip(api.parameters(norms, "weight"), api.parameters(norms, "bias")) for p in pair]
+    params += api.parameters([block.output], "weight")
+    if plan.has_bias:
+        params += api.parameters([block.output], "bias")
+    return None if any(p is None for p in params) else params  # type: ignore[return-value]
 
 
-def _unpack(plan: FusedPlan, params: Sequence[Tensor]) -> tuple[list, list, list, list, list]:
+def fused_plan(module: nn.Module, x: Tensor) -> Optional[tuple[FusedPlan, list[Tensor]]]:
+    """The plan and parameters for a fused step of a SpinalLinear on 2-D ``x``, or None for the autograd path.
+
+    The plan is cached on the module; parameters are read afresh on every call.
+    """
+    api = _step_api(x)
+    if api is None:
+        return None
+    block = _Block.read(module, api)
+    plan = _cached_plan(module, block, api)
+    if plan is None or (x.shape[0] < 2 and any(n is not None and n.training for n in block.norms)):
+        return None  # the autograd path raises BatchNorm's own error for one sample
+    if api.has_hooks(block.all()):
+        return None  # the autograd path calls those modules, so their hooks run
+    params = _step_parameters(plan, block, api)
+    return None if params is None else (plan, params)
+
+
+def _unpack(plan: FusedPlan, params: Sequence) -> tuple[list, list, list, list, list]:
+    """``fused_plan``'s flat parameters (or anything in their order) as input weights, input biases, chain
+    weights (None first), per-layer norm (weight, bias) and the output's (weight, bias)."""
     L = len(plan.act_math)
     it = iter(params)
     w_in = [next(it) for _ in range(L)]
@@ -262,15 +348,83 @@ def _unpack(plan: FusedPlan, params: Sequence[Tensor]) -> tuple[list, list, list
     return w_in, b_in, w_chain, bn, out
 
 
+# ---------------------------------------------------------------------------------------------- shared by both paths
 def dropout_mask(x: Tensor, p: float, scale: float) -> Tensor:
     """Inverted dropout's mask for ``x``: ``scale`` where ``rand >= p`` (kept), else 0; ``x * mask`` drops.
 
-    On CPU a ``rand`` mask is about 3x faster than ``bernoulli_`` (measured by benchmarks/layer_speed.py);
+    A ``rand`` mask is faster than ``bernoulli_`` on CPU (docs/BENCHMARKS.md, section 1, "Dropout masks");
     ``x * mask`` equals ``x * keep * scale`` exactly (``keep`` is 0 or 1), in one product.
     """
     return torch.rand_like(x).ge_(p).mul_(scale)
 
 
+def grouped(count: int, width: int, chunk_size: int, grad_enabled: bool) -> bool:
+    """Whether the ``count`` layers reading one chunk get one matmul over their concatenated input weights.
+
+    The concatenation copies those weights in every forward: with autograd (training) it pays for groups up
+    to 2^19 elements, without autograd only up to 2^14 (docs/BENCHMARKS.md, section 1, "Grouped input
+    projections" and "Inference reads its parameters"). (Literals: TorchScript reads no module globals.)
+    """
+    return count * width * chunk_size <= ((1 << 19) if grad_enabled else (1 << 14))
+
+
+def dropped_copies(chunk: Tensor, count: int, p: float) -> Tuple[Tensor, Tensor]:
+    """``count`` copies of ``chunk`` stacked (count, n, size), each dropped with its own mask, as separate Dropout
+    modules would draw them; and the masks."""
+    copies = chunk.unsqueeze(0).expand(count, chunk.shape[0], chunk.shape[1])
+    mask = dropout_mask(copies, p, 1.0 / (1.0 - p))
+    return copies * mask, mask
+
+
+def _project_chunk(chunk: Tensor, dropped: Optional[Tensor], weights: List[Tensor], biases: List[Tensor],
+                   width: int, group: bool) -> List[Tensor]:
+    """``input(drop(chunk))`` of the layers reading one chunk (``biases`` empty without biases)."""
+    if dropped is not None:  # every layer reads its own dropped copy: one batched product, whatever the size
+        stacked = torch.stack(weights).transpose(1, 2)
+        if len(biases) > 0:
+            return torch.baddbmm(torch.stack(biases).unsqueeze(1), dropped, stacked).unbind(0)
+        return torch.bmm(dropped, stacked).unbind(0)
+    if group and len(weights) > 1:
+        bias = torch.cat(biases) if len(biases) > 0 else None
+        # split, not slicing: its backward is one cat, not a zero-filled tensor per layer
+        return F.linear(chunk, torch.cat(weights), bias).split_with_sizes([width] * len(weights), dim=1)
+    return [F.linear(chunk, weights[k], biases[k] if len(biases) > 0 else None) for k in range(len(weights))]
+
+
+def input_projections(x: Tensor, weights: List[Tensor], biases: List[Tensor], width: int, offsets: List[int],
+                      sizes: List[int], p: float,
+                      grad_enabled: bool) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
+    """``input(drop(chunk))`` of every hidden layer, one product per chunk (:func:`grouped`), and with dropout
+    (``p > 0``) each chunk's dropped copies and masks, which the fused step keeps for its backward.
+
+    The input half of every layer does not depend on the chain, so the layers reading one chunk share one
+    product. Both paths compute their projections here, so they do the same arithmetic and draw the same
+    masks in the same order. ``weights``, ``biases``: per layer (``biases`` empty without biases); ``width``:
+    the layers' width as a Python int (a traced graph then holds no shape arithmetic); ``grad_enabled``:
+    whether the products are differentiated (the fused step's are, by its own backward).
+    """
+    L, S = len(weights), len(sizes)
+    proj: List[Tensor] = [x] * L
+    copies: List[Tensor] = []
+    masks: List[Tensor] = []
+    for s in range(S):
+        members = list(range(s, L, S))
+        # narrow, not x[:, a:b]: older torch.export refuses a dynamic batch under that slice (a guard N != 2**63-1)
+        chunk = x.narrow(1, offsets[s], sizes[s])
+        dropped: Optional[Tensor] = None
+        if p > 0.0:
+            dropped, mask = dropped_copies(chunk, len(members), p)
+            copies.append(dropped)
+            masks.append(mask)
+        parts = _project_chunk(chunk, dropped, [weights[i] for i in members],
+                               [biases[i] for i in members] if len(biases) > 0 else biases,
+                               width, grouped(len(members), width, sizes[s], grad_enabled))
+        for k, i in enumerate(members):
+            proj[i] = parts[k]
+    return proj, copies, masks
+
+
+# ---------------------------------------------------------------------------------------------- forward
 def _batch_norm_forward(api: PrivateAPI, norm: nn.BatchNorm1d, z: Tensor, weight: Tensor,
                         bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``norm(z)`` as nn.BatchNorm1d computes it (running statistics included), keeping what backward needs."""
@@ -279,7 +433,52 @@ def _batch_norm_forward(api: PrivateAPI, norm: nn.BatchNorm1d, z: Tensor, weight
         norm.num_batches_tracked.add_(1)
         factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
     return api.native_batch_norm(z, weight, bias, norm.running_mean, norm.running_var, norm.training,
-                                   factor, norm.eps)
+                                 factor, norm.eps)
+
+
+class _Kept:
+    """What the hidden layers' forward keeps for the backward, in layer order."""
+
+    def __init__(self) -> None:
+        self.hidden: list[Tensor] = []
+        self.masks: list[Tensor] = []  # with dropout: the chain's masks (layers 1..L-1), then the output's
+        self.norm_saved: list[Tensor] = []  # per layer with a norm: its input, saved mean and inverse std
+        self.running: list[Tensor] = []  # running mean and variance of the norms in eval mode (backward reads them)
+        self.act_in: list[Tensor] = []  # per layer, when some activation's backward reads its input
+
+
+def _drop_keeping_mask(h: Tensor, p: float, kept: _Kept) -> Tensor:
+    """``h`` after inverted dropout (``p > 0``); the mask is kept (the backward multiplies by it)."""
+    mask = dropout_mask(h, p, 1.0 / (1.0 - p))
+    kept.masks.append(mask)
+    return h * mask
+
+
+def _norm_forward(api: PrivateAPI, norm: nn.BatchNorm1d, z: Tensor, params: tuple, kept: _Kept) -> Tensor:
+    """One layer's batch norm, keeping its input and statistics (and in eval mode the running ones) for the
+    backward."""
+    normed, mean, invstd = _batch_norm_forward(api, norm, z, *params)
+    kept.norm_saved += (z, mean, invstd)
+    if not norm.training:
+        kept.running += (norm.running_mean, norm.running_var)
+    return normed
+
+
+def _hidden_forward(plan: FusedPlan, x: Tensor, proj: list[Tensor], w_chain: list, bn: list, kept: _Kept) -> Tensor:
+    """The sequential part, layer after layer: chain, norm, activation. Returns the hidden outputs side by side."""
+    p, h = plan.dropout, x
+    for i, math in enumerate(plan.act_math):
+        z = proj[i]
+        if i > 0:
+            z = F.linear(_drop_keeping_mask(h, p, kept) if p > 0.0 else h, w_chain[i], z)
+        norm = plan.norms[i]
+        if norm is not None:
+            z = _norm_forward(plan.api, norm, z, bn[i], kept)
+        if plan.reads_input:
+            kept.act_in.append(z)
+        h = math.forward(z)
+        kept.hidden.append(h)
+    return torch.cat(kept.hidden, dim=1)
 
 
 def _save(ctx, **groups: Sequence[Tensor]) -> None:
@@ -311,79 +510,22 @@ class FusedSpinal(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: FusedPlan, x: Tensor, *params: Tensor) -> Tensor:  # type: ignore[override]
         w_in, b_in, w_chain, bn, (w_out, b_out) = _unpack(plan, params)
-        n, w, p = x.shape[0], plan.width, plan.dropout
-        scale = 1.0 / (1.0 - p)
-        L = len(plan.act_math)
-        proj: list[Tensor] = [x] * L
-        dropped: list[Tensor] = []  # per chunk with dropout: every member's dropped copy (count, n, size), and
-        input_mask: list[Tensor] = []  # its mask when the input needs a gradient
-        for s, members in enumerate(plan.groups):
-            chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
-            if p > 0.0:  # every member reads its own dropped copy: one batched product, whatever the size
-                copies = chunk.unsqueeze(0).expand(len(members), n, plan.sizes[s])
-                mask = dropout_mask(copies, p, scale)
-                copies = copies * mask
-                dropped.append(copies)
-                if x.requires_grad:
-                    input_mask.append(mask)
-                weights = torch.stack([w_in[i] for i in members]).transpose(1, 2)
-                if plan.has_bias:
-                    parts = torch.baddbmm(torch.stack([b_in[i] for i in members]).unsqueeze(1), copies, weights)
-                else:
-                    parts = torch.bmm(copies, weights)
-                parts = parts.unbind(0)
-            elif plan.grouped[s] and len(members) > 1:
-                weight = torch.cat([w_in[i] for i in members])
-                out = F.linear(chunk, weight, torch.cat([b_in[i] for i in members]) if plan.has_bias else None)
-                parts = out.split_with_sizes(plan.group_widths[s], 1)
-            else:
-                parts = [F.linear(chunk, w_in[i], b_in[i]) for i in members]
-            for k, i in enumerate(members):
-                proj[i] = parts[k]
+        proj, dropped, input_masks = input_projections(x, w_in, b_in if plan.has_bias else [], plan.width,
+                                                       list(plan.offsets), list(plan.sizes), plan.dropout, True)
+        # The backward uses the norms' modes of this forward, whatever they are by then.
+        norm_modes = tuple(None if n is None else (n.training, n.eps) for n in plan.norms)
+        kept = _Kept()
+        feats = _hidden_forward(plan, x, proj, w_chain, bn, kept)
+        y = F.linear(_drop_keeping_mask(feats, plan.dropout, kept) if plan.dropout > 0.0 else feats, w_out, b_out)
 
-        hidden: list[Tensor] = []
-        masks: list[Tensor] = []  # with dropout: the chain's masks (layers 1..L-1), then the output's
-        norm_saved: list[Tensor] = []  # per layer with a norm: its input, saved mean and inverse std
-        norm_modes: list[Optional[tuple[bool, float]]] = []  # per layer: (training, eps) of its norm at this step
-        running: list[Tensor] = []  # running mean and variance of the norms in eval mode (the backward reads them)
-        act_in: list[Optional[Tensor]] = []  # per layer, when some activation's backward reads its input
-        h = x
-        for i in range(L):
-            z = proj[i]
-            if i > 0:
-                if p > 0.0:
-                    mask = dropout_mask(h, p, scale)
-                    h = h * mask
-                    masks.append(mask)
-                z = F.linear(h, w_chain[i], z)
-            norm = plan.norms[i]
-            norm_modes.append(None if norm is None else (norm.training, norm.eps))
-            if norm is not None:
-                normed, mean, invstd = _batch_norm_forward(plan.api, norm, z, *bn[i])
-                norm_saved += (z, mean, invstd)
-                if not norm.training:
-                    running += (norm.running_mean, norm.running_var)
-                z = normed
-            if plan.reads_input:
-                act_in.append(z)
-            h = plan.act_math[i].forward(z)
-            hidden.append(h)
-        feats = torch.cat(hidden, dim=1)
-        if p > 0.0:
-            mask = dropout_mask(feats, p, scale)
-            feats_in = feats * mask
-            masks.append(mask)
-        else:
-            feats_in = feats
-        y = F.linear(feats_in, w_out, b_out)
-
-        ctx.plan, ctx.norm_modes = plan, tuple(norm_modes)
+        ctx.plan, ctx.norm_modes = plan, norm_modes
         ctx.inputs = (x, *params)
-        ctx.versions = tuple(t._version for t in ctx.inputs)
-        _save(ctx, x=(x,) if p == 0.0 else (), feats=(feats,), w_out=(w_out,),
+        ctx.versions = plan.api.versions(ctx.inputs)
+        _save(ctx, x=(x,) if plan.dropout == 0.0 else (), feats=(feats,), w_out=(w_out,),
               w_in=w_in if x.requires_grad else (), w_chain=w_chain[1:],
-              bn_weight=[pair[0] for pair in bn if pair[0] is not None], running=running, dropped=dropped,
-              input_mask=input_mask, masks=masks, norm_saved=norm_saved, act_in=act_in)
+              bn_weight=[pair[0] for pair in bn if pair[0] is not None], running=kept.running, dropped=dropped,
+              input_mask=input_masks if x.requires_grad else (), masks=kept.masks, norm_saved=kept.norm_saved,
+              act_in=kept.act_in)
         return y
 
     @staticmethod
@@ -393,6 +535,24 @@ class FusedSpinal(torch.autograd.Function):
         return _fast_backward(ctx, grad_y)
 
 
+# ---------------------------------------------------------------------------------------------- second derivative
+def _replayed_projections(plan: FusedPlan, saved: _Saved, x: Tensor, w_in: list, b_in: list) -> list[Tensor]:
+    """Every layer's ``input(drop(chunk))`` again, one product per layer, with the forward's masks: the input is
+    dropped again when it needs a gradient, else the saved dropped copy is read."""
+    proj: list[Tensor] = [x] * len(plan.act_math)
+    for s, members in enumerate(plan.groups):
+        chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
+        for k, i in enumerate(members):
+            if plan.dropout == 0.0:
+                dropped = chunk
+            elif saved.input_mask:
+                dropped = chunk * saved.input_mask[s][k]
+            else:
+                dropped = saved.dropped[s][k]
+            proj[i] = F.linear(dropped, w_in[i], b_in[i])
+    return proj
+
+
 def _replay(ctx, x: Tensor, params: Sequence[Tensor]) -> Tensor:
     """The forward step again, recorded by autograd: the same dropout masks, and batch norm in the mode and
     on the statistics of the forward (the batch's in training, the running ones in eval) without
@@ -400,21 +560,11 @@ def _replay(ctx, x: Tensor, params: Sequence[Tensor]) -> Tensor:
     plan: FusedPlan = ctx.plan
     saved = _Saved(ctx)
     w_in, b_in, w_chain, bn, (w_out, b_out) = _unpack(plan, params)
-    p, L = plan.dropout, len(plan.act_math)
-    proj: list[Tensor] = [x] * L
-    for s, members in enumerate(plan.groups):
-        chunk = x[:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
-        for k, i in enumerate(members):
-            if p == 0.0:
-                dropped = chunk
-            elif saved.input_mask:  # the input needs a gradient: drop it again with the same mask
-                dropped = chunk * saved.input_mask[s][k]
-            else:
-                dropped = saved.dropped[s][k]
-            proj[i] = F.linear(dropped, w_in[i], b_in[i])
+    p = plan.dropout
+    proj = _replayed_projections(plan, saved, x, w_in, b_in)
     hidden: list[Tensor] = []
     running = iter(saved.running)
-    for i in range(L):
+    for i, math in enumerate(plan.act_math):
         z = proj[i]
         if i > 0:
             z = z + F.linear(hidden[-1] * saved.masks[i - 1] if p > 0.0 else hidden[-1], w_chain[i])
@@ -423,7 +573,7 @@ def _replay(ctx, x: Tensor, params: Sequence[Tensor]) -> Tensor:
             training, eps = mode
             stats = (None, None) if training else (next(running), next(running))
             z = F.batch_norm(z, *stats, bn[i][0], bn[i][1], training, 0.0, eps)
-        hidden.append(plan.act_math[i].forward(z))
+        hidden.append(math.forward(z))
     feats = torch.cat(hidden, dim=1)
     return F.linear(feats * saved.masks[-1] if p > 0.0 else feats, w_out, b_out)
 
@@ -432,12 +582,11 @@ def _replayed_backward(ctx, grad_y: Tensor) -> tuple[Optional[Tensor], ...]:
     """Gradients with their own graph, for a second derivative (gradient penalties, Hessian-vector
     products): the step is recomputed with autograd and differentiated with ``create_graph``. Rare, so
     it costs a second forward rather than a hand-written double backward."""
-    for t, version in zip(ctx.inputs, ctx.versions):
-        if t._version != version:
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an inplace "
-                "operation: a second derivative of SpinalLinear recomputes its step from its input and "
-                "parameters, which must not change between its forward and backward")
+    if ctx.plan.api.versions(ctx.inputs) != ctx.versions:
+        raise RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an inplace "
+            "operation: a second derivative of SpinalLinear recomputes its step from its input and "
+            "parameters, which must not change between its forward and backward")
     needed = ctx.needs_input_grad[1:]
     # A tensor passed twice (tied weights) gets its whole gradient once: autograd adds what every position returns.
     unique: dict[int, Tensor] = {}
@@ -450,80 +599,144 @@ def _replayed_backward(ctx, grad_y: Tensor) -> tuple[Optional[Tensor], ...]:
     return (None, *(grads.pop(id(t), None) if need else None for t, need in zip(ctx.inputs, needed)))
 
 
+# ---------------------------------------------------------------------------------------------- backward
 def _fast_backward(ctx, grad_y: Tensor) -> tuple[Optional[Tensor], ...]:
-    """The backward written out with ATen's own backward kernels (no autograd recording). Gradients of
-    frozen parameters are not computed."""
+    """The backward written out with ATen's own backward kernels (no autograd recording), from the output
+    back to the input. Gradients of frozen parameters are not computed."""
     plan: FusedPlan = ctx.plan
     saved = _Saved(ctx)
-    L, p = len(plan.act_math), plan.dropout
-    need_w_in, need_b_in, need_chain, need_bn, (need_w_out, need_b_out) = _unpack(plan, ctx.needs_input_grad[2:])
-    grad_x_needed = ctx.needs_input_grad[1]
-    (feats,), (w_out,), w_in, w_chain = saved.feats, saved.w_out, saved.w_in, (None, *saved.w_chain)
-    masks, running, bn_weight = saved.masks, iter(saved.running), iter(saved.bn_weight)
-
-    feats_in = feats if p == 0.0 else feats * masks[-1]  # recomputed: kept is the mask only
-    grad_w_out = grad_y.t().mm(feats_in) if need_w_out else None
-    grad_b_out = grad_y.sum(0) if need_b_out else None
-    grad_feats = grad_y.mm(w_out)
-    if p > 0.0:
-        grad_feats = grad_feats * masks[-1]
-    grad_hidden = grad_feats.split_with_sizes(plan.hidden_widths, 1)
-    hidden = feats.split_with_sizes(plan.hidden_widths, 1)
-
-    norm_saved = [saved.norm_saved[k: k + 3] for k in range(0, len(saved.norm_saved), 3)]
-    norm_args = [None if mode is None else (next(bn_weight), *((next(running), next(running)) if not mode[0]
-                                                                else (None, None)))
-                 for mode in ctx.norm_modes]
-    grad_z: list[Optional[Tensor]] = [None] * L
-    grad_chain: list[Optional[Tensor]] = [None] * L
-    grad_bn: list[tuple[Optional[Tensor], Optional[Tensor]]] = [(None, None)] * L
-    carry: Optional[Tensor] = None
-    for i in range(L - 1, -1, -1):
-        g = grad_hidden[i] if carry is None else grad_hidden[i] + carry
-        math = plan.act_math[i]
-        g = math.backward(g, saved.act_in[i] if math.reads_input else hidden[i])
-        mode = ctx.norm_modes[i]
-        if mode is not None:
-            weight, running_mean, running_var = norm_args[i]
-            z, mean, invstd = norm_saved.pop()
-            g, gw, gb = plan.api.native_batch_norm_backward(
-                g, z, weight, running_mean, running_var, mean, invstd, mode[0], mode[1],
-                [True, bool(need_bn[i][0]), bool(need_bn[i][1])])
-            grad_bn[i] = (gw, gb)
-        grad_z[i] = g
-        if i > 0:
-            h = hidden[i - 1] if p == 0.0 else hidden[i - 1] * masks[i - 1]
-            grad_chain[i] = g.t().mm(h) if need_chain[i] else None
-            carry = g.mm(w_chain[i]) if p == 0.0 else g.mm(w_chain[i]) * masks[i - 1]
-
-    grad_w_in: list[Optional[Tensor]] = [None] * L
-    grad_b_in: list[Optional[Tensor]] = [None] * L
-    grad_x_parts: list[Tensor] = []
-    for s, members in enumerate(plan.groups):
-        want_w, want_b = any(need_w_in[i] for i in members), any(need_b_in[i] for i in members)
-        grad_w = grad_b = None
-        if p > 0.0:
-            gz = torch.stack([grad_z[i] for i in members])  # (count, n, w)
-            grad_w = torch.bmm(gz.transpose(1, 2), saved.dropped[s]).unbind(0) if want_w else None
-            grad_b = gz.sum(1).unbind(0) if want_b else None
-            if grad_x_needed:
-                grad_copies = torch.bmm(gz, torch.stack([w_in[i] for i in members]))
-                grad_x_parts.append((grad_copies * saved.input_mask[s]).sum(0))
-        else:
-            gz = torch.cat([grad_z[i] for i in members], dim=1) if len(members) > 1 else grad_z[members[0]]
-            chunk = saved.x[0][:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
-            grad_w = gz.t().mm(chunk).split_with_sizes(plan.group_widths[s], 0) if want_w else None
-            grad_b = gz.sum(0).split_with_sizes(plan.group_widths[s]) if want_b else None
-            if grad_x_needed:
-                weight = torch.cat([w_in[i] for i in members]) if len(members) > 1 else w_in[members[0]]
-                grad_x_parts.append(gz.mm(weight))
-        for k, i in enumerate(members):
-            grad_w_in[i] = grad_w[k] if grad_w is not None else None
-            grad_b_in[i] = grad_b[k] if grad_b is not None else None
-    grad_x = torch.cat(grad_x_parts, dim=1) if grad_x_needed else None
-
+    need_w_in, need_b_in, need_chain, need_bn, need_out = _unpack(plan, ctx.needs_input_grad[2:])
+    grad_w_out, grad_b_out, grad_hidden = _output_backward(plan, saved, grad_y, *need_out)
+    grad_z, grad_chain, grad_bn = _hidden_backward(plan, saved, ctx.norm_modes, grad_hidden, need_chain, need_bn)
+    grad_x, grad_w_in, grad_b_in = _input_backward(plan, saved, grad_z, need_w_in, need_b_in, ctx.needs_input_grad[1])
     # In the order of fused_plan's parameters (see _unpack).
     grads = [*grad_w_in, *(grad_b_in if plan.has_bias else ()), *grad_chain[1:],
              *(g for i, pair in enumerate(grad_bn) if ctx.norm_modes[i] is not None for g in pair),
              grad_w_out, *((grad_b_out,) if plan.has_bias else ())]
     return (None, grad_x, *grads)
+
+
+def _output_backward(plan: FusedPlan, saved: _Saved, grad_y: Tensor, need_weight: bool,
+                     need_bias: bool) -> tuple[Grad, Grad, Sequence[Tensor]]:
+    """The output Linear's gradients, and each hidden output's (through the output's dropout)."""
+    (feats,), (w_out,), p = saved.feats, saved.w_out, plan.dropout
+    grad_w = None
+    if need_weight:
+        grad_w = grad_y.t().mm(feats if p == 0.0 else feats * saved.masks[-1])  # recomputed: kept is the mask only
+    grad_b = grad_y.sum(0) if need_bias else None
+    grad_feats = grad_y.mm(w_out)
+    if p > 0.0:
+        grad_feats = grad_feats * saved.masks[-1]
+    return grad_w, grad_b, grad_feats.split_with_sizes(plan.hidden_widths, 1)
+
+
+def _saved_norms(saved: _Saved, norm_modes: Sequence[Optional[tuple[bool, float]]]) -> list[Optional[tuple]]:
+    """Per layer: None, or what its batch norm's backward reads (weight, running mean and variance in eval mode
+    (else None), the forward's input, mean and inverse std, and (training, eps))."""
+    weights, running, stats = iter(saved.bn_weight), iter(saved.running), iter(saved.norm_saved)
+    norms: list[Optional[tuple]] = []
+    for mode in norm_modes:
+        if mode is None:
+            norms.append(None)
+            continue
+        weight = next(weights)
+        running_mean, running_var = (None, None) if mode[0] else (next(running), next(running))
+        norms.append((weight, running_mean, running_var, next(stats), next(stats), next(stats), mode))
+    return norms
+
+
+def _norm_backward(api: PrivateAPI, g: Tensor, norm: tuple, need: tuple) -> tuple[Tensor, tuple[Grad, Grad]]:
+    """Through one batch norm in the mode of its forward: the input's gradient and (weight, bias) gradients."""
+    weight, running_mean, running_var, z, mean, invstd, (training, eps) = norm
+    g, grad_weight, grad_bias = api.native_batch_norm_backward(
+        g, z, weight, running_mean, running_var, mean, invstd, training, eps, [True, bool(need[0]), bool(need[1])])
+    return g, (grad_weight, grad_bias)
+
+
+def _chain_backward(g: Tensor, previous: Tensor, weight: Tensor, mask: Optional[Tensor],
+                    need_weight: bool) -> tuple[Grad, Tensor]:
+    """The chain Linear's weight gradient, and what it passes back to the previous hidden output (through that
+    output's dropout mask, when there is one)."""
+    grad_w = None
+    if need_weight:
+        grad_w = g.t().mm(previous if mask is None else previous * mask)
+    carry = g.mm(weight)
+    return grad_w, carry if mask is None else carry * mask
+
+
+def _hidden_backward(plan: FusedPlan, saved: _Saved, norm_modes: Sequence, grad_hidden: Sequence[Tensor],
+                     need_chain: list, need_bn: list) -> tuple[list[Grad], list[Grad], list[tuple[Grad, Grad]]]:
+    """Back through the chain, last layer first: each layer's gradient before its activation and norm (that
+    is, of its input projection plus chain), and the chain and norm parameters' gradients."""
+    L, p = len(plan.act_math), plan.dropout
+    hidden = saved.feats[0].split_with_sizes(plan.hidden_widths, 1)
+    norms = _saved_norms(saved, norm_modes)
+    w_chain = (None, *saved.w_chain)
+    grad_z: list[Grad] = [None] * L
+    grad_chain: list[Grad] = [None] * L
+    grad_bn: list[tuple[Grad, Grad]] = [(None, None)] * L
+    carry: Optional[Tensor] = None
+    for i in range(L - 1, -1, -1):
+        g = grad_hidden[i] if carry is None else grad_hidden[i] + carry
+        math = plan.act_math[i]
+        g = math.backward(g, saved.act_in[i] if math.reads_input else hidden[i])
+        norm = norms[i]
+        if norm is not None:
+            g, grad_bn[i] = _norm_backward(plan.api, g, norm, need_bn[i])
+        grad_z[i] = g
+        if i > 0:
+            mask = saved.masks[i - 1] if p > 0.0 else None
+            grad_chain[i], carry = _chain_backward(g, hidden[i - 1], w_chain[i], mask, need_chain[i])
+    return grad_z, grad_chain, grad_bn
+
+
+def _dropped_chunk_backward(plan: FusedPlan, saved: _Saved, s: int, grad_z: list[Tensor], want_w: bool,
+                            want_b: bool, want_x: bool) -> ChunkGrads:
+    """One chunk's layers under dropout: each read its own dropped copy, so one batched product each way."""
+    members = plan.groups[s]
+    gz = torch.stack(grad_z)  # (count, n, w)
+    grad_w = torch.bmm(gz.transpose(1, 2), saved.dropped[s]).unbind(0) if want_w else None
+    grad_b = gz.sum(1).unbind(0) if want_b else None
+    grad_x = None
+    if want_x:
+        grad_copies = torch.bmm(gz, torch.stack([saved.w_in[i] for i in members]))
+        grad_x = (grad_copies * saved.input_mask[s]).sum(0)
+    return grad_w, grad_b, grad_x
+
+
+def _shared_chunk_backward(plan: FusedPlan, saved: _Saved, s: int, grad_z: list[Tensor], want_w: bool,
+                           want_b: bool, want_x: bool) -> ChunkGrads:
+    """One chunk's layers without dropout: they read the same chunk, so their gradients side by side make one
+    product each way, whose row blocks are the layers' weight gradients."""
+    members, widths = plan.groups[s], plan.group_widths[s]
+    gz = torch.cat(grad_z, dim=1) if len(members) > 1 else grad_z[0]
+    grad_w = grad_b = grad_x = None
+    if want_w:
+        chunk = saved.x[0][:, plan.offsets[s]: plan.offsets[s] + plan.sizes[s]]
+        grad_w = gz.t().mm(chunk).split_with_sizes(widths, 0)
+    if want_b:
+        grad_b = gz.sum(0).split_with_sizes(widths)
+    if want_x:
+        weight = torch.cat([saved.w_in[i] for i in members]) if len(members) > 1 else saved.w_in[members[0]]
+        grad_x = gz.mm(weight)
+    return grad_w, grad_b, grad_x
+
+
+def _input_backward(plan: FusedPlan, saved: _Saved, grad_z: list[Tensor], need_w: list, need_b: list,
+                    need_x: bool) -> tuple[Grad, list[Grad], list[Grad]]:
+    """Chunk by chunk: the input weights' and biases' gradients of its layers, and the input's gradient."""
+    L = len(plan.act_math)
+    chunk_backward = _dropped_chunk_backward if plan.dropout > 0.0 else _shared_chunk_backward
+    grad_w_in: list[Grad] = [None] * L
+    grad_b_in: list[Grad] = [None] * L
+    grad_x_parts: list[Tensor] = []
+    for s, members in enumerate(plan.groups):
+        grad_w, grad_b, grad_x = chunk_backward(plan, saved, s, [grad_z[i] for i in members],
+                                                any(need_w[i] for i in members), any(need_b[i] for i in members),
+                                                need_x)
+        if grad_x is not None:
+            grad_x_parts.append(grad_x)
+        for k, i in enumerate(members):
+            grad_w_in[i] = grad_w[k] if grad_w is not None else None
+            grad_b_in[i] = grad_b[k] if grad_b is not None else None
+    return (torch.cat(grad_x_parts, dim=1) if need_x else None), grad_w_in, grad_b_in

@@ -121,12 +121,30 @@ def from_paper_state_dict(state_dict: Mapping[str, Tensor], *, activation: str |
     ``in_features``: the backbone's width, needed only to check an odd width (see the module docstring);
     by default it is the sum of the two halves the head reads.
     """
+    in_features = _checked_arguments(state_dict, prefix, in_features)
+    hidden, out = _parse_head(state_dict, prefix)
+    width = hidden[0].weight.shape[0]
+    chunks = (hidden[0].weight.shape[1], hidden[1].weight.shape[1] - width)
+    n = _input_width(chunks[0], chunks[1], in_features)
+    _check_layers(hidden, out, width, chunks)
+    had_dropout = any(layer.dropout for layer in [*hidden, out])
+    options = dict(layer_width=width, num_layers=len(hidden), num_splits=2, activation=activation,
+                   dropout=(PAPER_DROPOUT if had_dropout else 0.0) if dropout is None else dropout,
+                   batch_norm=hidden[0].norm is not None, bias=out.bias is not None)
+    return PaperHead(n, out.weight.shape[0], options, _spinal_state_dict(hidden, out, chunks))
+
+
+def _checked_arguments(state_dict: object, prefix: object, in_features: int | None) -> int | None:
+    """Refuse arguments of the wrong kind before reading anything; ``in_features`` as a Python int (or None)."""
     if not isinstance(state_dict, Mapping):
         raise ValueError(f"state_dict must be a mapping of names to tensors (a state dict), got {type(state_dict).__name__}")
     if not isinstance(prefix, str):
         raise ValueError(f"prefix must be a string such as 'fc.', got {prefix!r}")
-    if in_features is not None:
-        in_features = positive_int("in_features", in_features)
+    return None if in_features is None else positive_int("in_features", in_features)
+
+
+def _parse_head(state_dict: Mapping[str, Tensor], prefix: str) -> tuple[list[_Linear], _Linear]:
+    """The hidden Linears and the output Linear of the head under ``prefix``, in either of the authors' namings."""
     state = {k[len(prefix):]: v for k, v in state_dict.items() if isinstance(k, str) and k.startswith(prefix)}
     if any(_SEQUENTIAL_KEY.fullmatch(k) for k in state):
         hidden, out = _parse_sequential(state)
@@ -138,9 +156,11 @@ def from_paper_state_dict(state_dict: Mapping[str, Tensor], *, activation: str |
                          f"fc_out.. keys, or fc1, fc1_1.. and fc2 keys; found {', '.join(list(state)[:6]) or 'none'}")
     if len(hidden) < 2:
         raise ValueError(f"the authors' heads have at least 2 hidden layers (one per half), found {len(hidden)}")
-    width = hidden[0].weight.shape[0]
-    chunks = [hidden[0].weight.shape[1], hidden[1].weight.shape[1] - width]
-    n = _input_width(chunks[0], chunks[1], in_features)
+    return hidden, out
+
+
+def _check_layers(hidden: list[_Linear], out: _Linear, width: int, chunks: tuple[int, int]) -> None:
+    """Every Linear has the shape, bias and batch norm that the first hidden layer and the output imply."""
     has_bias, batch_norm = out.bias is not None, hidden[0].norm is not None
     for i, layer in enumerate(hidden):
         expected = (width, chunks[i % 2] + (width if i else 0))
@@ -155,10 +175,10 @@ def from_paper_state_dict(state_dict: Mapping[str, Tensor], *, activation: str |
                              f"hidden layer 1 has {'one' if batch_norm else 'none'}")
     if tuple(out.weight.shape[1:]) != (len(hidden) * width,):
         raise ValueError(f"the output Linear reads {out.weight.shape[1]} features, expected {len(hidden) * width}")
-    had_dropout = any(layer.dropout for layer in [*hidden, out])
-    options = dict(layer_width=width, num_layers=len(hidden), num_splits=2, activation=activation,
-                   dropout=(PAPER_DROPOUT if had_dropout else 0.0) if dropout is None else dropout,
-                   batch_norm=batch_norm, bias=has_bias)
+
+
+def _spinal_state_dict(hidden: list[_Linear], out: _Linear, chunks: tuple[int, int]) -> dict[str, Tensor]:
+    """The head's tensors under SpinalLinear's names: each hidden weight split into its input and chain halves."""
     converted: dict[str, Tensor] = {}
     for i, source in enumerate(hidden):
         converted[f"layers.{i}.input.weight"] = source.weight[:, : chunks[i % 2]]
@@ -171,4 +191,4 @@ def from_paper_state_dict(state_dict: Mapping[str, Tensor], *, activation: str |
     converted["output.weight"] = out.weight
     if out.bias is not None:
         converted["output.bias"] = out.bias
-    return PaperHead(n, out.weight.shape[0], options, converted)
+    return converted

@@ -30,8 +30,8 @@ from torch import Tensor, nn
 
 from spinalnet.layers.activations import activation_name, create_activation
 from spinalnet.layers.arguments import dropout_probability, flag, positive_int
-from spinalnet.layers.fused import (FusedPlan, FusedSpinal, dropout_mask, fused_plan, grouped, has_hooks,
-                                    private_api_problem)
+from spinalnet.layers.fused import (FusedPlan, FusedSpinal, PrivateAPI, dropout_mask, dropped_copies, fused_plan,
+                                    input_projections, private_api_problem)
 from spinalnet.layers.paper_heads import from_paper_state_dict
 from spinalnet.layers.sizes import spinal_params
 from spinalnet.layers.split import split_sizes
@@ -111,13 +111,6 @@ def check_sizes(in_features: int, out_features: int, layer_width: int, num_layer
             "otherwise some input features would never be read"
         )
     return in_features, out_features, layer_width, num_layers, num_splits
-
-
-def _concat_operands(weights: list[Tensor], biases: list[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-    weight = weights[0] if len(weights) == 1 else torch.cat(weights)
-    if len(biases) == 0:
-        return weight, None
-    return weight, biases[0] if len(biases) == 1 else torch.cat(biases)
 
 
 class SpinalHiddenLayer(nn.Module):
@@ -268,35 +261,10 @@ class SpinalLinear(nn.Module):
 
     def _input_projections(self, x: Tensor) -> list[Tensor]:
         """``input(drop(chunk))`` of every hidden layer: one grouped matmul per chunk."""
-        n, w, S, L = x.shape[0], self.layer_width, self.num_splits, self.num_layers
-        drop = self.training and self.dropout > 0.0
-        all_weights, all_biases = self._input_parameters()
-        proj: list[Tensor] = [x] * L
-        for s in range(S):
-            members = [i for i in range(s, L, S)]
-            count, size = len(members), self.split_sizes[s]
-            weights = [all_weights[i] for i in members]
-            biases = [all_biases[i] for i in members] if self.has_bias else all_biases
-            # narrow, not x[:, a:b]: older torch.export refuses a dynamic batch under that slice (a guard N != 2**63-1)
-            chunk = x.narrow(1, self.split_offsets[s], size)
-            if drop:
-                # Each layer drops its own copy of the chunk, as separate Dropout modules would.
-                copies = _dropout(chunk.unsqueeze(0).expand(count, n, size), self.dropout, True)
-                stacked = torch.stack(weights).transpose(1, 2)
-                if len(biases) > 0:
-                    out = torch.baddbmm(torch.stack(biases).unsqueeze(1), copies, stacked)
-                else:
-                    out = torch.bmm(copies, stacked)
-                parts = out.unbind(0)
-            elif grouped(count, w, size, torch.is_grad_enabled()):
-                weight, bias = _concat_operands(weights, biases)
-                # split, not slicing: its backward is one cat, not a zero-filled tensor per layer
-                parts = F.linear(chunk, weight, bias).split(w, dim=1)
-            else:
-                parts = [F.linear(chunk, weights[k], biases[k] if len(biases) > 0 else None) for k in range(count)]
-            for k, i in enumerate(members):
-                proj[i] = parts[k]
-        return proj
+        weights, biases = self._input_parameters()
+        p = self.dropout if self.training else 0.0
+        return input_projections(x, weights, biases, self.layer_width, self.split_offsets, self.split_sizes, p,
+                                 torch.is_grad_enabled())[0]
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 0 or x.shape[-1] != self.in_features:
@@ -339,7 +307,7 @@ class SpinalLinear(nn.Module):
     def _layers_hooked(self) -> bool:
         """Hooks on a hidden layer or its Linears (pruning, ``weight_norm``, ``spectral_norm``, a feature
         probe) compute or watch what those modules see, so they are called instead of read."""
-        return has_hooks([m for layer in self.layers for m in (layer, layer.input, layer.chain)])
+        return PrivateAPI.has_hooks([m for layer in self.layers for m in (layer, layer.input, layer.chain)])
 
     @torch.jit.unused
     def _forward_layer_by_layer(self, x: Tensor) -> Tensor:
@@ -352,9 +320,10 @@ class SpinalLinear(nn.Module):
         for s in range(S):
             members = range(s, L, S)
             chunk = x.narrow(1, self.split_offsets[s], self.split_sizes[s])
-            copies = chunk.unsqueeze(0).expand(len(members), n, chunk.shape[1])
             if drop:  # as the grouped path draws it: each layer its own copy of the chunk
-                copies = _dropout(copies, self.dropout, True)
+                copies = dropped_copies(chunk, len(members), self.dropout)[0]
+            else:
+                copies = chunk.unsqueeze(0).expand(len(members), n, chunk.shape[1])
             for k, i in enumerate(members):
                 chunks[i] = copies[k]
         hidden: list[Tensor] = []
