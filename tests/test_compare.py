@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -158,12 +159,48 @@ def test_yaml_config_and_command_line_precedence(npz_file, tmp_path):
     assert (config["head"], config["batch_size"], config["optimizer"], config["epochs"]) == ("spinal", 16, "adam", 1)
 
 
+def _one_cycle_lr(lr: float, step: int, total: int) -> float:
+    """OneCycleLR with torch's defaults: from lr/25 up to lr over the first 30 % of the steps, then down to
+    lr/25/1e4, each half of a cosine."""
+    start, low, peak = lr / 25, lr / 25 / 1e4, 0.3 * total - 1
+    if step <= peak:
+        return lr + (start - lr) / 2 * (1 + math.cos(math.pi * step / peak))
+    return low + (lr - low) / 2 * (1 + math.cos(math.pi * (step - peak) / (total - 1 - peak)))
+
+
+def _random_restart_lrs(lr: float, seed: int, val_acc: list[float], exponent: float = 3.0) -> list[float]:
+    """The paper's rule: the LR stays until an epoch's validation accuracy is no better than the best so far,
+    then the next epoch starts at lr * U^exponent, U drawn from the run's seeded generator."""
+    import torch
+
+    generator, best, lrs = torch.Generator().manual_seed(seed), -1.0, [lr]
+    for acc in val_acc[:-1]:
+        improved, best = acc > best, max(best, acc)
+        lrs.append(lrs[-1] if improved else lr * float(torch.rand((), generator=generator)) ** exponent)
+    return lrs
+
+
+#: each schedule's LR at the start of epoch e of E (3 optimiser steps an epoch: --limit-batches 3)
+SCHEDULE_LRS = {
+    "step": lambda lr, e, epochs: lr * 0.5**e,  # --step-size 1 --gamma 0.5
+    "cosine": lambda lr, e, epochs: lr * (1 + math.cos(math.pi * e / epochs)) / 2,
+    "onecycle": lambda lr, e, epochs: _one_cycle_lr(lr, 3 * e, 3 * epochs),
+}
+
+
 @pytest.mark.parametrize("schedule", ["step", "cosine", "onecycle", "random-restart"])
-def test_schedules_run(npz_file, tmp_path, schedule):  # the LR each one follows: test_schedules.py
+def test_each_schedule_s_lr_curve_follows_its_formula(npz_file, tmp_path, schedule):
+    """The LR each epoch started with (lr_curve in result.json), from the command line's options."""
     out = tmp_path / schedule
-    assert main(["train", "--dataset", f"npz:{npz_file}", "--schedule", schedule, "--output", str(out),
-                 "--label-smoothing", "0.1", "--step-size", "1", *FAST]) == 0
-    assert json.loads((out / "result.json").read_text())["config"]["schedule"] == schedule
+    assert main(["train", "--dataset", f"npz:{npz_file}", "--schedule", schedule, "--step-size", "1", "--gamma", "0.5",
+                 "--epochs", "3", "--limit-batches", "3", "--batch-size", "32", "--lr", "0.05", "--no-progress",
+                 "--output", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    if schedule == "random-restart":
+        expected = _random_restart_lrs(0.05, 0, result["val_acc_curve"])
+    else:
+        expected = [SCHEDULE_LRS[schedule](0.05, e, 3) for e in range(3)]
+    assert result["lr_curve"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_resume_continues_from_last_checkpoint(npz_file, tmp_path):

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -139,29 +140,52 @@ def test_nan_in_the_first_epoch_says_no_checkpoint_was_written(npz_file, tmp_pat
     assert "the training loss became nan" in err and "no checkpoint was written" in err and "kept" not in err
 
 
-def _interrupt(args: list[str], cwd: Path, when) -> subprocess.CompletedProcess:
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler of its own for ``signum`` (Linux: SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) >> (signum - 1) & 1)
+
+
+def _has_mapped(pid: int, path_part: str) -> bool:
+    """Whether process ``pid`` has mapped a file whose path holds ``path_part`` (Linux: /proc/PID/maps): a
+    library's shared objects appear there when its import loads them."""
+    try:
+        return path_part in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def _interrupt(args: list[str], cwd: Path, when: Callable[[int], bool]) -> tuple[bool, subprocess.CompletedProcess]:
+    """Ctrl-C to the command as soon as ``when(pid)`` holds; whether it held before the command ended, and how
+    the command ended."""
     proc = subprocess.Popen([*RUN, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not when() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
+    deadline = time.monotonic() + 120
+    while not (seen := when(proc.pid)) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)  # polls the process's state: the moment is an event, not a delay
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return seen, subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(f"/proc/{os.getpid()}/maps").exists(), reason="Linux's /proc/PID/maps and status")
 def test_ctrl_c_at_any_time_is_one_line_naming_resume_and_exit_130(npz_file, tmp_path):
     # at several points of the imports (torch's C++ start-up aborted, and scipy's left a half-made module,
     # when a KeyboardInterrupt was raised inside them), then during training; each in its own directory (an
     # interrupt held back through the imports may land after the first checkpoint, and the same command
-    # would then rightly ask for --resume)
-    moments = [(f"importing, {delay} s in", lambda delay=delay: time.time() > start + delay)
-               for delay in (0.2, 0.4, 0.6, 0.9)]
-    moments.append(("while training", lambda: (out / "checkpoints" / "last.ckpt").exists()))
+    # would then rightly ask for --resume). Each moment is an event seen in the process's state.
+    moments = [("as soon as Ctrl-C is handled", lambda pid: _catches(pid, signal.SIGALRM)),  # CtrlC.install
+               ("while torch's C++ library starts", lambda pid: _has_mapped(pid, "libtorch_cpu")),
+               ("while scipy is imported", lambda pid: _has_mapped(pid, "/scipy/")),
+               ("while training", lambda pid: (out / "checkpoints" / "last.ckpt").exists())]
     for k, (name, when) in enumerate(moments):
         out = tmp_path / f"run{k}"
-        args = _train(npz_file, out, epochs=50)
-        start = time.time()
-        done = _interrupt(args, tmp_path, when)
+        seen, done = _interrupt(_train(npz_file, out, epochs=10), tmp_path, when)
+        assert seen, f"the command ended before the moment {name!r} came"
         assert done.returncode == 130, (name, done.stderr)
         last = done.stderr.strip().splitlines()[-1]
         assert "Traceback" not in done.stderr, name
@@ -174,7 +198,7 @@ def test_ctrl_c_at_any_time_is_one_line_naming_resume_and_exit_130(npz_file, tmp
     resumed = subprocess.run([*RUN, *shlex.split(last[len(prefix):])], cwd=tmp_path, capture_output=True, text=True,
                              timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert json.loads((out / "result.json").read_text())["epochs"] == 50
+    assert json.loads((out / "result.json").read_text())["epochs"] == 10
 
 
 def test_ctrl_c_inside_an_atomic_write_waits_until_the_file_is_in_place(tmp_path):

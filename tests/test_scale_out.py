@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -234,10 +235,17 @@ def test_train_help_shows_num_nodes_and_nodes_share_one_output(npz_file):
     assert "--num-nodes needs --output" in line
 
 
+def _free_port() -> int:
+    """A port no process listens on now, chosen by the OS (bind to port 0); torchrun's rendezvous takes it next."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
     """Two torchrun "nodes" on the loopback address, one gloo CPU process each, make one DDP run."""
     out = tmp_path / "ddp"
-    port = 29500 + os.getpid() % 1000
+    port = _free_port()
     command = lambda rank: [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",  # noqa: E731
                             "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", str(port),
                             "-m", "spinalnet", "train", "--dataset", f"npz:{npz_file}", *TRAIN_FAST, "--epochs", "2",
@@ -249,11 +257,12 @@ def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
         with open(out_log, "w") as stdout, open(err_log, "w") as stderr:
             nodes.append(subprocess.Popen(command(rank), stdout=stdout, stderr=stderr, env=env))
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and any(node.poll() is None for node in nodes):
-        time.sleep(0.2)
-    for node in nodes:
-        node.kill()
-        node.wait()
+    for node in nodes:  # each node's end is the event waited for; a node still running then is killed
+        try:
+            node.wait(timeout=max(deadline - time.monotonic(), 0))
+        except subprocess.TimeoutExpired:
+            node.kill()
+            node.wait()
     outputs = [(out_log.read_text(), err_log.read_text()) for out_log, err_log in logs]
     for rank, (node, (_, stderr)) in enumerate(zip(nodes, outputs)):
         assert node.returncode == 0, (rank, node.returncode, [err[-2000:] for _, err in outputs])
