@@ -55,15 +55,21 @@ def saved_case(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
-def test_every_backend_computes_torchs_output(backend, saved_case):
+def run_on(backend: str, code: str, *args: str, cwd: Path | None = None) -> str:
+    """The output of ``code`` run by ``backend``'s own environment (this repository's source first on its path);
+    skipped where that environment is missing, and failed then under make test."""
     python = PYTHONS[backend]
     if not python.exists():
         if os.environ.get("SPINALNET_REQUIRE_BACKENDS") == "1":
             pytest.fail(f"{python} is missing: make test builds it")
         pytest.skip(f"no {backend} environment at {python} (make test builds it)")
     env = {**os.environ, "KERAS_BACKEND": backend, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run([str(python), "-c", CHECK, str(saved_case), backend], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run([str(python), "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert float(done.stdout.strip().splitlines()[-1]) < 1e-5
+    return done.stdout
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
+def test_every_backend_computes_torchs_output(backend, saved_case):
+    assert float(run_on(backend, CHECK, str(saved_case), backend).strip().splitlines()[-1]) < 1e-5

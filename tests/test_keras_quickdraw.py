@@ -11,14 +11,19 @@ pytest.importorskip("keras")
 
 from test_keras import MLP_WIDTH, vgg5_param_count  # noqa: E402
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "keras_quickdraw.py"
+EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
-def _example():
-    spec = importlib.util.spec_from_file_location("keras_quickdraw", EXAMPLE)
+def load_example(name: str):
+    """``examples/NAME.py`` as a module (the examples are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _example():
+    return load_example("keras_quickdraw")
 
 
 def test_trains_every_head_for_every_seed_and_prints_the_compare_table(quickdraw_dir, capsys):

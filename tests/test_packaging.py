@@ -19,7 +19,7 @@ def _names(requirements: list[str]) -> set[str]:
 def test_core_and_keras_extra_pull_no_torch_and_the_torch_extra_has_it():
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert not _names(PYPROJECT["project"]["dependencies"]) & (TORCH_STACK | {"spinalnet"})
-    assert _names(extras["keras"]) == {"keras"}
+    assert _names(extras["keras"]) == {"keras", "safetensors"}
     assert TORCH_STACK <= _names(extras["torch"])
     assert all("spinalnet[torch]" in extras[name] for name in ("timm", "onnx"))
     assert "spinalnet[torch,keras,timm,onnx,tensorboard]" in extras["dev"]

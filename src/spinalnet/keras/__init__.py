@@ -14,9 +14,14 @@ only its own packages when it reads a file): ``import spinalnet.keras`` before `
 from pathlib import Path
 from typing import Any
 
+from spinalnet.keras.arms import KerasArm, resolve_arm
 from spinalnet.keras.batchnorm import BatchNorm
+from spinalnet.keras.compare import ArmRuns, TrainOptions, train_arms
+from spinalnet.keras.efficientnet_lite import efficientnet_lite
+from spinalnet.keras.features import ImageInput, extract_features
 from spinalnet.keras.layer import SpinalDense
-from spinalnet.keras.models import head_params, spinal_vgg5, vgg5, with_spinal_head
+from spinalnet.keras.models import head_params, spinal_vgg5, vgg5, with_head, with_spinal_head
+from spinalnet.keras.preset import Preset, read_preset
 from spinalnet.keras.torch_weights import from_torch, to_torch
 
 
@@ -27,5 +32,6 @@ def load_model(path: str | Path, **kwargs: Any):
     return keras.saving.load_model(path, **kwargs)
 
 
-__all__ = ["BatchNorm", "SpinalDense", "from_torch", "head_params", "load_model", "spinal_vgg5", "to_torch", "vgg5",
-           "with_spinal_head"]
+__all__ = ["ArmRuns", "BatchNorm", "ImageInput", "KerasArm", "Preset", "SpinalDense", "TrainOptions",
+           "efficientnet_lite", "extract_features", "from_torch", "head_params", "load_model", "read_preset",
+           "resolve_arm", "spinal_vgg5", "to_torch", "train_arms", "vgg5", "with_head", "with_spinal_head"]

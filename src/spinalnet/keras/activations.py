@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+import keras
 from keras import ops
 
-from spinalnet.layers.activation_names import ACTIVATION_KEYS
+from spinalnet.layers.activation_names import ACTIVATION_KEYS, activation_key
 
 KERAS_ACTIVATIONS: dict[str, Callable] = {
     "relu": ops.relu,
@@ -25,3 +26,21 @@ KERAS_ACTIVATIONS: dict[str, Callable] = {
     "identity": lambda x: x,
 }
 assert set(KERAS_ACTIVATIONS) == set(ACTIVATION_KEYS)
+
+
+@keras.saving.register_keras_serializable(package="spinalnet")
+class Activation(keras.layers.Layer):
+    """One activation of :data:`KERAS_ACTIVATIONS` as a layer, saved by its name (a lambda would not save)."""
+
+    def __init__(self, activation: str = "relu", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.activation = activation_key(activation)
+
+    def call(self, inputs):
+        return KERAS_ACTIVATIONS[self.activation](inputs)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "activation": self.activation}

@@ -1,4 +1,4 @@
-"""Keras models: the paper's VGG-5 with an fc or a Spinal head, and a Spinal head on any backbone."""
+"""Keras models: the paper's VGG-5 with an fc or a Spinal head, and any arm's head on any backbone."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import keras
 
+from spinalnet.keras.arms import resolve_arm
 from spinalnet.keras.batchnorm import BatchNorm
 from spinalnet.keras.layer import SpinalDense
 from spinalnet.layers.sizes import matched_hidden, spinal_params
@@ -64,28 +65,55 @@ def with_spinal_head(base: keras.Model | str, num_classes: int, *, weights: str 
                      freeze_base: bool = False, **spinal_kwargs: Any) -> keras.Model:
     """Put a SpinalDense head on a headless backbone.
 
-    ``base`` is a model (e.g. ``keras.applications.ResNet50(include_top=False, pooling="avg")``) or the
-    name of a ``keras.applications`` model (``"ResNet50"``), built headless with ``input_shape``.
-    ``weights`` loads the backbone's weights: a local file (e.g. Keras' ``*_notop.h5`` downloaded once,
-    or a ``.weights.h5``), or ``"imagenet"`` for a named base (downloaded by Keras). A backbone that
-    still outputs a feature map is average-pooled first. ``freeze_base=True`` trains only the head.
+    ``base`` is a model (e.g. ``keras.applications.ResNet50(include_top=False, pooling="avg")``, a KerasHub
+    ``Backbone``, :func:`spinalnet.keras.efficientnet_lite`) or the name of a ``keras.applications`` model
+    (``"ResNet50"``), built headless with ``input_shape``. ``weights`` loads the backbone's weights: a local file
+    (e.g. Keras' ``*_notop.h5`` downloaded once, or a ``.weights.h5``), or ``"imagenet"`` for a named base
+    (downloaded by Keras). A backbone that still outputs a feature map is average-pooled first.
+    ``freeze_base=True`` trains only the head: the backbone's weights stay, and its batch norm runs in inference
+    mode (Keras' ``trainable=False``), so its moving statistics stay too.
     """
+    base = backbone(base, weights, input_shape)
+    features = pooled(base.output)
+    base.trainable = not freeze_base
+    head = SpinalDense(num_classes, layer_width=layer_width, num_layers=num_layers, **spinal_kwargs)
+    return keras.Model(base.input, head(features), name=f"{base.name}_spinal")
+
+
+def with_head(base: keras.Model | str, num_classes: int, head: str = "spinal", *, weights: str | Path | None = None,
+              input_shape: tuple[int, ...] | None = None, freeze_base: bool = False, reference: str | None = None,
+              spinal_defaults: dict[str, Any] | None = None, own_dropout: float = 0.0) -> keras.Model:
+    """:func:`with_spinal_head` for any arm of ``spinalnet compare --heads``: ``head`` is a spec such as
+    ``"fc"``, ``"mlp"``, ``"mlp2"``, ``"linear"`` or ``"spinal:layer_width=20,num_layers=4"`` (see
+    :mod:`spinalnet.keras.arms`; ``mlp`` and ``mlp2`` are sized by the Spinal arm ``reference``)."""
+    base = backbone(base, weights, input_shape)
+    features = pooled(base.output)
+    arm = resolve_arm(head, int(features.shape[-1]), num_classes, reference=reference,
+                      spinal_defaults=spinal_defaults, own_dropout=own_dropout)
+    base.trainable = not freeze_base
+    return keras.Model(base.input, arm.build()(features), name=f"{base.name}_{arm.spec.kind}")
+
+
+def backbone(base: keras.Model | str, weights: str | Path | None, input_shape: tuple[int, ...] | None) -> keras.Model:
+    """A model as given, or a headless ``keras.applications`` model by name; ``weights`` loaded into it."""
     if weights is not None and weights != "imagenet" and not Path(weights).is_file():
         raise FileNotFoundError(f"backbone weights file not found: {weights}")
     if isinstance(base, str):
         build = getattr(keras.applications, base, None)
         if not callable(build):
             raise ValueError(f"keras.applications has no model {base!r}")
-        base = build(include_top=False, weights=None if weights is None else str(weights), input_shape=input_shape)
-    elif weights == "imagenet":
+        return build(include_top=False, weights=None if weights is None else str(weights), input_shape=input_shape)
+    if weights == "imagenet":
         raise ValueError('weights="imagenet" needs the name of a keras.applications model as base')
-    elif weights is not None:
+    if weights is not None:
         base.load_weights(str(weights))
-    features = base.output
+    return base
+
+
+def pooled(features):
+    """A backbone's output as (batch, features): a feature map average-pooled."""
     if len(features.shape) == 4:
-        features = keras.layers.GlobalAveragePooling2D()(features)
-    elif len(features.shape) != 2:
+        return keras.layers.GlobalAveragePooling2D()(features)
+    if len(features.shape) != 2:
         raise ValueError(f"expected the backbone to output (batch, features) or a feature map, got {features.shape}")
-    base.trainable = not freeze_base
-    head = SpinalDense(num_classes, layer_width=layer_width, num_layers=num_layers, **spinal_kwargs)
-    return keras.Model(base.input, head(features), name=f"{base.name}_spinal")
+    return features

@@ -1,7 +1,10 @@
-"""``convert-weights``: another implementation's state dict in the key layout of a ``tv:`` or ``timm:`` model."""
+"""``convert-weights``: another implementation's state dict in the key layout of a ``tv:`` or ``timm:`` model, as a
+``.pth`` file or (``timm:`` models) as timm's preset directory, which ``spinalnet.keras`` reads without torch."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -9,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from spinalnet.errors import UsageError
-from spinalnet.files import atomic_write
+from spinalnet.files import _umask, atomic_write
 from spinalnet.models.pretrained import read_state_dict
 from spinalnet.models.names import check_external_name, import_timm, is_external
 from spinalnet.rundir import check_output
@@ -65,3 +68,38 @@ def convert_weights(src: Path, model: str, output: Path, force: bool = False) ->
     by_name = sum(1 for k in converted if k in state)
     return {"output": str(output), "tensors": len(converted), "by_name": by_name,
             "by_order": len(converted) - by_name}
+
+
+def write_timm_preset(src: Path, model: str, output: Path, force: bool = False) -> dict[str, Any]:
+    """Write ``src`` as timm's preset directory for ``model`` (``config.json`` + ``model.safetensors``, timm's own
+    ``save_for_hf``): what ``spinalnet.keras.efficientnet_lite`` and timm read. Written beside ``output`` and
+    moved into place, so a failure leaves no half directory; an existing one is replaced only with ``force``
+    and only if it is a preset (it holds ``config.json``)."""
+    src, output = Path(src), Path(output)
+    if not is_external(model) or check_external_name(model).library != "timm":
+        raise UsageError(f"--format timm needs a timm:NAME model, got {model!r}")
+    if output.exists():
+        if not output.is_dir():
+            raise UsageError(f"--output {output} is a file; --format timm writes a directory")
+        if any(output.iterdir()) and not force:
+            raise UsageError(f"{output} exists; pass --force to replace it")
+        if any(output.iterdir()) and not (output / "config.json").is_file():
+            raise UsageError(f"{output} is a directory that is not a preset (no config.json); choose another")
+    state = read_state_dict(src)
+    net = reference_model(model)
+    net.load_state_dict(convert_state_dict(state, net.state_dict(), str(src), model))
+    from timm.models._hub import save_for_hf  # timm's writer of its Hugging Face layout
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        save_for_hf(net, str(staging), safe_serialization=True)
+        for path in staging.iterdir():
+            path.chmod(0o666 & ~_umask())
+        staging.chmod(0o777 & ~_umask())
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"output": str(output), "tensors": len(net.state_dict())}
