@@ -26,8 +26,6 @@ from spinalnet.heads.spec import parse_arms
 from spinalnet.keras.arms import KerasArm, resolve_arm
 
 Split = tuple[np.ndarray, np.ndarray]  # (features, labels)
-#: training steps per compiled call: a head step on cached features is far shorter than Keras' overhead per call
-STEPS_PER_EXECUTION = 30
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,7 @@ def train_run(arm: KerasArm, seed: int, splits: dict[str, Split], options: Train
     inputs = keras.Input((x.shape[1],))
     model = keras.Model(inputs, arm.build()(inputs))
     optimizer = keras.optimizers.SGD(learning_rate=options.lr, momentum=options.momentum)
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  steps_per_execution=STEPS_PER_EXECUTION)
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     order = np.random.default_rng(seed)
     best, best_epoch, best_weights, curve, lrs = None, None, None, [], []
     start = time.perf_counter()
