@@ -212,25 +212,32 @@ def test_resume_continues_from_last_checkpoint(npz_file, tmp_path):
     assert result["epochs"] == 2 and len(result["val_acc_curve"]) == 2
 
 
-@pytest.mark.parametrize("args,message", [
-    (["compare", "--dataset", "fasion-mnist"], "unknown dataset 'fasion-mnist' (did you mean 'fashion-mnist'?)"),
-    (["compare", "--model", "vgg-5", "--dataset", "npz:{npz}"], "unknown model 'vgg-5' (did you mean 'vgg5'?)"),
-    (["train", "--epochs", "0"], "--epochs must be >= 1, got 0"),
-    (["compare", "--seeds", "0"], "--seeds must be >= 1, got 0"),
-    (["train", "--batch-size", "-4"], "--batch-size must be >= 1, got -4"),
-    (["train", "--dataset", "mnist", "--data-dir", "{tmp}/nothing"], "dataset 'mnist' not found; looked in"),
-    (["train", "--config", "{tmp}/missing.yaml"], "config file"),
-    (["eval", "{tmp}/none.ckpt"], "checkpoint"),
+@pytest.mark.parametrize("args,message,own_process", [
+    (["compare", "--dataset", "fasion-mnist"], "unknown dataset 'fasion-mnist' (did you mean 'fashion-mnist'?)", False),
+    (["compare", "--model", "vgg-5", "--dataset", "npz:{npz}"], "unknown model 'vgg-5' (did you mean 'vgg5'?)", False),
+    (["train", "--epochs", "0"], "--epochs must be >= 1, got 0", False),
+    (["compare", "--seeds", "0"], "--seeds must be >= 1, got 0", False),
+    (["train", "--batch-size", "-4"], "--batch-size must be >= 1, got -4", False),
+    # a Python of its own: the download directory it also looks in is read from SPINALNET_DATA at import
+    (["train", "--dataset", "mnist", "--data-dir", "{tmp}/nothing"], "dataset 'mnist' not found; looked in", True),
+    (["train", "--config", "{tmp}/missing.yaml"], "config file", False),
+    (["eval", "{tmp}/none.ckpt"], "checkpoint", False),
 ])
-def test_cli_errors_are_one_line_with_exit_code_2(args, message, npz_file, tmp_path):
+def test_cli_errors_are_one_line_with_exit_code_2(args, message, own_process, npz_file, tmp_path, monkeypatch, capsys):
+    """In this process unless the case needs a new one: the command line is main(); `python -m spinalnet` ending
+    with main's code is checked here for one case, and by tests/test_bad_input.py."""
     args = [a.format(npz=npz_file, tmp=tmp_path) for a in args]
-    env = {**os.environ, "SPINALNET_DATA": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-m", "spinalnet", *args, "--output", str(tmp_path / "o")]
-                          if args[0] != "eval" else [sys.executable, "-m", "spinalnet", *args],
-                          capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.startswith("spinalnet: error: ") and message in done.stderr
-    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    args += ["--output", str(tmp_path / "o")] if args[0] != "eval" else []
+    monkeypatch.chdir(tmp_path)
+    if own_process:
+        env = {**os.environ, "SPINALNET_DATA": str(tmp_path / "cache")}
+        done = subprocess.run([sys.executable, "-m", "spinalnet", *args], capture_output=True, text=True, env=env)
+        code, err = done.returncode, done.stderr
+    else:
+        code, err = main(args), capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("spinalnet: error: ") and message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

@@ -137,9 +137,9 @@ def test_a_kind_is_registered_once(low_rank):
 def test_the_table_and_the_parser_import_no_torch():
     """The builders are named by import path, so resolving an arm by formula imports no framework."""
     code = ("import sys\n"
+            "from spinalnet.heads.kinds import HeadContext, resolve_arm\n"
             "from spinalnet.heads.spec import parse_arm, contrast_label\n"
-            "from spinalnet.heads.options import resolve_options\n"
-            "spec = resolve_options(parse_arm('mlp'), 320, 10, {'layer_width': 8, 'num_layers': 6})\n"
+            "spec = resolve_arm(parse_arm('mlp'), HeadContext(320, 10, {'layer_width': 8, 'num_layers': 6}))\n"
             "assert spec.get('hidden') == 26, spec\n"
             "assert contrast_label(parse_arm('mlp')) == 'same parameters'\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")

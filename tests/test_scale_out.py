@@ -12,9 +12,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
+from spinalnet.commands.cli import main
 from spinalnet.engine.machine import LAUNCHER_VARIABLES, cpu_cores
 
 # two arms keep these end-to-end runs short; tests/test_compare.py runs the default three
@@ -29,6 +31,25 @@ def spinalnet(*args: str, env: dict[str, str] | None = None, timeout: float = 30
     clean = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}  # not a multi-node launch
     return subprocess.run([sys.executable, "-m", "spinalnet", *args], capture_output=True, text=True,
                           timeout=timeout, env={**clean, **(env or {})})
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys) -> Callable[..., subprocess.CompletedProcess]:
+    """The command run in this process (``main``), answering as :func:`spinalnet` does, for the tests whose subject
+    is not a process of its own (workers, signals, launchers): no new Python importing torch for every call."""
+    for name in LAUNCHER_VARIABLES:  # not a multi-node launch
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as end:  # argparse's --help
+            code = end.code or 0
+        printed = capsys.readouterr()
+        return subprocess.CompletedProcess(["spinalnet", *args], code, printed.out, printed.err)
+
+    return run
 
 
 def one_error_line(done: subprocess.CompletedProcess, code: int = 2) -> str:
@@ -67,18 +88,18 @@ def test_jobs_two_gives_the_one_process_result_and_files(npz_file, tmp_path):
     assert names(tmp_path / "one") == names(tmp_path / "two")
 
 
-def test_shards_one_after_another_give_the_unsharded_result(npz_file, tmp_path):
+def test_shards_one_after_another_give_the_unsharded_result(npz_file, tmp_path, cli):
     common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2"]
     shared = tmp_path / "shared"
-    first = spinalnet(*common, "--shard", "1/2", "--output", str(shared))
+    first = cli(*common, "--shard", "1/2", "--output", str(shared))
     assert first.returncode == 0, first.stderr[-2000:]
     assert "shard 1/2: 2 of the 4 runs" in first.stdout and "2 of the 4 runs of the comparison are done" in first.stdout
     assert sorted(p.name for p in (shared / "runs").iterdir()) == ["fc-seed0", "spinal-seed0"]
     assert not (shared / "results.json").exists()  # not every run is finished yet
-    second = spinalnet(*common, "--shard", "2/2", "--output", str(shared))
+    second = cli(*common, "--shard", "2/2", "--output", str(shared))
     assert second.returncode == 0, second.stderr[-2000:]
     assert "wrote " in second.stdout and (shared / "summary.png").is_file()
-    whole = spinalnet(*common, "--output", str(tmp_path / "whole"))
+    whole = cli(*common, "--output", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr[-2000:]
     assert run_accuracies(shared) == run_accuracies(tmp_path / "whole")
     a, b = results(shared), results(tmp_path / "whole")
@@ -88,43 +109,43 @@ def test_shards_one_after_another_give_the_unsharded_result(npz_file, tmp_path):
         assert a["arms"][head]["test_acc"] == b["arms"][head]["test_acc"]
         assert a["arms"][head]["params"] == b["arms"][head]["params"]
     # a shard run again on the finished comparison reports it and trains nothing
-    again = spinalnet(*common, "--shard", "1/2", "--output", str(shared))
+    again = cli(*common, "--shard", "1/2", "--output", str(shared))
     assert again.returncode == 0 and "finished earlier, stored result" in again.stdout
 
 
-def test_a_shard_with_other_options_is_refused_before_it_writes(npz_file, tmp_path):
+def test_a_shard_with_other_options_is_refused_before_it_writes(npz_file, tmp_path, cli):
     common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2", "--output", str(tmp_path / "s")]
-    assert spinalnet(*common, "--shard", "1/2").returncode == 0
+    assert cli(*common, "--shard", "1/2").returncode == 0
     before = sorted(p.as_posix() for p in (tmp_path / "s").rglob("*"))
-    line = one_error_line(spinalnet(*common, "--shard", "2/2", "--lr", "0.1"))
+    line = one_error_line(cli(*common, "--shard", "2/2", "--lr", "0.1"))
     assert "started with lr=0.05, this shard has lr=0.1" in line
-    line = one_error_line(spinalnet(*common, "--shard", "2/2", "--seeds", "3"))
+    line = one_error_line(cli(*common, "--shard", "2/2", "--seeds", "3"))
     assert "seeds=2" in line and "seeds=3" in line
     assert sorted(p.as_posix() for p in (tmp_path / "s").rglob("*")) == before
 
 
-def test_report_and_resume_write_the_summary_of_finished_shards(npz_file, tmp_path):
+def test_report_and_resume_write_the_summary_of_finished_shards(npz_file, tmp_path, cli):
     common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "1", "--output", str(tmp_path / "s")]
     for k in ("1/2", "2/2"):
-        assert spinalnet(*common, "--shard", k).returncode == 0
+        assert cli(*common, "--shard", k).returncode == 0
     written = results(tmp_path / "s")
     (tmp_path / "s" / "results.json").unlink()  # as if the last shard was killed before its summary
-    report = spinalnet("report", str(tmp_path / "s"))
+    report = cli("report", str(tmp_path / "s"))
     assert report.returncode == 0, report.stderr
     assert "wrote the summary" in report.stderr and "| " in report.stdout
     assert results(tmp_path / "s")["contrasts"] == written["contrasts"]
     (tmp_path / "s" / "results.json").unlink()
-    resumed = spinalnet(*common, "--resume")
+    resumed = cli(*common, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert resumed.stdout.count("finished earlier, kept") == 2
     assert results(tmp_path / "s")["arms"]["spinal"]["test_acc"] == written["arms"]["spinal"]["test_acc"]
 
 
-def test_report_on_unfinished_shards_names_what_is_missing(npz_file, tmp_path):
+def test_report_on_unfinished_shards_names_what_is_missing(npz_file, tmp_path, cli):
     out = tmp_path / "s"
-    assert spinalnet("compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "1", "--shard", "1/2",
+    assert cli("compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "1", "--shard", "1/2",
                      "--output", str(out)).returncode == 0
-    line = one_error_line(spinalnet("report", str(out)))
+    line = one_error_line(cli("report", str(out)))
     assert "1 of the 2 runs of this comparison are finished" in line
 
 
@@ -140,26 +161,26 @@ def test_report_on_unfinished_shards_names_what_is_missing(npz_file, tmp_path):
     (["--jobs", "2", "--devices", "2", "--accelerator", "cpu"], "use one or the other"),
     (["--num-nodes", "2"], "--num-nodes 2 needs the same command started on every node"),
 ])
-def test_bad_scale_out_options_are_one_line_and_write_nothing(npz_file, tmp_path, args, message):
+def test_bad_scale_out_options_are_one_line_and_write_nothing(npz_file, tmp_path, args, message, cli):
     out = tmp_path / "out"
-    line = one_error_line(spinalnet("compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2",
+    line = one_error_line(cli("compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2",
                                     "--output", str(out), *args))
     assert message in line
     assert not out.exists()
 
 
-def test_shard_needs_an_output(npz_file):
-    line = one_error_line(spinalnet("compare", "--dataset", f"npz:{npz_file}", *FAST, "--shard", "1/2"))
+def test_shard_needs_an_output(npz_file, cli):
+    line = one_error_line(cli("compare", "--dataset", f"npz:{npz_file}", *FAST, "--shard", "1/2"))
     assert "--shard needs --output" in line
-    line = one_error_line(spinalnet("reproduce", "fashion-mnist-default-cnn", "--shard", "1/2"))
+    line = one_error_line(cli("reproduce", "fashion-mnist-default-cnn", "--shard", "1/2"))
     assert "--shard needs --output" in line
 
 
-def test_reproduce_takes_the_scale_out_options():
-    done = spinalnet("reproduce", "--help")
+def test_reproduce_takes_the_scale_out_options(cli):
+    done = cli("reproduce", "--help")
     for flag in ("--jobs", "--shard", "--num-nodes"):
         assert flag in done.stdout
-    line = one_error_line(spinalnet("reproduce", "regression", "--jobs", "2"))
+    line = one_error_line(cli("reproduce", "regression", "--jobs", "2"))
     assert "--jobs" in line
 
 
@@ -285,14 +306,14 @@ def test_shards_partition_the_grid_into_consecutive_near_equal_parts():
     assert share(runs, (2, 5)) == [("fc", 4), ("spinal", 4)]  # a seed's pair stays together when N divides it
 
 
-def test_shards_must_agree_on_their_number_and_fit_the_grid(npz_file, tmp_path):
+def test_shards_must_agree_on_their_number_and_fit_the_grid(npz_file, tmp_path, cli):
     common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "2", "--output", str(tmp_path / "s")]
-    line = one_error_line(spinalnet(*common, "--shard", "1/5"))  # 4 runs
+    line = one_error_line(cli(*common, "--shard", "1/5"))  # 4 runs
     assert "this comparison has 4 runs (heads x tuning values x --seeds), so at most 4 shards" in line
     assert not (tmp_path / "s").exists()
-    assert spinalnet(*common, "--shard", "1/3").returncode == 0
+    assert cli(*common, "--shard", "1/3").returncode == 0
     before = sorted(p.as_posix() for p in (tmp_path / "s").rglob("*"))
-    line = one_error_line(spinalnet(*common, "--shard", "2/2"))  # another split would leave a run untrained
+    line = one_error_line(cli(*common, "--shard", "2/2"))  # another split would leave a run untrained
     assert "it is split into 3 shards; use K/3" in line
     assert sorted(p.as_posix() for p in (tmp_path / "s").rglob("*")) == before
 
@@ -303,23 +324,23 @@ def test_shards_must_agree_on_their_number_and_fit_the_grid(npz_file, tmp_path):
     ('{"options": {"lr": 0.0', "not a readable JSON file"),
     ("", "not a readable JSON file"),
 ])
-def test_a_damaged_record_is_one_line_naming_it(npz_file, tmp_path, damage, message):
+def test_a_damaged_record_is_one_line_naming_it(npz_file, tmp_path, damage, message, cli):
     out = tmp_path / "s"
     common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "1", "--output", str(out)]
-    assert spinalnet(*common, "--shard", "1/2").returncode == 0
+    assert cli(*common, "--shard", "1/2").returncode == 0
     (out / "comparison.json").write_text(damage)
     for args in ((*common, "--shard", "2/2"), ("report", str(out))):
-        line = one_error_line(spinalnet(*args))
+        line = one_error_line(cli(*args))
         assert str(out / "comparison.json") in line and message in line
     assert not (out / "runs" / "spinal-seed0").exists()
 
 
-def test_a_cut_off_run_result_is_named_before_a_shard_trains(npz_file, tmp_path):
+def test_a_cut_off_run_result_is_named_before_a_shard_trains(npz_file, tmp_path, cli):
     out = tmp_path / "s"
     common = ["compare", "--dataset", f"npz:{npz_file}", *FAST, "--seeds", "1", "--output", str(out)]
-    assert spinalnet(*common, "--shard", "1/2").returncode == 0
+    assert cli(*common, "--shard", "1/2").returncode == 0
     result = out / "runs" / "fc-seed0" / "result.json"
     result.write_text(result.read_text()[:40])
-    line = one_error_line(spinalnet(*common, "--shard", "2/2"))
+    line = one_error_line(cli(*common, "--shard", "2/2"))
     assert str(result) in line and "not a readable JSON file" in line
     assert not (out / "runs" / "spinal-seed0").exists()  # refused before training
