@@ -6,6 +6,11 @@ no torch (``pip install 'spinalnet[keras]'`` plus your backend). The backend is 
 Keras picks the one in ``~/.keras/keras.json``, by default ``tensorflow``. Only :func:`from_torch` and
 :func:`to_torch` need torch, and import it when called.
 
+Transfer learning: :func:`efficientnet_lite` builds EfficientNet-Lite with the ImageNet weights of a timm preset
+directory, :func:`extract_features` runs a frozen backbone once over images, :func:`resolve_arm` and
+:func:`with_head` give the arms of ``spinalnet compare --heads`` as Keras heads, :func:`train_arms` trains them on
+cached features as ``compare`` does (``examples/keras_transfer.py`` writes compare's ``results.json``).
+
 A ``.keras`` file with these layers loads once this package is imported (it registers them; Keras imports
 only its own packages when it reads a file): ``import spinalnet.keras`` before ``keras.saving.load_model``, or
 :func:`load_model`.
