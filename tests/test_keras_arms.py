@@ -37,7 +37,7 @@ def test_every_arm_has_the_pytorch_heads_size_and_initialisation_rule(spec):
     arm = resolve_arm(spec, 300, 5, reference=REFERENCE)
     head = arm.build()
     head.build((None, 300))
-    assert tuple(head.compute_output_shape((None, 300))) == (None, 5)
+    assert _kernels(head)[-1][0].shape[1] == 5  # 5 classes out
     assert sum(math.prod(w.shape) for w in head.trainable_weights) == arm.params  # the formula's count
     for kernel, bias in _kernels(head):
         bound = 1 / math.sqrt(kernel.shape[0])  # torch.nn.Linear: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))
