@@ -111,6 +111,17 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def reachable(edges: dict[str, set[str]], start: str) -> set[str]:
+    """Every package module ``start`` imports, directly or through others (module- and function-level imports)."""
+    seen, todo = {start}, [start]
+    while todo:
+        for target in edges.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen - {start}
+
+
 def largest_functions(limit: int = 10) -> list[tuple[int, str]]:
     sizes = []
     for path in PACKAGE.rglob("*.py"):
@@ -173,6 +184,10 @@ def main() -> None:
     print(f"import cycles (module and function level): {len(found)}")
     for component in found:
         print("  " + " <-> ".join(component))
+    for start in ("spinalnet.comparison.compare", "spinalnet.study.execute"):
+        if start in edges:
+            print(f"modules on {start}'s path (imported by it, directly or not): {len(reachable(edges, start))} "
+                  f"of {modules}")
     print("largest functions (lines):")
     for lines, name in largest_functions():
         print(f"  {lines:4d}  {name}")

@@ -30,7 +30,7 @@ from spinalnet.engine.train import quiet_lightning
 def seconds_per_epoch(callback: L.Callback, splits, batches: int) -> float:
     config = TrainConfig( epochs=2, batch_size=64, progress=False)
     L.seed_everything(0, verbose=False)
-    module = Classifier(config, data_facts(splits))
+    module = Classifier(config, data_facts(splits, config))
     data = SplitsDataModule(splits, config.batch_size, config.seed, 0)
     with tempfile.TemporaryDirectory() as out:
         trainer = L.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=CSVLogger(out), callbacks=[callback],

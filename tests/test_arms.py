@@ -134,14 +134,18 @@ def test_a_contrast_names_the_paper_baseline_and_same_size_only_for_those_arms(a
     from spinalnet.heads.spec import contrast_label
 
     assert contrast_label(parse_arm(arm)) == label
-    stats = {"difference_mean": 1.0, "difference_ci95": [0.5, 1.5], "p_value": 0.01, "p_holm": 0.02}
+    from spinalnet.comparison.results_file import ComparisonSummary
+
+    stats = {"difference_mean": 1.0, "difference_ci95": [0.5, 1.5], "p_value": 0.01, "p_holm": 0.02, "seeds": 2,
+             "ci_level": "seeds", "p_value_wilcoxon": None, "prob_improvement": 1.0, "better_in": 2,
+             "seeds_for_power": None, "reference": "spinal", "label": "-"}
     contrasts = [{"arm": name, "kind": parse_arm(name).kind, **stats, "p_value": p}
                  for name, p in [("fc:dropout=0", 0.3), ("fc", 0.01), ("mlp:hidden=256", 0.4), ("mlp", 0.02)]]
-    arms = {a["arm"]: {"test_acc": [80.0, 81.0], "test_acc_std": 0.7, "test_acc_mean": 80.5}
-            for a in [*contrasts, {"arm": "spinal"}]}
-    row = compare_row({"arms": arms, "contrasts": contrasts, "reference": "spinal", "config": {"epochs": 1},
-                       "dataset": "d", "model": "m", "_path": "x"})
-    assert [(name, c["arm"]) for name, c in row["tests"]] == [("vs fc", "fc"), ("vs same-size MLP", "mlp")]
+    arms = {a["arm"]: {"spec": a["arm"], "seeds": [0, 1], "test_acc": [80.0, 81.0], "test_acc_std": 0.7,
+                       "test_acc_mean": 80.5} for a in [*contrasts, {"arm": "spinal"}]}
+    row = compare_row(ComparisonSummary.from_dict({"arms": arms, "contrasts": contrasts, "reference": "spinal",
+                                                   "config": {"epochs": 1}, "dataset": "d", "model": "m"}))
+    assert [(t.label, t.stats.arm) for t in row.tests] == [("vs fc", "fc"), ("vs same-size MLP", "mlp")]
 
 
 @pytest.mark.parametrize("heads,message", [
@@ -177,7 +181,7 @@ def test_contrasts_and_holm_follow_from_the_per_seed_lists(npz_file, tmp_path):
 
     out = tmp_path / "cmp"
     results = compare(CompareConfig(dataset=f"npz:{npz_file}", heads=["fc", "linear", "mlp", "spinal"], seeds=3,
-                                    augment="rotate", output=str(out), **FAST), log=lambda s: None)
+                                    augment="rotate", output=str(out), **FAST), log=lambda s: None).to_dict()
     saved = json.loads((out / "results.json").read_text())
     assert saved["contrasts"] == results["contrasts"] and [c["arm"] for c in saved["contrasts"]] == ["fc", "linear", "mlp"]
     spinal = np.array(saved["arms"]["spinal"]["test_acc"])
@@ -208,7 +212,7 @@ def test_the_tuned_value_is_chosen_on_validation_only(tmp_path):
     for name, seed in (("real", None), ("swapped", 3)):
         data = _split_npz(tmp_path / f"{name}.npz", seed)
         results = compare(CompareConfig(dataset=f"npz:{data}", heads=["fc", "spinal"], seeds=2, tune={"lr": [0.003, 0.05]},
-                                        output=str(tmp_path / name), **FAST), log=lambda s: None)
+                                        output=str(tmp_path / name), **FAST), log=lambda s: None).to_dict()
         chosen.append(results["tune"])
         runs = sorted((tmp_path / name / "runs").iterdir())
         assert len(runs) == 8  # 2 arms x 2 values x 2 seeds

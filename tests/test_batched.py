@@ -15,6 +15,7 @@ import torch
 
 from spinalnet.commands.cli import main
 from spinalnet.comparison.compare import compare
+from spinalnet.engine.predictions import read_predictions
 from spinalnet.comparison.config import CompareConfig
 from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.optimisers import make_optimizer, make_schedule
@@ -42,9 +43,9 @@ def test_runs_trained_together_equal_runs_trained_one_by_one(npz_file, lite0, tm
     heads = ["fc", "linear", "mlp", "mlp2", "spinal", "spinal:batch_norm=true"]
     tune = {"lr": [0.01, 0.05]}
     together = compare(_config(npz_file, lite0, tmp_path, "together", heads=heads, tune=tune, schedule="step",
-                               step_size=2, momentum=0.5), log=lambda s: None)
+                               step_size=2, momentum=0.5), log=lambda s: None).to_dict()
     alone = compare(_config(npz_file, lite0, tmp_path, "alone", heads=heads, tune=tune, schedule="step", step_size=2,
-                            momentum=0.5, batch_heads=False), log=lambda s: None)
+                            momentum=0.5, batch_heads=False), log=lambda s: None).to_dict()
     a, b = _runs(tmp_path / "together"), _runs(tmp_path / "alone")
     assert a.keys() == b.keys() and len(a) == 6 * 2 * 2
     for name in a:
@@ -64,12 +65,17 @@ def test_runs_trained_together_leave_the_engine_s_files(npz_file, lite0, tmp_pat
     compare(_config(npz_file, lite0, tmp_path, "files", heads=["fc", "spinal:dropout=0.2"]), log=lambda s: None)
     run = tmp_path / "files" / "runs" / "spinal_dropout=0.2-seed1"
     result = json.loads((run / "result.json").read_text())
-    assert result["format"] == 2 and result["tested"] and result["epochs"] == 3 and len(result["val_acc_curve"]) == 3
+    assert result["format"] == 3 and result["tested"] and result["epochs"] == 3 and len(result["val_acc_curve"]) == 3
     assert result["trained"].startswith("together with")
     rows = list(csv.DictReader((run / "metrics.csv").open()))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2] and all(r["val_acc"] and r["train_loss"] for r in rows)
-    with np.load(run / "predictions.npz") as pred:
-        assert round(100.0 * float((pred["y_pred"] == pred["y_true"]).mean()), 4) == result["test_acc"]
+    for which in ("best", "last"):  # Lightning's own checkpoint layout, written by Lightning
+        saved = torch.load(run / "checkpoints" / f"{which}.ckpt", map_location="cpu", weights_only=True)
+        assert {"epoch", "global_step", "pytorch-lightning_version", "state_dict", "loops", "callbacks",
+                "hyper_parameters"} <= saved.keys()
+        assert ("batched" in saved) == (which == "last") and saved["hyper_parameters"]["config"]["seed"] == 1
+    pred = read_predictions(run / "predictions.npz")  # its labels are kept once, in the comparison's labels.npz
+    assert round(100.0 * float((pred["y_pred"] == pred["y_true"]).mean()), 4) == result["test_acc"]
     best = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     assert set(best["hyper_parameters"]) == {"config", "facts"} and best["hyper_parameters"]["facts"]["features"]
     assert all(k.startswith("model.head.") for k in best["state_dict"])
@@ -81,9 +87,9 @@ def test_runs_trained_together_leave_the_engine_s_files(npz_file, lite0, tmp_pat
 
 def test_dropout_runs_are_deterministic_whoever_they_train_with(npz_file, lite0, tmp_path):
     """Each run draws its masks from its own generator: alone or beside other seeds, the same numbers."""
-    both = compare(_config(npz_file, lite0, tmp_path, "both", heads=["spinal:dropout=0.3"]), log=lambda s: None)
+    both = compare(_config(npz_file, lite0, tmp_path, "both", heads=["spinal:dropout=0.3"]), log=lambda s: None).to_dict()
     one = compare(_config(npz_file, lite0, tmp_path, "one", heads=["spinal:dropout=0.3"], seeds=1),
-                  log=lambda s: None)
+                  log=lambda s: None).to_dict()
     first = lambda out: _runs(out)["spinal_dropout=0.3-seed0"]  # noqa: E731
     assert first(tmp_path / "both")["val_acc_curve"] == first(tmp_path / "one")["val_acc_curve"]
     assert both["arms"]["spinal:dropout=0.3"]["test_acc"][0] == one["arms"]["spinal:dropout=0.3"]["test_acc"][0]
@@ -92,14 +98,14 @@ def test_dropout_runs_are_deterministic_whoever_they_train_with(npz_file, lite0,
 def test_a_group_continues_from_its_last_saved_epoch(npz_file, lite0, tmp_path):
     heads = ["fc", "spinal:batch_norm=true"]
     whole = compare(_config(npz_file, lite0, tmp_path, "whole", heads=heads, optimizer="adam", lr=0.01),
-                    log=lambda s: None)
+                    log=lambda s: None).to_dict()
     part = _config(npz_file, lite0, tmp_path, "part", heads=heads, optimizer="adam", lr=0.01, epochs=2)
     compare(part, log=lambda s: None)
     for run in (tmp_path / "part" / "runs").iterdir():  # as if stopped after epoch 2 of 3
         (run / "result.json").unlink()
     (tmp_path / "part" / "results.json").unlink()
     resumed = compare(_config(npz_file, lite0, tmp_path, "part", heads=heads, optimizer="adam", lr=0.01, resume=True),
-                      log=lambda s: None)
+                      log=lambda s: None).to_dict()
     a, b = _runs(tmp_path / "whole"), _runs(tmp_path / "part")
     for name in a:
         assert a[name]["val_acc_curve"] == b[name]["val_acc_curve"] and a[name]["lr_curve"] == b[name]["lr_curve"]

@@ -16,6 +16,7 @@ import pytest
 from spinalnet.commands.cli import main
 from spinalnet.comparison.compare import compare
 from spinalnet.comparison.config import CompareConfig
+from spinalnet.engine.predictions import read_predictions
 
 FAST = ["--epochs", "2", "--batch-size", "32", "--no-progress", "--lr", "0.05"]
 
@@ -26,7 +27,7 @@ def test_compare_end_to_end_writes_every_file(npz_file, tmp_path, capsys):
                  "--output", str(out), *FAST]) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert results["format"] == 2 and list(results["arms"]) == ["fc", "mlp", "spinal"]
+    assert results["format"] == 3 and list(results["arms"]) == ["fc", "mlp", "spinal"]
     assert results["reference"] == "spinal" and [c["arm"] for c in results["contrasts"]] == ["fc", "mlp"]
     for contrast in results["contrasts"]:
         assert f"Spinal vs {contrast['arm']} ({contrast['label']}): {contrast['difference_mean']:+.2f} points" in printed
@@ -85,7 +86,7 @@ def test_paired_statistics_are_recomputable_from_results_and_predictions(npz_fil
     assert contrast["seeds_for_power"] == seeds_for_power(d)
     per_example = []
     for seed in range(3):
-        pred = {h: np.load(out / "runs" / f"{h}-seed{seed}" / "predictions.npz") for h in ("fc", "spinal")}
+        pred = {h: read_predictions(out / "runs" / f"{h}-seed{seed}" / "predictions.npz") for h in ("fc", "spinal")}
         assert np.array_equal(pred["fc"]["y_true"], pred["spinal"]["y_true"])  # the same test examples
         correct = {h: 100.0 * (p["y_pred"] == p["y_true"]) for h, p in pred.items()}
         assert correct["fc"].mean() == pytest.approx(fc[seed], abs=1e-4)
@@ -103,7 +104,7 @@ def test_heads_see_identical_data_and_p_value_is_null_with_one_seed(npz_file, tm
     config = CompareConfig(dataset=f"npz:{npz_file}", seeds=1, epochs=1, batch_size=32, progress=False,
                            output=str(tmp_path / "one"))
     results = compare(config, log=lambda s: None)
-    assert all(c["p_value"] is None and c["difference_ci95"] is None for c in results["contrasts"])
+    assert all(c.p_value is None and c.difference_ci95 is None for c in results.contrasts)
     runs = [json.loads((tmp_path / "one" / "runs" / f"{h}-seed0" / "result.json").read_text())
             for h in ("fc", "mlp", "spinal")]
     assert {r["config"]["seed"] for r in runs} == {0}
@@ -133,12 +134,14 @@ def test_finished_comparison_is_not_overwritten(npz_file, tmp_path, capsys):
 
 def test_train_then_eval_checkpoint(npz_file, tmp_path, capsys):
     out = tmp_path / "train"
-    assert main(["train", "--dataset", f"npz:{npz_file}", "--head", "spinal", "--output", str(out), *FAST]) == 0
+    assert main(["train", "--dataset", f"npz:{npz_file}", "--head", "spinal", "--output", str(out), *FAST,
+                 "--save-logits"]) == 0
     result = json.loads((out / "result.json").read_text())
     assert (out / "checkpoints" / "best.ckpt").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
     assert (out / "metrics.csv").is_file() and len(result["val_acc_curve"]) == 2
-    with np.load(out / "predictions.npz") as pred:
+    with np.load(out / "predictions.npz") as pred:  # a run alone keeps its labels; its classes in one byte each
         assert pred["logits"].dtype == np.float32 and pred["logits"].shape == (64, 4)
+        assert pred["y_pred"].dtype == np.uint8 and pred["y_true"].dtype == np.uint8
         assert (pred["y_pred"] == pred["logits"].argmax(1)).all()
         assert round(100.0 * float((pred["y_pred"] == pred["y_true"]).mean()), 4) == result["test_acc"]
     assert not list(out.glob(".predictions.npz.*"))  # written atomically: no temporary file left
@@ -273,8 +276,8 @@ def test_compare_on_real_fashion_mnist(tmp_path):
     config = CompareConfig(dataset="fashion-mnist", model="default-cnn", seeds=1, epochs=1, limit_batches=0.25,
                            progress=False, output=str(tmp_path / "fm"))
     results = compare(config, log=lambda s: None)
-    assert min(results["arms"][a]["test_acc"][0] for a in ("fc", "mlp", "spinal")) > 60
-    assert results["arms"]["spinal"]["head_params"] == 8538 and results["arms"]["mlp"]["head_params"] == 8616
+    assert min(results.arms[a].test_acc[0] for a in ("fc", "mlp", "spinal")) > 60
+    assert results.arms["spinal"].head_params == 8538 and results.arms["mlp"].head_params == 8616
 
 
 def test_resume_with_fewer_seeds_epochs_or_arms_is_refused_and_the_summary_kept(npz_file, tmp_path, capsys):
@@ -305,6 +308,9 @@ def test_a_comparison_without_a_spinal_reference_says_so_everywhere(npz_file, tm
     assert "linear vs mlp (the Spinal head's size):" in printed  # the mlp is sized as a Spinal head, not as linear
     table = tmp_path / "table.md"
     assert main(["report", str(out), "--output", str(table)]) == 0
-    row = next(line for line in table.read_text().splitlines() if "`" in line and str(out.name) in line)
-    cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[5] == "-" and cells[-1] == "no answer: the reference arm linear is not a Spinal head"
+    lines = table.read_text().splitlines()
+    header = [c.strip() for c in lines[lines.index("<!-- report -->") + 1].strip("|").split("|")]
+    row = next(line for line in lines if "`" in line and str(out.name) in line)
+    cells = dict(zip(header, (c.strip() for c in row.strip("|").split("|"))))
+    assert "measured: Spinal" not in cells  # empty in every row: left out
+    assert cells["does the Spinal head help?"] == "no answer: the reference arm linear is not a Spinal head"

@@ -171,10 +171,10 @@ def test_quickdraw_missing_category_and_bad_file(quickdraw_dir):
 
 def test_image_folder_train_test_and_single_folder(image_folder):
     splits = load_dataset(f"folder:{image_folder}", opts(image_size=32, val_fraction=0.25))
-    assert not splits.in_memory and splits.num_classes == 2 and splits.classes == ["ants", "bees"]
+    assert splits.in_memory and splits.num_classes == 2 and splits.classes == ["ants", "bees"]
     assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 6, 8)
-    x, y = splits.train[0]
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y in (0, 1)
+    x, y = splits.train.images[0], splits.train.labels[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.uint8 and int(y) in (0, 1) and splits.source == "files"
     single = load_dataset(f"folder:{image_folder / 'train'}", opts(image_size=32))
     assert len(single.test) == 5 and single.num_classes == 2
 
@@ -193,11 +193,12 @@ def test_array_loader_is_seeded_complete_and_sharded():
     data = ImageArrays(torch.from_numpy(x[:, None]), torch.from_numpy(y.astype(np.int64)))
     a = ArrayLoader(data, 8, shuffle=True, seed=1)
     b = ArrayLoader(data, 8, shuffle=True, seed=1)
-    first = [yb for _, yb in a]
-    assert all(torch.equal(p, q) for p, q in zip(first, (yb for _, yb in b)))
+    first = [yb for _, yb, _ in a]
+    assert all(torch.equal(p, q) for p, q in zip(first, (yb for _, yb, _ in b)))
+    assert all(torch.equal(data.labels[i], yb) for _, yb, i in a)  # the indices name the examples served
     a.set_epoch(1)
-    assert not all(torch.equal(p, q) for p, q in zip(first, (yb for _, yb in a)))
-    assert len(a) == 7 and sum(len(yb) for _, yb in a) == 50
+    assert not all(torch.equal(p, q) for p, q in zip(first, (yb for _, yb, _ in a)))
+    assert len(a) == 7 and sum(len(yb) for _, yb, _ in a) == 50
     ranks = [ArrayLoader(data, 5, shuffle=True, seed=1, rank=r, world_size=2) for r in (0, 1)]
-    seen = [torch.cat([xb.flatten(1) for xb, _ in loader]) for loader in ranks]
+    seen = [torch.cat([xb.flatten(1) for xb, _, _ in loader]) for loader in ranks]
     assert len(seen[0]) == len(seen[1]) == 25

@@ -50,7 +50,7 @@ def test_ddp_shards_are_disjoint_cover_the_data_and_learn_like_one_process(npz_f
     assert not rows[0] & rows[1]  # disjoint
     one = TrainConfig(dataset=f"npz:{npz_file}", epochs=2, batch_size=5, lr=0.02, progress=False,
                       output=str(tmp_path / "one"))
-    single = train(one, run_dir=tmp_path / "one")
+    single = train(one, run_dir=tmp_path / "one").to_dict()
     # together the shards are the whole training split the one-process run iterates over
     from spinalnet.data import load_dataset
 

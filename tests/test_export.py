@@ -162,7 +162,7 @@ def test_eval_on_data_of_another_shape_is_one_line(idx_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(run / "checkpoints" / "best.ckpt"), "--data-dir", str(other.parent)]) == 2
     err = capsys.readouterr().err
-    assert "images of shape (1, 28, 28) (C, H, W); the data found now has (1, 32, 32)" in err
+    assert "images stored as (1, 28, 28) (C, H, W); the data found now is (1, 32, 32)" in err
     assert len(err.splitlines()) == 1
 
 

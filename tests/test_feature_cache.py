@@ -17,7 +17,7 @@ from spinalnet.comparison.config import CompareConfig
 from spinalnet.comparison.plan import reference_model
 from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.module import Classifier, data_facts
-from spinalnet.engine.train import train
+from spinalnet.engine.train import fit, train
 
 FAST = {"epochs": 2, "batch_size": 32, "lr": 0.05, "progress": False}
 
@@ -31,13 +31,13 @@ def test_frozen_backbone_state_dict_with_buffers_is_unchanged_by_training(npz_fi
     config = TrainConfig(dataset=f"npz:{npz_file}", model="vgg5", head="spinal", freeze_backbone=True, **FAST)
     splits = load_dataset(config.dataset, config.data_options())
     L.seed_everything(config.seed, workers=True, verbose=False)
-    module = Classifier(config, data_facts(splits))  # the same build train() makes
+    module = Classifier(config, data_facts(splits, config))  # the same build train() makes
     before = {k: v.clone() for k, v in module.model.state_dict().items()}
     module.train()
     head = module.model.get_submodule(module.model.head_path)
     assert all(not m.training for n, m in module.model.named_modules() if n and not n.startswith("head"))
     assert head.training
-    train(config, splits, tmp_path / "run")
+    fit(config, splits, tmp_path / "run")  # the engine itself: train() refuses a frozen backbone without weights
     after = _checkpoint_model(tmp_path / "run")
     backbone = [k for k in before if not k.startswith("head.")]
     assert any("running_mean" in k for k in backbone) and any("num_batches_tracked" in k for k in backbone)
@@ -63,11 +63,11 @@ def _run_states(out: Path) -> dict[str, dict[str, torch.Tensor]]:
 
 def test_cache_hit_gives_bitwise_identical_results_and_a_corrupt_entry_is_rebuilt(npz_file, lite0, tmp_path):
     logs: list[str] = []
-    miss = compare(_frozen(npz_file, lite0, tmp_path, "miss"), log=logs.append)
+    miss = compare(_frozen(npz_file, lite0, tmp_path, "miss"), log=logs.append).to_dict()
     assert miss["feature_cache"]["used"] and not miss["feature_cache"]["hit"]
     assert miss["feature_cache"]["images"] == 320 and miss["feature_cache"]["extract_seconds"] > 0
-    assert any("augmentation is off on cached features" in line for line in logs)
-    hit = compare(_frozen(npz_file, lite0, tmp_path, "hit"), log=logs.append)
+    assert any("augmentation: none: the heads train on cached backbone features" in line for line in logs)
+    hit = compare(_frozen(npz_file, lite0, tmp_path, "hit"), log=logs.append).to_dict()
     assert hit["feature_cache"]["hit"] and hit["feature_cache"]["key"] == miss["feature_cache"]["key"]
     for head in ("fc", "mlp", "spinal"):
         for field in ("test_acc", "val_acc", "params", "head_params"):
@@ -82,7 +82,7 @@ def test_cache_hit_gives_bitwise_identical_results_and_a_corrupt_entry_is_rebuil
     data[len(data) // 2] ^= 0xFF
     entry.write_bytes(bytes(data))
     logs.clear()
-    rebuilt = compare(_frozen(npz_file, lite0, tmp_path, "rebuilt"), log=logs.append)
+    rebuilt = compare(_frozen(npz_file, lite0, tmp_path, "rebuilt"), log=logs.append).to_dict()
     assert not rebuilt["feature_cache"]["hit"] and any("unusable" in line for line in logs)
     assert rebuilt["arms"]["spinal"]["test_acc"] == miss["arms"]["spinal"]["test_acc"]
     record = json.loads((tmp_path / "rebuilt" / "results.json").read_text())["feature_cache"]
@@ -91,8 +91,8 @@ def test_cache_hit_gives_bitwise_identical_results_and_a_corrupt_entry_is_rebuil
 
 def test_cached_heads_match_heads_trained_through_the_frozen_backbone(npz_file, lite0, tmp_path):
     """The cache changes where the features come from, not what the heads learn (up to float rounding)."""
-    cached = compare(_frozen(npz_file, lite0, tmp_path, "cached", epochs=1))
-    direct = compare(_frozen(npz_file, lite0, tmp_path, "direct", epochs=1, feature_cache="off"))
+    cached = compare(_frozen(npz_file, lite0, tmp_path, "cached", epochs=1)).to_dict()
+    direct = compare(_frozen(npz_file, lite0, tmp_path, "direct", epochs=1, feature_cache="off")).to_dict()
     assert not direct["feature_cache"]["used"]
     for head in ("fc", "mlp", "spinal"):
         assert cached["arms"][head]["params"] == direct["arms"][head]["params"]
@@ -118,13 +118,13 @@ def test_feature_views_are_served_one_per_epoch_in_turn():
 def test_feature_views_cache_distinct_augmented_views(npz_file, lite0, tmp_path):
     from spinalnet.comparison.feature_cache import feature_splits
 
-    config = _frozen(npz_file, lite0, tmp_path, "views", feature_views=2, augment="rotate")
+    config = _frozen(npz_file, lite0, tmp_path, "views", feature_views=2, augment="rotate").validate()
     splits = load_dataset(config.dataset, config.data_options())
     features, record = feature_splits(config, splits, tmp_path / "cache", reference_model(config, splits)[0],
                                       log=lambda _: None)
     views = features.train.views
     assert views.shape[:2] == (2, len(splits.train)) and not torch.equal(views[0], views[1])
-    assert record["images"] == len(splits.train) * 3 + len(splits.val) + len(splits.test)
+    assert record.images == len(splits.train) * 3 + len(splits.val) + len(splits.test)
     with pytest.raises(ValueError, match="needs an augmentation"):
         compare(_frozen(npz_file, lite0, tmp_path, "v", feature_views=2))
     assert not (tmp_path / "v").exists()  # refused before anything was written
@@ -134,12 +134,12 @@ def test_folder_data_is_cached_without_its_training_augmentation(image_folder, l
     from spinalnet.comparison.feature_cache import feature_splits
 
     config = CompareConfig(dataset=f"folder:{image_folder}", model=LITE0, pretrained=str(lite0), freeze_backbone=True,
-                           image_size=32, num_workers=0, feature_cache=str(tmp_path / "cache"), progress=False)
+                           image_size=32, num_workers=0, feature_cache=str(tmp_path / "cache"), progress=False).validate()
     splits = load_dataset(config.dataset, config.data_options())
     model = reference_model(config, splits)[0]
     first, _ = feature_splits(config, splits, tmp_path / "cache", model, log=lambda _: None)
     again, record = feature_splits(config, splits, tmp_path / "other", model, log=lambda _: None)
-    assert not record["hit"] and first.train.images.shape == (len(splits.train), 1280)
+    assert not record.hit and first.train.images.shape == (len(splits.train), 1280)
     assert torch.equal(first.train.images, again.train.images)  # no random crop or flip in the cached split
     assert first.train.labels.tolist() == [int(v) for v in splits.train.labels]
 
@@ -204,11 +204,13 @@ def test_features_extracted_on_cuda_equal_the_cpu_ones_augmented_views_too(npz_f
     config = TrainConfig(dataset=f"npz:{npz_file}", model="vgg5", head="spinal", freeze_backbone=True,
                          augment="rotate", **FAST)
     splits = load_dataset(config.dataset, config.data_options())
-    module = Classifier(config, data_facts(splits)).eval()
-    view = lambda: torch.Generator().manual_seed(3)  # noqa: E731  (one augmented view, the same draws)
-    cpu = [extract(module, splits.test, "test"), extract(module, splits.train, "view", generator=view())]
+    module = Classifier(config, data_facts(splits, config)).eval()
+    from spinalnet.data.augment import epoch_draws
+
+    draws = epoch_draws(len(splits.train), 3)  # one augmented view, the same draws on both devices
+    cpu = [extract(module, splits.test, "test"), extract(module, splits.train, "view", draws=draws)]
     module.to("cuda")
-    gpu = [extract(module, splits.test, "test"), extract(module, splits.train, "view", generator=view())]
+    gpu = [extract(module, splits.test, "test"), extract(module, splits.train, "view", draws=draws)]
     assert module.transform.mean.device.type == "cuda"  # extraction leaves the module where it was
     for a, b in zip(cpu, gpu):
         assert b.device.type == "cpu"

@@ -161,10 +161,10 @@ def test_full_disk_while_writing_results_keeps_earlier_results(small_npz, tmp_pa
 
     out = tmp_path / "full"
 
-    def no_space(path, data):
+    def no_space(path, data, current):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(results_module, "write_json", no_space)
+    monkeypatch.setattr(results_module, "write_record", no_space)  # the disk fills up as results.json is written
     code = main(["compare", "--dataset", f"npz:{small_npz}", "--seeds", "1", "--epochs", "1", "--output", str(out),
                  "--no-progress"])
     assert code == 2 and "No space left on device" in capsys.readouterr().err

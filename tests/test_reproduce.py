@@ -32,7 +32,7 @@ def test_reproduce_list_and_unknown_name(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in experiments()) and "est. CPU h" in out
     assert main(["reproduce", "fashion-mnist-vgg"]) == 2
-    assert "unknown experiment 'fashion-mnist-vgg' (did you mean 'fashion-mnist-vgg5'?)" in capsys.readouterr().err
+    assert "unknown experiment 'fashion-mnist-vgg' (did you mean 'fashion-mnist-vgg5' or " in capsys.readouterr().err
 
 
 def test_reproduce_scaled_down_then_report(idx_dir, tmp_path, capsys):
@@ -45,15 +45,17 @@ def test_reproduce_scaled_down_then_report(idx_dir, tmp_path, capsys):
     spinal = results["arms"]["spinal"]
     assert len(spinal["test_acc"]) == 2 and list(results["arms"]) == ["fc", "fc:dropout=0", "mlp", "spinal"]  # the config's arms
     capsys.readouterr()
-    assert main(["report", str(out)]) == 0
+    assert main(["report", str(out), "--markdown"]) == 0
     table = capsys.readouterr().out.strip().splitlines()
-    assert table[0].startswith("| experiment | directory | paper: fc | paper: Spinal | measured: fc")
+    # its paper numbers: none recorded for this experiment, so those columns are left out
+    assert table[0].startswith("| experiment | directory | measured: fc | measured: Spinal | Spinal − fc (95% CI)")
     row = table[2]
     assert row.startswith(f"| fashion-mnist-default-cnn | `{out}` |") and "2 x 1" in row
     assert f"{spinal['test_acc_mean']:.2f} ± {spinal['test_acc_std']:.2f}" in row
     verdict = row.rstrip(" |").rsplit("|", 1)[1]
     assert "vs fc: " in verdict and "; vs same-size MLP: " in verdict  # both answers
-    assert any(v in verdict for v in ("**yes**", "**no**", "no significant difference", "unclear"))
+    assert any(v in verdict for v in ("**yes**", "**no**", "no significant difference", "significant alone",
+                                      "by its interval"))
 
 
 def test_report_all_marks_what_was_not_run_and_keeps_the_document_head(tmp_path, capsys):
@@ -87,7 +89,7 @@ def test_report_skips_directories_without_results_with_a_note(tmp_path, capsys):
     regress(RegressConfig(target="sum", epochs=1, seeds=1, samples=60, output=str(out)), log=lambda s: None)
     (tmp_path / "a-train-run").mkdir()
     capsys.readouterr()
-    assert main(["report", str(tmp_path / "a-train-run"), str(out)]) == 0
+    assert main(["report", str(tmp_path / "a-train-run"), str(out), "--markdown"]) == 0
     captured = capsys.readouterr()
     assert f"spinalnet: note: skipping {tmp_path / 'a-train-run'}: no results.json" in captured.err
     row = captured.out.splitlines()[2]
@@ -99,7 +101,7 @@ def test_report_skips_directories_without_results_with_a_note(tmp_path, capsys):
     ("[1, 2]", "holds a JSON list, not a results file"),
     ('{"head": "spinal", "test_acc": 90.0}', "it is a single run's result.json"),
     ("{not json", "not a readable results file"),
-    ('{"fc": {}, "spinal": {}, "config": {}}', "incomplete results file (KeyError"),
+    ('{"fc": {}, "spinal": {}, "config": {}}', "incomplete results file: head fc has no seeds, test_acc"),
     ('{"targets": {"sum": {"fc": 1}}, "config": {"epochs": 1}}', "incomplete results file"),
 ])
 def test_report_on_json_that_is_not_a_results_file_names_it(tmp_path, capsys, content, expected):
@@ -118,7 +120,7 @@ def test_reproduce_regression_takes_limit_batches_and_refuses_compare_only_optio
                  "--output", str(out)]) == 0
     assert json.loads((out / "results.json").read_text())["config"]["limit_batches"] == 0.25
     capsys.readouterr()
-    assert main(["report", str(out)]) == 0
+    assert main(["report", str(out), "--markdown"]) == 0
     assert "1 x 1 (0.25 of each epoch)" in capsys.readouterr().out
     for extra in (["--data-dir", str(tmp_path)], ["--resume"], ["--devices", "2"]):
         assert main(["reproduce", "regression", "--output", str(tmp_path / "no"), *extra]) == 2
@@ -159,7 +161,14 @@ def _fake_comparison(path, fc, spinal, name):
         "experiment": {"name": name}, "hardware": {"cpu_count": 2}, "versions": {}}))
 
 
-def test_report_holm_corrects_across_rows_and_the_verdict_needs_p_and_interval(tmp_path, capsys):
+def _markdown_rows(text: str) -> dict[str, dict[str, str]]:
+    lines = text.strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+    return {row["experiment"]: row for row in rows}
+
+
+def test_report_gives_each_comparison_s_own_p_and_the_table_wide_one(tmp_path, capsys):
     from scipy import stats as sps
 
     from spinalnet.stats import holm
@@ -168,30 +177,44 @@ def test_report_holm_corrects_across_rows_and_the_verdict_needs_p_and_interval(t
     noise = ([80.0, 81.0, 80.5, 80.2, 80.9], [80.3, 80.7, 80.9, 80.1, 80.6])
     _fake_comparison(tmp_path / "a", *clear, "exp-a")
     _fake_comparison(tmp_path / "b", *noise, "exp-b")
-    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    assert header[6:9] == ["Spinal − fc (95% CI)", "p", "p (Holm)"]
-    rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in lines[2:])}
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--markdown"]) == 0
+    rows = _markdown_rows(capsys.readouterr().out)
+    assert "paper: fc" not in rows["exp-a"]  # no paper numbers for these experiments: the column is left out
     raw = [sps.ttest_rel(s, f).pvalue for f, s in (clear, noise)]  # two-head files of format 1: paired t
-    adjusted = holm(raw)
-    for name, p, p_holm in zip(("exp-a", "exp-b"), raw, adjusted):
-        assert rows[name][7] == f"{p:.2g}" and rows[name][8] == f"{p_holm:.2g}"
-        assert rows[name][1] == f"`{tmp_path / name[-1]}`"  # rows name their directory
-    assert adjusted[0] > raw[0]  # the correction bites
-    assert rows["exp-a"][-1].startswith("vs fc: **yes**, Spinal better (p (Holm) = ")
-    assert "interval over seeds only" in rows["exp-a"][-1]
-    assert rows["exp-b"][-1].startswith("vs fc: no significant difference")
+    table = holm(raw)
+    for name, p, p_table in zip(("exp-a", "exp-b"), raw, table):
+        row = rows[name]
+        assert row["p"] == f"{p:.2g}" and row["p (Holm)"] == f"{p:.2g}"  # one contrast: its own Holm is its p
+        assert row["p (Holm, table)"] == f"{p_table:.2g}"
+        assert row["directory"] == f"`{tmp_path / name[-1]}`"  # rows name their directory
+    assert table[0] > raw[0]  # the table-wide correction bites
+    assert rows["exp-a"]["does the Spinal head help?"].startswith("vs fc: **yes**, Spinal better (p (Holm) = ")
+    assert "interval over seeds only" in rows["exp-a"]["does the Spinal head help?"]
+    assert rows["exp-b"]["does the Spinal head help?"].startswith("vs fc: no significant difference")
+
+
+def test_report_as_text_fits_120_columns(tmp_path, capsys):
+    _fake_comparison(tmp_path / "a", [80.0, 81.0, 80.5], [82.1, 83.0, 82.4], "exp-a")
+    assert main(["report", str(tmp_path / "a")]) == 0
+    text = capsys.readouterr().out
+    assert max(map(len, text.splitlines())) <= 120 and "exp-a" in text and "does the" in text
 
 
 def test_verdict_rules():
-    from spinalnet.comparison.report import answer
+    from spinalnet.comparison.report import Test, answer
 
-    stats = {"seeds": 5, "difference_mean": 1.0, "difference_ci95": [0.5, 1.5], "ci_level": "seeds and test examples"}
-    ways = ("Spinal better", "fc better")
-    assert answer(stats, 0.01, *ways) == "**yes**, Spinal better (p (Holm) = 0.01)"
+    stats = {"seeds": 5, "difference_mean": 1.0, "difference_ci95": [0.5, 1.5], "ci_level": "seeds and test examples",
+             "p_value": 0.004}
+    test = lambda s, own: Test("vs fc", s, own, "Spinal better", "fc better")  # noqa: E731
+    assert answer(test(stats, 0.01), 0.03, 4) == "**yes**, Spinal better (p (Holm) = 0.01; across the table 0.03)"
     worse = {**stats, "difference_mean": -1.0, "difference_ci95": [-1.5, -0.5]}
-    assert answer(worse, 0.01, *ways) == "**no**, fc better (p (Holm) = 0.01)"
-    assert answer({**stats, "difference_ci95": [-0.1, 1.5]}, 0.01, *ways).startswith("unclear")
-    assert answer(stats, 0.2, *ways) == "no significant difference (p (Holm) = 0.2)"
-    assert answer({**stats, "seeds": 1}, None, *ways) == "inconclusive (1 seed, no test)"
+    assert answer(test(worse, 0.01), 0.03, 4) == "**no**, fc better (p (Holm) = 0.01; across the table 0.03)"
+    # significant in its comparison, not across the table: said so, never "no difference" beside an interval
+    # that excludes 0
+    assert answer(test(stats, 0.01), 0.2, 9) == ("Spinal better, significant alone (p (Holm) = 0.01); not after "
+                                                  "correcting for the 9 tests of this table (p = 0.2)")
+    assert answer(test(stats, 0.08), 0.3, 9).startswith("Spinal better by its interval (p = 0.004), but not after")
+    assert answer(test({**stats, "difference_ci95": [-0.1, 1.5]}, 0.01), 0.01, 2).startswith("unclear")
+    assert answer(test({**stats, "difference_ci95": [-0.5, 1.5], "p_value": 0.3}, 0.6), 0.9, 2) == \
+        "no significant difference (p (Holm) = 0.6)"
+    assert answer(test({**stats, "seeds": 1, "p_value": None}, None), None, 2) == "inconclusive (1 seed, no test)"

@@ -130,7 +130,7 @@ def test_report_and_resume_write_the_summary_of_finished_shards(npz_file, tmp_pa
         assert cli(*common, "--shard", k).returncode == 0
     written = results(tmp_path / "s")
     (tmp_path / "s" / "results.json").unlink()  # as if the last shard was killed before its summary
-    report = cli("report", str(tmp_path / "s"))
+    report = cli("report", str(tmp_path / "s"), "--markdown")
     assert report.returncode == 0, report.stderr
     assert "wrote the summary" in report.stderr and "| " in report.stdout
     assert results(tmp_path / "s")["contrasts"] == written["contrasts"]

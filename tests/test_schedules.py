@@ -26,7 +26,7 @@ def _train(npz_file, tmp_path, name: str, **options):
     config = TrainConfig(dataset=f"npz:{npz_file}", epochs=4, batch_size=32, lr=0.05, progress=False,
                          output=str(tmp_path / name), **options)
     final = FinalLR()
-    result = train(config, run_dir=tmp_path / name, extra_callbacks=[final])
+    result = train(config, run_dir=tmp_path / name, extra_callbacks=[final]).to_dict()
     assert json.loads((tmp_path / name / "result.json").read_text())["lr_curve"] == result["lr_curve"]
     return result["lr_curve"], final.lr
 
@@ -52,7 +52,7 @@ def test_random_restart_draws_a_new_lr_after_an_epoch_without_improvement(npz_fi
     the second starts from a fresh LR = lr * U^exponent drawn from the run's seeded generator."""
     config = TrainConfig(dataset=f"npz:{npz_file}", epochs=3, batch_size=32, lr=1e-12, progress=False,
                          schedule="random-restart", restart_exponent=5.0, seed=3, output=str(tmp_path / "rr"))
-    result = train(config, run_dir=tmp_path / "rr")
+    result = train(config, run_dir=tmp_path / "rr").to_dict()
     assert result["val_acc_curve"][0] == result["val_acc_curve"][1]  # no improvement after epoch 1
     generator = torch.Generator().manual_seed(3)
     u = float(torch.rand((), generator=generator))
@@ -64,9 +64,9 @@ def test_compare_says_random_restart_schedules_differ_by_design(npz_file, tmp_pa
     lines: list[str] = []
     config = CompareConfig(dataset=f"npz:{npz_file}", seeds=1, epochs=1, batch_size=32, progress=False,
                            schedule="random-restart", output=str(tmp_path / "cmp"))
-    results = compare(config, log=lines.append)
+    results = compare(config, log=lines.append).to_dict()
     assert "differ by design" in results["schedules_differ"]
     assert any(line.startswith("note: random-restart") and "differ by design" in line for line in "\n".join(lines).splitlines())
     plain = compare(CompareConfig(dataset=f"npz:{npz_file}", seeds=1, epochs=1, batch_size=32, progress=False,
-                                  output=str(tmp_path / "plain")), log=lambda s: None)
+                                  output=str(tmp_path / "plain")), log=lambda s: None).to_dict()
     assert plain["schedules_differ"] is None

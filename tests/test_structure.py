@@ -17,13 +17,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "spinalnet"
 RANKS = {
     "spinalnet.errors": 0, "spinalnet.files": 0, "spinalnet.interrupts": 0, "spinalnet.tables": 0,
     "spinalnet.stats": 0, "spinalnet.provenance": 0, "spinalnet.version": 0, "spinalnet.rundir": 0, "spinalnet.plots": 0, "spinalnet.lazy": 0,
+    "spinalnet.records": 0, "spinalnet.meta": 0,
     "spinalnet.layers": 1,
     "spinalnet.heads": 2, "spinalnet.data": 2, "spinalnet.keras": 2,
     "spinalnet.models": 3,
     "spinalnet.engine": 4,
     "spinalnet.comparison": 5, "spinalnet.regression": 5, "spinalnet.inference": 5,
-    "spinalnet.commands": 6, "spinalnet.__main__": 6,
-    "spinalnet": 7,  # the package's lazy public names may point anywhere
+    "spinalnet.study": 6,  # above the comparison package: a study is settings of comparisons
+    "spinalnet.commands": 7, "spinalnet.__main__": 7,
+    "spinalnet": 8,  # the package's lazy public names may point anywhere
 }
 LOWER = ("spinalnet.layers", "spinalnet.heads", "spinalnet.data", "spinalnet.models", "spinalnet.engine")
 

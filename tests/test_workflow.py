@@ -126,7 +126,7 @@ def test_the_start_of_a_run_says_what_it_will_do(tmp_path):
     lines = done.stdout.splitlines()
     assert lines[0] == f"run directory: {tmp_path / 'o'}"
     assert lines[1].startswith("data: npz:") and "86 training / 10 validation / 24 test images of 1 x 20 x 20" in lines[1]
-    assert "input: resized on the device to 3 x 32 x 32" in done.stdout
+    assert "input: 1 x 20 x 20 stored; resized on the device to 3 x 32 x 32" in done.stdout
     assert "normalisation: the training split's mean" in done.stdout and "augmentation: rotate" in done.stdout
     assert "model: tv:resnet18, head spinal: " in done.stdout and " in the head" in done.stdout
 

@@ -53,16 +53,26 @@ class DataNotFoundError(UsageError):
     """A dataset is not on disk and may not be downloaded."""
 
 
-def did_you_mean(name: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'fashion-mnist'?)`` for the closest known name, or nothing."""
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+#: Known names listed in full up to this many (every dataset and zoo model); beyond, the count and the closest few.
+LISTED = 30
+#: Closest names a long list suggests.
+SUGGESTED = 5
 
 
-def unknown_name(kind: str, name: str, known: Iterable[str]) -> UsageError:
-    """``unknown dataset 'fasion-mnist' (did you mean 'fashion-mnist'?); known: ...``"""
+def did_you_mean(name: str, known: Iterable[str], n: int = 1) -> str:
+    """`` (did you mean 'fashion-mnist'?)`` for the closest known name (up to ``n`` of them), or nothing."""
+    close = difflib.get_close_matches(name, list(known), n=n)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+def unknown_name(kind: str, name: str, known: Iterable[str], where: str = "") -> UsageError:
+    """``unknown dataset 'fasion-mnist' (did you mean 'fashion-mnist'?); known: ...``; a long list (timm's 1,000s of
+    models) is not printed: its size, the closest few names and ``where`` to see them all."""
     known = sorted(known)
-    return UsageError(f"unknown {kind} {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
+    if len(known) <= LISTED:
+        return UsageError(f"unknown {kind} {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}")
+    see = f"; {where}" if where else ""
+    return UsageError(f"unknown {kind} {name!r}{did_you_mean(name, known, SUGGESTED)}; {len(known):,} are known{see}")
 
 
 def require_file(path: Path, what: str) -> None:
@@ -79,3 +89,11 @@ def require_directory(path: Path, what: str) -> None:
         raise UsageError(f"{what} {path} is a file, not a directory")
     if not path.is_dir():
         raise UsageError(f"{what} {path} does not exist")
+
+
+#: How a bug in spinalnet is reported (the errors of our own failures say it).
+REPORT_BUGS = "the spinalnet issue tracker, with the command, its output and `spinalnet --version`"
+
+
+class ReproductionError(TrainingError):
+    """A saved model that does not give the numbers its run reported: a bug in spinalnet, never the user's input."""

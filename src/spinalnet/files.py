@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -21,9 +20,19 @@ from spinalnet.errors import UsageError
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process's umask, read without changing it (``os.umask`` can only read it by setting it, which races
+    with any thread creating files meanwhile): from ``/proc/self/status`` (Linux 4.7 and later); elsewhere the
+    permissions a fresh file gets, which is what the umask decides."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    with tempfile.TemporaryDirectory() as tmp:  # a file made with mode 0o777 keeps what the umask allows
+        probe = Path(tmp) / "probe"
+        os.close(os.open(probe, os.O_CREAT | os.O_WRONLY, 0o777))
+        return 0o777 & ~probe.stat().st_mode & 0o777
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -65,27 +74,6 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def create_json_once(path: Path, data: Any) -> bool:
-    """Write ``path`` only if no file is there, atomically even against another process doing the same
-    (the complete file is hard-linked into place); False when one was there first."""
-    tmp = Path(path).with_name(f".{Path(path).name}.{uuid.uuid4().hex}.new")  # pods may share a pid
-    write_json(tmp, data)
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError:  # a file system without hard links (some FUSE mounts): exclusive creation instead
-        try:
-            with open(path, "x") as handle:
-                handle.write(tmp.read_text())
-            return True
-        except FileExistsError:
-            return False
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_json(path: Path) -> Any:

@@ -21,11 +21,13 @@ from spinalnet.errors import RunExists, UsageError
 from spinalnet.files import read_json, write_json
 
 MARKER = "spinalnet-run.json"
-FINISHED = {"train": "result.json", "compare": "results.json", "regress": "results.json"}
+FINISHED = {"train": "result.json", "compare": "results.json", "regress": "results.json", "study": "study.md"}
 # What a forced start-over removes before the new run writes anything (the files of that kind only).
-OWN_FILES = {"train": ("result.json", "metrics.csv", "hparams.yaml", "checkpoints"),
-             "compare": ("results.json", "results.csv", "curves.png", "summary.png", "runs", "comparison.json"),
-             "regress": ("results.json", "results.csv", "regression.png")}
+OWN_FILES = {"train": ("result.json", "metrics.csv", "hparams.yaml", "checkpoints", "predictions.npz"),
+             "compare": ("results.json", "results.csv", "curves.png", "summary.png", "contrasts.png", "runs",
+                         "comparison.json", "labels.npz", "feature_cache.json"),
+             "regress": ("results.json", "results.csv", "regression.png", "predictions.npz"),
+             "study": ("study.json", "study.csv", "study.md", "figures", "settings")}
 
 
 def timestamped(root: str | Path, *parts: str) -> Path:

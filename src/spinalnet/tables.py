@@ -13,3 +13,4 @@ def align(rows: Sequence[Sequence[str]], left: int = 1, gap: int = 2) -> list[st
         cells = [cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         lines.append((" " * gap).join(cells).rstrip())
     return lines
+

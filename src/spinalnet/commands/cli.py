@@ -16,15 +16,30 @@ from typing import NoReturn, Sequence
 from spinalnet.commands.allocator import keep_freed_memory
 from spinalnet.interrupts import CtrlC
 
-RESUMABLE = ("train", "compare", "reproduce")
+RESUMABLE = ("train", "compare", "reproduce", "study")
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, with its errors as the single ``spinalnet: error:`` line every other error gets."""
 
     def error(self, message: str) -> NoReturn:
-        print(f"spinalnet: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        print(f"spinalnet: error: {_suggest(message)} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
+
+
+def _suggest(message: str) -> str:
+    """argparse's "invalid choice: 'evaluate' (choose from 'train', 'compare', ...)" with the closest choice
+    (``did you mean 'eval'?``); other messages as they are."""
+    import re
+
+    from spinalnet.errors import did_you_mean
+
+    match = re.match(r"argument (.+?): invalid choice: '(.*)' \(choose from (.*)\)$", message)
+    if not match:
+        return message
+    what, given, choices = match[1], match[2], re.findall(r"'([^']*)'", match[3]) or match[3].split(", ")
+    what = "command" if what in ("COMMAND", "command") else what
+    return f"unknown {what} {given!r}{did_you_mean(given, choices)}; choose from {', '.join(choices)}"
 
 
 #: What the command needs beyond the torch-free core (``pip install 'spinalnet[torch]'``).
@@ -33,8 +48,8 @@ TORCH_EXTRA = ("torch", "torchvision", "lightning", "matplotlib")
 
 def build_parser() -> argparse.ArgumentParser:
     from spinalnet.version import __version__
-    from spinalnet.commands import (compare, convert_weights, describe, evaluate, export, listing, regress, report,
-                                    reproduce, train)
+    from spinalnet.commands import (compare, convert_weights, describe, evaluate, export, listing, predict, regress,
+                                    report, reproduce, study, train)
 
     parser = OneLineParser(
         prog="spinalnet",
@@ -42,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"spinalnet {__version__}")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for command in (train, compare, evaluate, export, convert_weights, regress, reproduce, report, listing, describe):
+    for command in (train, compare, study, evaluate, predict, export, convert_weights, regress, reproduce, report,
+                    listing, describe):
         command.add(sub)
     return parser
 
@@ -58,7 +74,7 @@ def interrupted_message(argv: Sequence[str]) -> str:
     return f"spinalnet: interrupted; continue with: {resume_command(argv, directory)}"
 
 
-RUN_DIRECTORIES = ("SPINALNET_TRAIN_DIR", "SPINALNET_COMPARE_DIR")
+RUN_DIRECTORIES = ("SPINALNET_TRAIN_DIR", "SPINALNET_COMPARE_DIR", "SPINALNET_STUDY_DIR")
 
 
 def _forget_run_directories() -> None:
@@ -75,7 +91,7 @@ def _forget_run_directories() -> None:
 def run_directory(command: str) -> str | None:
     """The directory this process's run (``train``) or comparison (``compare``, ``reproduce``) writes, once decided
     (:func:`spinalnet.rundir.open_run_dir` records it)."""
-    return os.environ.get(RUN_DIRECTORIES[0] if command == "train" else RUN_DIRECTORIES[1])
+    return os.environ.get({"train": RUN_DIRECTORIES[0], "study": RUN_DIRECTORIES[2]}.get(command, RUN_DIRECTORIES[1]))
 
 
 def resume_command(argv: Sequence[str], directory: str | Path) -> str:
@@ -140,7 +156,7 @@ def _leave_process_group() -> None:
 
 
 def _run(argv: list[str]) -> int:
-    from spinalnet.errors import OptionError, TrainingError, UsageError
+    from spinalnet.errors import REPORT_BUGS, OptionError, TrainingError, UsageError
 
     try:
         parser = build_parser()
@@ -162,9 +178,12 @@ def _run(argv: list[str]) -> int:
     except OptionError as err:  # a config field: named as the flag that sets it
         print(f"spinalnet: error: {err.for_command_line()}", file=sys.stderr)
         return 2
-    except (UsageError, ValueError) as err:  # UsageError is a ValueError; both are the user's input
-        print(f"spinalnet: error: {err}{_resume_hint(err, argv)}", file=sys.stderr)
+    except UsageError as err:  # the user's input: where it enters, a library's refusal becomes one
+        print(f"spinalnet: error: {_one_line(err)}{_resume_hint(err, argv)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the output was piped into a command that stopped reading (| head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as err:  # a read-only or full output directory, a vanished file
         where = f" {err.filename}" if getattr(err, "filename", None) else ""
         print(f"spinalnet: error: cannot read or write{where}: {err.strerror or err}", file=sys.stderr)
@@ -172,7 +191,27 @@ def _run(argv: list[str]) -> int:
     except TrainingError as err:
         print(f"spinalnet: error: {err}{_resume_hint(err, argv)}", file=sys.stderr)
         return 1
+    except Exception:  # anything else is ours to fix: the traceback says where, and the user is told so
+        import traceback
+
+        traceback.print_exc()
+        print(f"spinalnet: internal error: this is a bug in spinalnet, not a mistake in your command; please report "
+              f"it to {REPORT_BUGS}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of a usage error on one line (an error raised in a data-loading worker arrives with the
+    worker's traceback appended: its last line is the message)."""
+    import re
+
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    if len(lines) > 1 and "Traceback" in str(err):
+        last = lines[-1].strip()
+        named = re.match(r"^[\w.]+(?:Error|Exception): (.*)$", last)  # the worker's "module.UsageError: ..."
+        return named[1] if named else last
+    return " ".join(line.strip() for line in lines)
 
 
 def _resume_hint(err: BaseException, argv: list[str]) -> str:

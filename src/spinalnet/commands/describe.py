@@ -32,13 +32,17 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError(f"--num-layers {args.num_layers:,} is more than describe prints "
                          f"(at most {MAX_LAYERS:,}, one line per layer)")
     sizes = dict(layer_width=args.layer_width, num_layers=args.num_layers, num_splits=args.num_splits)
-    if min(args.in_features, args.out_features, *sizes.values()) >= 1 and args.num_splits <= args.num_layers:
+    try:  # the layer's own checks of the sizes given on the command line: its refusal is the user's error
         count = SpinalLinear.count_params(args.in_features, args.out_features, **sizes)  # by formula
         if count > DESCRIBE_MAX_PARAMS:
             raise UsageError(f"this head would have {count:,} parameters ({count * 4 / 1e9:,.1f} GB as float32), "
                              f"more than describe's limit of {DESCRIBE_MAX_PARAMS:,}; use smaller sizes")
-    with torch.device("meta"):  # the constructor checks the sizes; no weights are allocated
-        layer = SpinalLinear(args.in_features, args.out_features, **sizes)
+        with torch.device("meta"):  # no weights are allocated
+            layer = SpinalLinear(args.in_features, args.out_features, **sizes)
+    except UsageError:
+        raise
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     print(layer.describe())
     hidden = args.layer_width * args.num_layers
     fc = args.in_features * hidden + hidden + hidden * args.out_features + args.out_features

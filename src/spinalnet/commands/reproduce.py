@@ -15,6 +15,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="override the config's epochs")
     p.add_argument("--seeds", type=int, help="override the config's number of seeds")
     p.add_argument("--limit-batches", type=float, help="fraction of training batches per epoch (budget runs)")
+    p.add_argument("--heads", help="the arms to compare instead of the config's, KIND[:OPTION=VALUE,...] each (with "
+                   "--resume: the config's and more, e.g. to add linear,mlp2 to a finished run; not for regression)")
     p.add_argument("--output", help="output directory (default: runs/paper/<name>-<time>)")
     p.add_argument("--data-dir", help="where to look for the dataset first (not for regression)")
     p.add_argument("--download", action="store_true", default=None,
@@ -45,12 +47,13 @@ def run(args: argparse.Namespace) -> None:
         raise UsageError("name an experiment, or pass --list to see them")
     overrides = {k: getattr(args, k) for k in ("epochs", "seeds", "limit_batches", "output", "data_dir", "download",
                                               "accelerator", "devices", "num_nodes", "jobs", "shard", "resume",
-                                              "force", "logger")}
+                                              "force", "logger", "heads")}
     reproduce(args.name, overrides)
 
 
 #: reproduce options that only experiments run through compare take.
-COMPARE_ONLY = ("data_dir", "download", "accelerator", "devices", "num_nodes", "jobs", "shard", "resume", "logger")
+COMPARE_ONLY = ("data_dir", "download", "accelerator", "devices", "num_nodes", "jobs", "shard", "resume", "logger",
+                "heads")
 
 
 def reproduce(name: str, overrides: dict[str, Any]) -> dict[str, Any]:

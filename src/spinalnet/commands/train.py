@@ -18,7 +18,6 @@ def run(config) -> None:
     from spinalnet.engine.train import rank_zero_print, train
 
     result = train(config)
-    kept = "finished earlier, stored result: " if result.get("resumed_finished") else ""
-    rank_zero_print(f"{kept}{result['head']} head: test accuracy {result['test_acc']:.2f}% "
-                    f"(validation {result['val_acc']:.2f}%), {result['params']:,} parameters, "
-                    f"{result['train_seconds']:.1f} s; best checkpoint {result['best_checkpoint']}")
+    kept = "finished earlier, stored result: " if result.resumed else ""
+    rank_zero_print(f"{kept}{result.head} head: {result.describe()}, {result.params:,} parameters; best checkpoint "
+                    f"{result.best_checkpoint}")

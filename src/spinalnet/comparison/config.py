@@ -10,7 +10,7 @@ from spinalnet.comparison.grid import check_tune, parse_tune
 from spinalnet.comparison.shards import parse_shard
 from spinalnet.engine.config import MAX_SEEDS, TrainConfig, field_types, option
 from spinalnet.errors import UsageError, did_you_mean
-from spinalnet.heads.spec import ArmSpec, parse_arms, split_arms
+from spinalnet.heads.spec import ArmSpec, parse_arm, parse_arms, split_arms
 
 DEFAULT_HEADS = ["fc", "mlp", "spinal"]
 
@@ -36,16 +36,26 @@ class CompareConfig(TrainConfig):
                           "the CPU threads (or its own GPU)", ge=1)
     shard: str | None = option(None, "K/N: train only the K-th of N shares of the runs into the shared --output; "
                                      "the last shard to finish writes the summary")
+    deploy_check: bool = option(True, "after the runs, evaluate one saved model per arm as spinalnet eval does and "
+                                      "refuse a result its saved model does not reproduce (--no-deploy-check skips "
+                                      "it)")
     feature_views: int = option(0, "cached features: 0 = the training images without augmentation; K >= 1 = "
                                    "K augmented views of the training set, one per epoch in turn", ge=0)
 
-    def validate(self) -> "CompareConfig":
-        super().validate()
+    def validate(self, resolve_weights: bool = True) -> "CompareConfig":
+        """Also writes the arms (and the reference) in their normalised names (``spinal:layer_width=16`` for
+        ``spinal: layer-width=16``): every directory, record and table of the comparison uses that one spelling."""
+        super().validate(resolve_weights)
         arms = self.arms()
-        names = [arm.name for arm in arms]
-        if self.reference is not None and self.reference not in names:
-            raise UsageError(f"--reference {self.reference!r} is not one of --heads ({', '.join(names)})"
-                             + did_you_mean(self.reference, names))
+        self.heads = names = [arm.name for arm in arms]
+        if self.reference is not None:
+            try:
+                self.reference = parse_arm(self.reference).name
+            except UsageError:
+                pass  # not an arm at all: refused below, with the closest name
+            if self.reference not in names:
+                raise UsageError(f"--reference {self.reference!r} is not one of --heads ({', '.join(names)})"
+                                 + did_you_mean(self.reference, names))
         self.reference = self.reference_arm()
         types = field_types(TrainConfig)
         self.tune = check_tune(self.tune, {k for k in self.tune if k in types and int in (types[k], *get_args(types[k]))
@@ -72,6 +82,10 @@ class CompareConfig(TrainConfig):
         """The options of one of its runs (the run's head, seed and output are set per run)."""
         values = self.to_dict()
         return {k: values[k] for k in TrainConfig.__dataclass_fields__}
+
+    def run_config(self, **changes) -> TrainConfig:
+        """One run's config: the comparison's options with ``changes`` (``head=...``, ``seed=...``)."""
+        return TrainConfig(**{**self.run_options(), **changes})
 
 
 #: Options only ``compare`` takes (``train --config`` on a compare YAML drops them with a note).

@@ -1,5 +1,7 @@
-"""Statistics across arms (no framework import): each arm's accuracy over seeds, and every arm against the
-reference arm, paired by seed, with Holm-Bonferroni across the contrasts of one comparison.
+"""Statistics across arms (no framework import): each arm's accuracy over seeds (:class:`ArmSummary`), and every
+arm against the reference arm, paired by seed (:class:`Contrast`), with Holm-Bonferroni across the contrasts of
+one comparison. Both are parts of a comparison's ``results.json``
+(:class:`~spinalnet.comparison.results_file.ComparisonSummary`).
 
 A contrast's difference is reference minus arm (for the default reference, spinal minus fc, as the two-head
 comparison always printed it). Its statistics are :func:`spinalnet.stats.paired_stats` of the per-seed test
@@ -8,14 +10,81 @@ accuracies, with the per-example predictions where every run has them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from spinalnet.comparison.convergence import still_improving
+from spinalnet.engine.run_record import RunResult
 from spinalnet.heads.spec import contrast_label, parse_arm
 from spinalnet.stats import error_reduction_pct, holm, mean_std, paired_stats
 
 Predictions = dict[tuple[str, int], dict[str, np.ndarray] | None]
+
+
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``data`` that are fields of the dataclass ``cls`` (a record of another version may have more)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+def missing_fields(cls: type, data: Any) -> list[str]:
+    """The fields ``cls`` needs (those without a default) that ``data`` lacks; all of them when it is no mapping.
+    A file cut short or edited by hand is named by these, so that a bug of ours is never taken for one."""
+    from dataclasses import MISSING
+
+    needed = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    return needed if not isinstance(data, dict) else [name for name in needed if name not in data]
+
+
+@dataclass
+class ArmSummary:
+    """One arm's runs (one per seed), as lists over seeds, with their mean +- std and the head they trained."""
+
+    spec: str | None
+    seeds: list[int]
+    test_acc: list[float]
+    test_acc_mean: float
+    test_acc_std: float
+    val_acc: list[float | None] = field(default_factory=list)
+    params: int = 0
+    head_params: int = 0
+    head: dict[str, Any] = field(default_factory=dict)
+    train_seconds: list[float] = field(default_factory=list)
+    images_per_second: float = 0.0
+    epochs: list[int] = field(default_factory=list)
+    best_epoch: list[int | None] = field(default_factory=list)
+    still_improving: list[bool] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ArmSummary":
+        return cls(**known_fields(cls, data))
+
+
+@dataclass
+class Contrast:
+    """The reference arm against ``arm``, paired by seed (:func:`spinalnet.stats.paired_stats` of reference - arm)."""
+
+    arm: str
+    reference: str
+    kind: str
+    label: str
+    difference_mean: float
+    difference_ci95: list[float] | None
+    ci_level: str
+    p_value: float | None
+    p_value_wilcoxon: float | None
+    prob_improvement: float
+    better_in: int
+    seeds: int
+    seeds_for_power: int | None
+    error_reduction_pct: float | None = None
+    p_holm: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Contrast":
+        return cls(**known_fields(cls, data))
 
 
 def head_shape(info: dict[str, Any] | None) -> str:
@@ -37,20 +106,21 @@ def head_shape(info: dict[str, Any] | None) -> str:
     return " + ".join(parts)
 
 
-def arm_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def arm_summary(runs: list[RunResult]) -> ArmSummary:
     """One arm's runs (one per seed) as lists over seeds, with their mean +- std and the head they trained."""
-    runs = sorted(runs, key=lambda r: r["seed"])
-    acc = [r["test_acc"] for r in runs]
+    runs = sorted(runs, key=lambda r: r.seed)
+    acc = [r.test_acc for r in runs]
     mean, std = mean_std(acc)
-    info = runs[0].get("head_info")
-    return {
-        "spec": runs[0]["config"].get("head"), "seeds": [r["seed"] for r in runs], "test_acc": acc,
-        "test_acc_mean": round(mean, 4), "test_acc_std": round(std, 4), "val_acc": [r["val_acc"] for r in runs],
-        "params": runs[0]["params"], "head_params": runs[0]["head_params"],
-        "head": {"shape": head_shape(info), **(info or {"layers": None, "dropout": None, "init": None})},
-        "train_seconds": [r["train_seconds"] for r in runs],
-        "images_per_second": round(sum(r["images_per_second"] for r in runs) / len(runs), 1),
-    }
+    info = runs[0].head_info
+    return ArmSummary(
+        spec=runs[0].config.get("head"), seeds=[r.seed for r in runs], test_acc=acc,
+        test_acc_mean=round(mean, 4), test_acc_std=round(std, 4), val_acc=[r.val_acc for r in runs],
+        params=runs[0].params, head_params=runs[0].head_params,
+        head={"shape": head_shape(info), **(info or {"layers": None, "dropout": None, "init": None})},
+        train_seconds=[r.train_seconds for r in runs],
+        images_per_second=round(sum(r.images_per_second for r in runs) / len(runs), 1),
+        epochs=[r.epochs for r in runs], best_epoch=[r.best_epoch for r in runs],
+        still_improving=[still_improving(r.val_acc_curve, r.stopped_early) for r in runs])
 
 
 def example_scores(predictions: Predictions, arm: str, reference: str,
@@ -66,12 +136,11 @@ def example_scores(predictions: Predictions, arm: str, reference: str,
     return out
 
 
-def contrast(arm: str, summary: dict[str, Any], reference: str, ref: dict[str, Any],
-             predictions: Predictions) -> dict[str, Any]:
+def contrast(arm: str, summary: ArmSummary, reference: str, ref: ArmSummary, predictions: Predictions) -> Contrast:
     """``reference`` against ``arm`` over the seeds both have: the paired statistics of reference - arm."""
-    seeds = [s for s in summary["seeds"] if s in ref["seeds"]]
-    base = [summary["test_acc"][summary["seeds"].index(s)] for s in seeds]
-    cand = [ref["test_acc"][ref["seeds"].index(s)] for s in seeds]
+    seeds = [s for s in summary.seeds if s in ref.seeds]
+    base = [summary.test_acc[summary.seeds.index(s)] for s in seeds]
+    cand = [ref.test_acc[ref.seeds.index(s)] for s in seeds]
     scores = example_scores(predictions, arm, reference, seeds)
     truth = [predictions[(reference, s)]["y_true"] for s in seeds] if scores is not None else []
     shared = all(np.array_equal(truth[0], t) for t in truth)  # one test split for every seed
@@ -79,18 +148,18 @@ def contrast(arm: str, summary: dict[str, Any], reference: str, ref: dict[str, A
     reduction = error_reduction_pct(base, cand)
     spec = parse_arm(arm)
     label = contrast_label(spec, parse_arm(reference))
-    return {"arm": arm, "reference": reference, "kind": spec.kind, "label": label, **stats,
-            "error_reduction_pct": None if reduction is None else round(reduction, 3)}
+    return Contrast(arm=arm, reference=reference, kind=spec.kind, label=label, **stats,
+                    error_reduction_pct=None if reduction is None else round(reduction, 3))
 
 
-def contrasts(arms: dict[str, dict[str, Any]], reference: str, predictions: Predictions) -> list[dict[str, Any]]:
+def contrasts(arms: dict[str, ArmSummary], reference: str, predictions: Predictions) -> list[Contrast]:
     """Every arm against ``reference``, in the arms' order, with ``p_holm`` across these contrasts."""
     if reference not in arms:
         return []
     found = [contrast(name, summary, reference, arms[reference], predictions)
              for name, summary in arms.items() if name != reference]
-    for item, adjusted in zip(found, holm([c["p_value"] for c in found])):
-        item["p_holm"] = None if adjusted is None else float(f"{adjusted:.6g}")
+    for item, adjusted in zip(found, holm([c.p_value for c in found])):
+        item.p_holm = None if adjusted is None else float(f"{adjusted:.6g}")
     return found
 
 

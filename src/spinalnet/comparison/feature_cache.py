@@ -31,11 +31,14 @@ from torch import Tensor, nn
 
 from spinalnet.data import DataSplits, ImageArrays
 from spinalnet.data.arrays import FeatureArrays
+from spinalnet.data.augment import epoch_draws
+from spinalnet.data.input_spec import InputSpec
 from spinalnet.errors import UsageError
 from spinalnet.models.pretrained import backbone_record, weights_digest
 from spinalnet.comparison.config import CompareConfig
+from spinalnet.comparison.feature_record import FeatureCacheRecord
 from spinalnet.engine.config import TrainConfig
-from spinalnet.engine.module import Classifier, data_facts, model_input, model_normalisation
+from spinalnet.engine.module import Classifier, data_facts
 from spinalnet.files import atomic_write, read_json, sha256_file, write_json
 
 FORMAT = 1
@@ -82,17 +85,17 @@ def check_views(config: CompareConfig, splits: DataSplits) -> None:
 def cache_key(config: TrainConfig, splits: DataSplits, weights: str, views: int,
               device: torch.device | None = None) -> tuple[str, dict[str, Any]]:
     """SHA-256 of everything the cached values depend on, and that description itself."""
-    facts = data_facts(splits)
-    channels, size = model_input(config, facts)
-    mean, std = model_normalisation(config, facts)
+    spec = InputSpec.from_dict(data_facts(splits, config)["input"])
     described = {
         "format": FORMAT, "model": config.model, "weights_sha256": weights, "dataset": config.dataset,
         "data_sha256": splits.fingerprint, "split_seed": config.split_seed,
-        "val_fraction": config.val_fraction, "image_size": list(size), "channels": channels,
-        "mean": list(mean), "std": list(std), "precision": config.precision,
+        "val_fraction": config.val_fraction, "image_size": list(spec.model_size), "channels": spec.model_channels,
+        "mean": list(spec.mean), "std": list(spec.std), "precision": config.precision,
         "augment": (config.augment or splits.augment) if views else "none", "views": views,
         "sizes": {name: len(getattr(splits, name)) for name in SPLITS},
     }
+    if spec.crop != 1.0:  # entries made before the crop was recorded keep their keys
+        described["crop"] = spec.crop
     if device is not None and device.type != "cpu":  # a GPU's kernels (TF32 convolutions) give other values;
         described["device"] = device.type             # CPU entries keep the keys they had
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32], described
@@ -111,14 +114,18 @@ def head_inputs(module: Classifier) -> Iterator[list[Tensor]]:
         handle.remove()
 
 
-def _batches(split, batch_size: int, num_workers: int, train_transform: bool) -> Iterator[Tensor]:
+def _batches(split, batch_size: int, num_workers: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """(stored images, their indices in the split), in order; files decoded by ``num_workers`` processes."""
     if isinstance(split, ImageArrays):
-        yield from split.images.split(batch_size)
+        for start in range(0, len(split), batch_size):
+            yield split.images[start:start + batch_size], torch.arange(start, min(start + batch_size, len(split)))
         return
     from torch.utils.data import DataLoader
 
-    for x, _ in DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=0 if train_transform else num_workers):
-        yield x
+    loader = DataLoader(split, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        generator=torch.Generator().manual_seed(0))  # the global generator is left alone
+    for x, _, index in loader:
+        yield x, index
 
 
 def _progress(total: int, label: str, show: bool):
@@ -135,36 +142,29 @@ def extraction_device(config: CompareConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def extract(module: Classifier, split, label: str, *, generator: torch.Generator | None = None,
-            num_workers: int = 0, show_progress: bool = False) -> Tensor:
-    """The head inputs for every sample of ``split`` (augmented through ``generator`` when given), on the CPU,
-    computed on the device of ``module``'s parameters."""
+def extract(module: Classifier, split, label: str, *, draws: Tensor | None = None, num_workers: int = 0,
+            show_progress: bool = False) -> Tensor:
+    """The head inputs for every sample of ``split`` (augmented by ``draws``, one row per sample, when given), on
+    the CPU, computed on the device of ``module``'s parameters."""
     device = next(module.parameters()).device
     rows: list[Tensor] = []
     with torch.inference_mode(), head_inputs(module) as captured, \
             _progress(len(split), label, show_progress) as bar:
-        for x in _batches(split, EXTRACT_BATCH, num_workers, generator is not None):
+        for x, index in _batches(split, EXTRACT_BATCH, num_workers):
             x = x.to(device)  # uint8 images: the resize and the augmentation run where the backbone does
-            x = module.transform(x, generator) if generator is not None and module.transform is not None \
-                else module._inputs(x, False)
-            module.model(x.contiguous(memory_format=module.memory_format) if x.ndim == 4 else x)
+            module.model(module.model_inputs(x, None if draws is None else draws[index]))
             rows.append(captured.pop().cpu())
             bar.update(len(x))
     return torch.cat(rows)
 
 
 def _train_views(module: Classifier, splits: DataSplits, config: CompareConfig, show: bool) -> Tensor:
-    """``config.feature_views`` augmented passes over the training split, each seeded by its index."""
+    """``config.feature_views`` augmented passes over the training split, each drawn from its own seed."""
     views = []
     for k in range(config.feature_views):
-        seed = config.split_seed * 1_000_003 + k
-        if isinstance(splits.train, ImageArrays):
-            generator = torch.Generator().manual_seed(seed)
-        else:  # per-sample transforms draw from the global generator
-            torch.manual_seed(seed)
-            generator = None
+        draws = epoch_draws(len(splits.train), config.split_seed * 1_000_003 + k)
         views.append(extract(module, splits.train, f"features train view {k + 1}/{config.feature_views}",
-                             generator=generator, show_progress=show))
+                             draws=draws, num_workers=config.num_workers, show_progress=show))
     return torch.stack(views)
 
 
@@ -191,8 +191,6 @@ def _compute_features(config: CompareConfig, splits: DataSplits, module: Classif
     features: dict[str, Any] = {}
     for name in SPLITS:
         split = getattr(splits, name)
-        if name == "train" and not isinstance(split, ImageArrays):
-            split = split.subset(torch.arange(len(split)), splits.val.transform)  # un-augmented images
         started = time.perf_counter()
         x = extract(module, split, f"features {name}", num_workers=config.num_workers, show_progress=show)
         labels = split.labels if isinstance(split, ImageArrays) else torch.as_tensor(split.labels, dtype=torch.int64)
@@ -207,17 +205,24 @@ def _compute_features(config: CompareConfig, splits: DataSplits, module: Classif
 
 
 # ---------------------------------------------------------------------------------------------- storage
+class CorruptEntry(Exception):
+    """A cache entry whose record cannot be read or whose data does not match its checksum."""
+
+
 def load_entry(directory: Path, key: str) -> dict[str, Any] | None:
-    """The cached features for ``key``; None when absent. Raises ValueError for a corrupted entry."""
+    """The cached features for ``key``; None when absent; :class:`CorruptEntry` for a damaged one (its data is
+    checked against the record's checksum before it is read)."""
     data, meta = directory / f"{key}.pt", directory / f"{key}.json"
     if not meta.is_file() or not data.is_file():
         return None
     try:
-        expected = read_json(meta)["sha256"]
-    except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{meta} is not a readable cache record") from None
+        expected = read_json(meta).get("sha256")
+    except (UsageError, AttributeError):
+        expected = None
+    if not isinstance(expected, str):
+        raise CorruptEntry(f"{meta} is not a readable cache record")
     if sha256_file(data) != expected:
-        raise ValueError(f"{data} does not match its checksum")
+        raise CorruptEntry(f"{data} does not match its checksum")
     return torch.load(data, map_location="cpu", weights_only=True)
 
 
@@ -230,12 +235,12 @@ def save_entry(directory: Path, key: str, features: dict[str, Any], described: d
 
 # ---------------------------------------------------------------------------------------------- the entry point
 def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path, model: nn.Module,
-                   log: Callable[[str], None] = print) -> tuple[DataSplits, dict[str, Any]]:
+                   log: Callable[[str], None] = print) -> tuple[DataSplits, FeatureCacheRecord]:
     """``splits`` as the frozen backbone's features (from the cache, or computed by ``model``, the comparison's
     one model, and stored), and a record for results.json: used, hit, extract_seconds, images, key."""
     check_views(config, splits)
-    run = TrainConfig(**{**config.run_options(), "head": config.reference_arm()})
-    module = Classifier(run, data_facts(splits), model=model)
+    run = config.run_config(head=config.reference)
+    module = Classifier(run, data_facts(splits, run), model=model)
     weights = weights_digest(module.model, module.model.head_path)
     device = extraction_device(config)
     key, described = cache_key(run, splits, weights, config.feature_views, device)
@@ -243,7 +248,7 @@ def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path, m
     started = time.perf_counter()
     try:
         features = load_entry(directory, key)
-    except Exception as err:  # a corrupted entry is rebuilt
+    except CorruptEntry as err:  # a damaged or cut-off entry is rebuilt
         log(f"features: cache entry {key} is unusable ({err}); computing it again")
         features = None
     hit = features is not None
@@ -254,21 +259,17 @@ def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path, m
         features = compute_features(config, splits, module, log, show, device)
         save_entry(directory, key, features, described)
     seconds = time.perf_counter() - started
-    if config.feature_views:
-        log(f"features: training on {config.feature_views} cached augmented view(s), one per epoch in turn")
-    else:
-        log("features: augmentation is off on cached features (--feature-views K caches K augmented views)")
     train = features["train"]
     feature_data = replace(
         splits, train=FeatureArrays(train["x"], train["y"], train.get("views")),
         val=FeatureArrays(features["val"]["x"], features["val"]["y"]),
         test=FeatureArrays(features["test"]["x"], features["test"]["y"]), augment="none",
         backbone={**backbone_record(config.model, config.pretrained), "preprocessing": {
-            k: described[k] for k in ("image_size", "channels", "mean", "std")}})
-    feature_data.__dict__["fingerprint"] = splits.fingerprint  # the images' (checkpoints record what was seen)
+            k: described[k] for k in ("image_size", "channels", "mean", "std")}},
+        known_fingerprint=splits.fingerprint)  # the images' (checkpoints record what was seen)
     # backbone passes the cached values cover: every split once, plus the augmented training views
     images = sum(len(features[name]["x"]) for name in SPLITS) + config.feature_views * len(train["x"])
-    record = {"used": True, "hit": hit, "extract_seconds": 0.0 if hit else round(seconds, 3),
-              "load_seconds": round(seconds, 3) if hit else None, "images": images, "key": key,
-              "directory": str(directory), "device": described.get("device", "cpu")}
+    record = FeatureCacheRecord(used=True, hit=hit, extract_seconds=0.0 if hit else round(seconds, 3),
+                                load_seconds=round(seconds, 3) if hit else None, images=images, key=key,
+                                directory=str(directory), device=described.get("device", "cpu"))
     return feature_data, record

@@ -19,9 +19,9 @@ from torch import nn
 
 from spinalnet.comparison.config import CompareConfig
 from spinalnet.comparison.feature_cache import cache_plan, check_cache_dir, check_views
-from spinalnet.comparison.grid import GridRun, grid, run_path
-from spinalnet.comparison.records import check_grid
-from spinalnet.comparison.results_file import RESULTS, results_from
+from spinalnet.comparison.grid import GridRun, run_path
+from spinalnet.comparison.records import ComparisonRecord, check_grid
+from spinalnet.comparison.results_file import RESULTS, ComparisonSummary, read_results
 from spinalnet.comparison.shards import Shard, check_shards, parse_shard, share
 from spinalnet.comparison.workers import check_jobs
 from spinalnet.data import DataSplits, load_dataset
@@ -29,9 +29,8 @@ from spinalnet.engine.checkpoints import read_checkpoint_state
 from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.machine import gpu_count
 from spinalnet.engine.module import build_model, data_facts
-from spinalnet.engine.run_record import RESULT_FILE, check_same_run, read_result
+from spinalnet.engine.run_record import RESULT_FILE, RunResult, check_same_run
 from spinalnet.errors import UsageError
-from spinalnet.files import read_json
 from spinalnet.heads.arms import HeadContext, build, resolve
 from spinalnet.heads.spec import ArmSpec, parse_arm
 from spinalnet.rundir import RunDir, open_run_dir, timestamped
@@ -42,7 +41,7 @@ class PlannedRun:
     run: GridRun
     path: Path
     config: TrainConfig  # checked: the comparison's options with this run's head, seed, tuning values and output
-    stored: dict[str, Any] | None = None  # its result.json, from an earlier invocation
+    stored: RunResult | None = None  # its result.json, from an earlier invocation
 
 
 @dataclass
@@ -60,39 +59,43 @@ class Plan:
     no_cache: str | None = None
     jobs: int = 1
     gpus: int = 0
-    recorded: dict[str, Any] | None = None
-    finished: dict[str, Any] | None = None  # results.json, when this very grid was finished earlier
+    recorded: ComparisonRecord | None = None
+    finished: ComparisonSummary | None = None  # results.json, when this very grid was finished earlier
+    partial: bool = False  # this process trains a share of the grid (a shard, a study's shard)
 
 
-def make_plan(config: CompareConfig) -> Plan:
-    """Decide everything a comparison of a checked ``config`` does; writes nothing."""
+def make_plan(config: CompareConfig, only: set[GridRun] | None = None) -> Plan:
+    """Decide everything a comparison of a checked ``config`` does; writes nothing. ``only``: the runs of its grid
+    this process trains (a study's shard), in a directory other processes may fill too; default: its ``--shard``
+    share, or the whole grid."""
     shard = parse_shard(config.shard)
     directory = open_run_dir(config.output, "compare", lambda: timestamped("runs", Path(config.dataset).name,
                                                                            config.model),
-                             resume=config.resume, force=config.force, shared=shard is not None)
+                             resume=config.resume, force=config.force, shared=shard is not None or only is not None)
     arms = config.arms()
-    everything = grid([a.name for a in arms], config.tune, config.seed, config.seeds)
+    everything = ComparisonRecord.of(config, shard).grid()  # the grid, decided once, in the arms' normalised names
     check_shards(shard, len(everything))
     gpus = gpu_count() if config.accelerator in ("auto", "gpu", "cuda") else 0
     jobs = check_jobs(config.jobs, config.accelerator, config.devices, config.num_nodes, gpus)
     recorded = check_grid(directory.path, config, shard) if directory.resume else None
-    plan = Plan(config, directory, shard, {}, everything, jobs=jobs, gpus=gpus, recorded=recorded)
+    plan = Plan(config, directory, shard, {}, everything, jobs=jobs, gpus=gpus, recorded=recorded,
+                partial=shard is not None or only is not None)
     if directory.resume and directory.finished:
         plan.finished = finished_earlier(directory.path, config)
         if plan.finished is not None:
             return plan
-    mine = share(everything, shard)
+    mine = share(everything, shard) if only is None else [run for run in everything if run in only]
     # every run of the grid: another shard's cut-off result.json is named now, not after this shard trained
     earlier = stored_results(directory.path, everything)
     plan.splits = load_dataset(config.dataset, config.data_options())  # loaded once, shared by every run
     plan.model, context = reference_model(config, plan.splits)
-    reference = resolve(parse_arm(config.reference_arm()), context)
+    reference = resolve(parse_arm(config.reference), context)
     plan.arms = {arm.name: checked_head(arm, context, reference) for arm in arms}
     plan.cache_dir, plan.no_cache = cache_plan(config)
     if plan.cache_dir is not None:
         check_views(config, plan.splits)
         check_cache_dir(plan.cache_dir)
-    base = TrainConfig(**config.run_options())
+    base = config.run_config()
     same = same_head(context, reference)
     for run in mine:
         planned = planned_run(run, plan, base, earlier.get(run), same)
@@ -100,42 +103,44 @@ def make_plan(config: CompareConfig) -> Plan:
     return plan
 
 
-def finished_earlier(out: Path, config: CompareConfig) -> dict[str, Any] | None:
+def finished_earlier(out: Path, config: CompareConfig) -> ComparisonSummary | None:
     """The stored summary when it holds this grid (same arms, tuning values, seeds and epochs), else None
     (more seeds, epochs or arms continue it)."""
-    data = read_json(out / RESULTS)
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict) or \
-            not {"seeds", "epochs"} <= data["config"].keys():
+    try:
+        stored = read_results(out / RESULTS)
+    except UsageError:
+        stored = None
+    if not isinstance(stored, ComparisonSummary) or not {"seeds", "epochs"} <= stored.config.keys():
         raise UsageError(f"{out / RESULTS}: not a comparison summary written by spinalnet; restore it or move it "
                          "away, then run again")
-    stored, saved = results_from(data, out / RESULTS), data["config"]
-    check_same_run(saved, TrainConfig(**config.run_options()), out / RESULTS, same_head=lambda a, b: True)
-    same_grid = (saved["seeds"], saved["epochs"], list(stored["arms"]), saved.get("tune") or {}) == \
-        (config.seeds, config.epochs, [a.name for a in config.arms()], config.tune)
+    saved = stored.config
+    check_same_run(saved, config.run_config(), out / RESULTS, same_head=lambda a, b: True)
+    same_grid = (saved["seeds"], saved["epochs"], list(stored.arms), saved.get("tune") or {}) == \
+        (config.seeds, config.epochs, list(config.heads), config.tune)
     return stored if same_grid else None
 
 
-def stored_results(out: Path, runs: list[GridRun]) -> dict[GridRun, dict[str, Any]]:
+def stored_results(out: Path, runs: list[GridRun]) -> dict[GridRun, RunResult]:
     """The result.json of each run of ``runs`` that has one (trained by any shard, for any epochs)."""
     found = {}
     for run in runs:
         path = run_path(out, run) / RESULT_FILE
         if path.is_file():
-            found[run] = read_result(path)
+            found[run] = RunResult.read(path)
     return found
 
 
 def reference_model(config: CompareConfig, splits: DataSplits) -> tuple[nn.Module, HeadContext]:
     """The one model a comparison builds before it trains: the reference arm's, from the first seed."""
-    run = TrainConfig(**{**config.run_options(), "head": config.reference_arm()})
+    run = config.run_config(head=config.reference)
     with torch.random.fork_rng(devices=[]):  # the runs draw their own initialisations from their seeds
         torch.manual_seed(config.seed)
         try:
-            model = build_model(run, data_facts(splits))
+            model = build_model(run, data_facts(splits, run))
         except UsageError:
             raise
         except ValueError as err:  # the layer's own refusal of the reference arm's sizes
-            raise UsageError(f"--heads {config.reference_arm()}: {err}") from None
+            raise UsageError(f"--heads {config.reference}: {err}") from None
     return model, model.head_context
 
 
@@ -163,7 +168,7 @@ def same_head(context: HeadContext, reference: ArmSpec):
     return same
 
 
-def planned_run(run: GridRun, plan: Plan, base: TrainConfig, stored: dict[str, Any] | None, same) -> PlannedRun:
+def planned_run(run: GridRun, plan: Plan, base: TrainConfig, stored: RunResult | None, same) -> PlannedRun:
     """The run's config, and its stored result when it finished earlier (checked to be the same run). A run
     killed before its first checkpoint starts over; a later one continues."""
     path = run_path(plan.directory.path, run)
@@ -176,8 +181,8 @@ def planned_run(run: GridRun, plan: Plan, base: TrainConfig, stored: dict[str, A
     if plan.jobs > 1:  # one progress bar per worker would garble the terminal: one line per epoch
         config.progress = False
     if stored is not None:
-        check_same_run(stored["config"], config, path / RESULT_FILE, same_head=same)
-        if stored["epochs"] >= config.epochs:
+        check_same_run(stored.config, config, path / RESULT_FILE, same_head=same)
+        if stored.finished(config.epochs):
             return PlannedRun(run, path, config, stored)
     started = last.is_file()
     config.resume = plan.directory.resume and started

@@ -93,7 +93,7 @@ def _start_worker(splits: Any, threads: int, gpu_slots: Any, stop: Any) -> None:
     _Worker.splits, _Worker.stop = splits, stop
 
 
-def _train_in_worker(config: Any, label: str, test: bool) -> dict[str, Any]:
+def _train_in_worker(config: Any, label: str, test: bool) -> Any:
     from spinalnet.engine.train import fit
 
     name = f"[{label}] "
@@ -103,8 +103,7 @@ def _train_in_worker(config: Any, label: str, test: bool) -> dict[str, Any]:
         if _Worker.stop.is_set():  # queued before the comparison was stopped: do not start it
             raise KeyboardInterrupt
         result = fit(config, _Worker.splits, test=test, announce=False)
-        test_text = f"test accuracy {result['test_acc']:.2f}% " if result.get("test_acc") is not None else ""
-        print(f"{test_text}(val {result['val_acc']:.2f}%, {result['train_seconds']:.1f} s)")
+        print(result.describe())
         return result
     except OptionError as err:  # its own one-line error, naming the run
         raise UsageError(f"{name}{err.for_command_line()}") from None

@@ -115,10 +115,7 @@ class ArrayLoader:
 
     def _indices(self) -> Tensor:
         n = len(self.data)
-        if self.shuffle:
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
-        else:
-            order = torch.arange(n)
+        order = epoch_order(n, self.seed, self.epoch) if self.shuffle else torch.arange(n)
         per_rank = n // self.world_size  # equal shards; the remainder is dropped as DistributedSampler does
         return order[self.rank * per_rank : (self.rank + 1) * per_rank]
 
@@ -131,7 +128,30 @@ class ArrayLoader:
         order = self._indices()
         return [order[b * self.batch_size : (b + 1) * self.batch_size] for b in range(len(self))]
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """(images, labels, the examples' indices in the split): the indices pick each one's augmentation."""
         images = self.data.epoch_images(self.epoch)
         for idx in self.batches():
-            yield images[idx], self.data.labels[idx]
+            yield images[idx], self.data.labels[idx], idx
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
+    """The order of ``n`` training examples in ``epoch`` of a run with ``seed``: in-memory and per-sample data
+    take the same order, so where the images are read from changes nothing."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """:func:`epoch_order` for a DataLoader; Lightning calls ``set_epoch`` at every epoch, a resumed run too."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        return iter(epoch_order(self.n, self.seed, self.epoch).tolist())

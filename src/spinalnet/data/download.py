@@ -34,8 +34,8 @@ def other_ways(name: str, layout: str) -> str:
 
 def download_failed(name: str, url: str, err: BaseException, layout: str) -> DataNotFoundError:
     reason = getattr(err, "reason", None) or err
-    return DataNotFoundError(f"cannot download dataset {name!r} from {url} ({type(err).__name__}: "
-                             f"{str(reason).splitlines()[0] if str(reason) else 'no reason given'}); "
+    return DataNotFoundError(f"cannot download dataset {name!r} from {url} "
+                             f"({str(reason).splitlines()[0] if str(reason) else 'no reason given'}); "
                              f"other ways to get it: {other_ways(name, layout)}")
 
 

@@ -1,51 +1,52 @@
-"""Image-folder datasets (ImageFolder layout), read per sample through PIL transforms."""
+"""Image-folder datasets (ImageFolder layout): found, scanned, and served as stored images.
+
+A folder small enough (:data:`IN_MEMORY_BYTES` of decoded pixels) is decoded once into an in-memory uint8
+array, as npz data is, and trained at the same speed; a larger one is decoded per sample by data-loading
+workers (:class:`FileImages`). Either way a sample is the same stored image (:mod:`spinalnet.data.images`), and
+augmentation happens afterwards on tensors, so the numbers do not depend on which way the data was read.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torchvision
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.transforms import v2
 
-from spinalnet.data.arrays import split_fraction
+from spinalnet.data.arrays import ImageArrays, split_fraction
 from spinalnet.data.download import download, other_ways
+from spinalnet.data.images import GREY_MODES, IMAGE_SUFFIXES, decode, decode_all, probe
 from spinalnet.data.locate import DataOptions, not_found, search
 from spinalnet.errors import UsageError, require_directory
 
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TRAIN_DIRS = ("train", "Training")
 TEST_DIRS = ("test", "Test", "val", "valid")
 FOLDER_DATASETS = {"cinic10", "bird225", "fruits360", "hymenoptera", "imagenet"}
 DOWNLOADS = {"hymenoptera": "https://download.pytorch.org/tutorial/hymenoptera_data.zip"}
 
-
-#: A pretrained backbone's images are resized to 8/7 of their crop (ImageNet's 256 for 224) and centre-cropped.
-PRETRAINED_MARGIN = 8 / 7
-#: Images whose statistics a model trained from scratch is normalised with (a seeded sample of the training split).
-STATS_SAMPLE = 1000
-
-
-def image_transforms(size: int, train: bool, mean: tuple[float, ...] = IMAGENET_MEAN,
-                     std: tuple[float, ...] = IMAGENET_STD, margin: float = PRETRAINED_MARGIN,
-                     normalise: bool = True) -> v2.Compose:
-    """The paper's transfer-learning recipe when ``train``: resize, rotation 15, crop, flip; otherwise resize and
-    centre crop. ``margin``: the resize before the crop, as a share of ``size`` (1: the crop is the whole image)."""
-    tail = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), *([v2.Normalize(mean, std)] if normalise else [])]
-    resize = v2.Resize(int(round(size * margin)), antialias=True)
-    if train:
-        return v2.Compose([resize, v2.RandomRotation(15), v2.RandomCrop(size), v2.RandomHorizontalFlip(), *tail])
-    return v2.Compose([resize, v2.CenterCrop(size), *tail])
+#: A pretrained backbone sees the centre 7/8 of each side (ImageNet's 224 of 256), as in its own training.
+PRETRAINED_CROP = 7 / 8
+#: Folders whose decoded pixels fit in this many bytes are held in memory (2 GiB: CIFAR-10 as 32 px PNGs is
+#: 184 MB, Caltech-101 at 256 px 1.8 GB; ImageNet or Bird-225 at 256 px are read per sample).
+IN_MEMORY_BYTES = int(os.environ.get("SPINALNET_IN_MEMORY_BYTES", 2 << 30))
+#: Images whose headers are read to decide grey or colour and the stored size (every file up to this many; a
+#: seeded sample of this many beyond).
+PROBE_LIMIT = 50_000
+DECODED_PROBE_LIMIT = 1_000
 
 
-class TransformedSubset(Dataset):
-    """``base[indices]`` with images converted to RGB and passed through ``transform``."""
+class FileImages(Dataset):
+    """Images read one by one (``reader(i)``: a path or a PIL image) and decoded into stored images of
+    ``channels`` x ``size``; items are ``(image, label, index)``, the index within this split."""
 
-    def __init__(self, base: Dataset, indices: Tensor, transform, labels: np.ndarray) -> None:
-        self.base, self.indices, self.transform, self.all_labels = base, indices, transform, labels
+    def __init__(self, reader: Callable[[int], Any], labels: np.ndarray, indices: Tensor,
+                 channels: int = 3, size: tuple[int, int] | None = None, root: str = "") -> None:
+        self.reader, self.all_labels, self.indices = reader, labels, indices
+        self.channels, self.size, self.root = channels, size, root
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -54,63 +55,83 @@ class TransformedSubset(Dataset):
     def labels(self) -> np.ndarray:
         return self.all_labels[self.indices.numpy()]
 
-    def subset(self, index: Tensor, transform=None) -> "TransformedSubset":
-        return TransformedSubset(self.base, self.indices[index], transform or self.transform, self.all_labels)
+    def source(self, i: int) -> Any:
+        return self.reader(int(self.indices[i]))
 
-    def with_transform(self, transform) -> "TransformedSubset":
-        return TransformedSubset(self.base, self.indices, transform, self.all_labels)
+    def subset(self, index: Tensor) -> "FileImages":
+        return FileImages(self.reader, self.all_labels, self.indices[index], self.channels, self.size, self.root)
 
-    def image_size(self) -> int:
-        """The shorter side of the first image (a folder trained from scratch keeps its images' size)."""
-        image, _ = self.base[int(self.indices[0])]
-        return min(image.size) if hasattr(image, "size") and not callable(image.size) else int(min(image.shape[-2:]))
+    def stored_as(self, channels: int, size: tuple[int, int]) -> "FileImages":
+        return FileImages(self.reader, self.all_labels, self.indices, channels, size, self.root)
 
-    def channel_stats(self, size: int, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std, in [0, 1] units, of up to :data:`STATS_SAMPLE` images (seeded) at ``size``."""
-        plain = self.with_transform(image_transforms(size, False, margin=1.0, normalise=False))
-        count = min(len(plain), STATS_SAMPLE)
-        order = torch.randperm(len(plain), generator=torch.Generator().manual_seed(seed))[:count]
-        total, square, pixels = torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0
-        for i in order.tolist():
-            x = plain[i][0].double()
-            total += x.sum((1, 2))
-            square += x.pow(2).sum((1, 2))
-            pixels += x.shape[1] * x.shape[2]
-        mean = total / pixels
-        std = (square / pixels - mean.pow(2)).clamp_min(1e-12).sqrt()
-        return tuple(mean.tolist()), tuple(std.tolist())
+    def __getitem__(self, i: int) -> tuple[Tensor, int, int]:
+        return decode(self.source(i), self.channels, self.size), int(self.labels[i]), i
 
-    def __getitem__(self, i: int):
-        image, label = self.base[int(self.indices[i])]
-        if hasattr(image, "convert"):
-            image = image.convert("RGB")
-        return self.transform(image), int(label)
+    def to_arrays(self) -> ImageArrays:
+        """Every image decoded now, into memory."""
+        images = decode_all([self.source(i) for i in range(len(self))], self.channels, self.size)
+        return ImageArrays(images, torch.as_tensor(self.labels, dtype=torch.int64))
 
 
-#: Folders up to this many images are checked file by file when loaded (a bad file is named at once,
-#: not deep inside a data-loading worker); larger ones are trusted.
-VERIFY_LIMIT = 50_000
+class DatasetReader:
+    """``reader(i)`` of a torchvision dataset: its i-th PIL image."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __call__(self, i: int) -> Any:
+        return self.dataset[i][0]
 
 
-def verify_images(paths: list[str]) -> None:
-    from PIL import Image
+class PathReader:
+    """``reader(i)`` of a folder: the path of its i-th file (picklable, for data-loading workers)."""
 
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except Exception as err:  # PIL raises many types for a damaged file
-            raise UsageError(f"{path}: not a readable image ({type(err).__name__}: {err})") from None
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __call__(self, i: int) -> str:
+        return self.paths[i]
 
 
-def _image_folder(path: Path) -> torchvision.datasets.ImageFolder:
-    try:
-        folder = torchvision.datasets.ImageFolder(str(path))
-    except (FileNotFoundError, OSError) as err:
-        raise UsageError(f"{path}: not an image folder with one sub-folder per class ({err})") from None
-    if len(folder.samples) <= VERIFY_LIMIT:
-        verify_images([p for p, _ in folder.samples])
-    return folder
+def scan(path: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """The image files under ``path/<class>/``, their labels (sub-folders in sorted order) and the class names."""
+    require_directory(path, "image folder")
+    classes = sorted(entry.name for entry in os.scandir(path) if entry.is_dir() and not entry.name.startswith("."))
+    if not classes:
+        raise UsageError(f"{path}: not an image folder with one sub-folder per class (it has no sub-folders)")
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        for root, dirs, files in sorted(os.walk(path / name, followlinks=True)):
+            dirs.sort()
+            for file in sorted(files):
+                if file.lower().endswith(IMAGE_SUFFIXES) and not file.startswith("."):
+                    paths.append(os.path.join(root, file))
+                    labels.append(label)
+    empty = [name for k, name in enumerate(classes) if k not in set(labels)]
+    if empty:
+        raise UsageError(f"{path}: class folder(s) {', '.join(empty[:5])} hold no image files "
+                         f"({', '.join(IMAGE_SUFFIXES)})")
+    return paths, np.asarray(labels, dtype=np.int64), classes
+
+
+def stored_form(pools: Sequence[FileImages], seed: int, square: int | None) -> tuple[int, tuple[int, int] | None]:
+    """Grey (1 channel) when every probed image of ``pools`` is grey, else colour (3); their common (H, W), or
+    ``square`` x ``square`` when sizes differ. Files are probed by their headers (up to :data:`PROBE_LIMIT`, a
+    seeded sample beyond); images a dataset object has to decode, up to :data:`DECODED_PROBE_LIMIT`."""
+    items = [(pool, i) for pool in pools for i in range(len(pool))]
+    files = all(isinstance(pool.reader, PathReader) for pool in pools)
+    limit = PROBE_LIMIT if files else DECODED_PROBE_LIMIT
+    order = range(len(items)) if len(items) <= limit else \
+        torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
+    modes, sizes = set(), set()
+    for k in order:
+        pool, i = items[k]
+        source = pool.source(i)
+        mode, size = probe(source) if isinstance(source, (str, Path)) else (source.mode, (source.height, source.width))
+        modes.add(mode)
+        sizes.add(size)
+    channels = 1 if modes <= GREY_MODES else 3
+    return channels, next(iter(sizes)) if len(sizes) == 1 else (square, square)
 
 
 def _subdir(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -134,24 +155,21 @@ def find_folder_root(name: str, options: DataOptions) -> Path:
     raise not_found(name, options, options.candidate_dirs(name), how)
 
 
-def load_folder(root: Path, options: DataOptions) -> tuple[TransformedSubset, TransformedSubset, int, list[str]]:
-    """Train and test subsets from ``root/train`` + ``root/test`` (or val), or one folder split 80/20; their
-    transforms are set later (:func:`spinalnet.data.registry.load_dataset`)."""
+def load_folder(root: Path, options: DataOptions) -> tuple[FileImages, FileImages, list[str]]:
+    """Train and test images from ``root/train`` + ``root/test`` (or val), or one folder split 80/20 (seeded);
+    their stored form is set by :func:`spinalnet.data.registry.load_dataset`."""
     require_directory(root, "folder dataset")
     train_dir = _subdir(root, TRAIN_DIRS)
-    train_tf = eval_tf = None
     if train_dir is None:
-        pool = _image_folder(root)
-        labels = np.asarray(pool.targets)
-        train_idx, test_idx = split_fraction(len(pool), 0.2, options.split_seed, "test")
-        return (TransformedSubset(pool, train_idx, train_tf, labels),
-                TransformedSubset(pool, test_idx, eval_tf, labels), len(pool.classes), pool.classes)
+        paths, labels, classes = scan(root)
+        pool = FileImages(PathReader(paths), labels, torch.arange(len(paths)), root=str(root))
+        train_idx, test_idx = split_fraction(len(paths), 0.2, options.split_seed, "test")
+        return pool.subset(train_idx), pool.subset(test_idx), classes
     test_dir = _subdir(root, TEST_DIRS)
     if test_dir is None:
         raise UsageError(f"{root} has {train_dir.name}/ but no test/ (or val/) folder")
-    train, test = _image_folder(train_dir), _image_folder(test_dir)
-    if train.classes != test.classes:
+    (train_paths, train_labels, classes), (test_paths, test_labels, test_classes) = scan(train_dir), scan(test_dir)
+    if classes != test_classes:
         raise UsageError(f"{train_dir} and {test_dir} have different class folders")
-    return (TransformedSubset(train, torch.arange(len(train)), train_tf, np.asarray(train.targets)),
-            TransformedSubset(test, torch.arange(len(test)), eval_tf, np.asarray(test.targets)),
-            len(train.classes), train.classes)
+    return (FileImages(PathReader(train_paths), train_labels, torch.arange(len(train_paths)), root=str(train_dir)),
+            FileImages(PathReader(test_paths), test_labels, torch.arange(len(test_paths)), root=str(test_dir)), classes)

@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from spinalnet.data.arrays import ImageArrays, as_image_arrays, split_fraction
-from spinalnet.data.folders import TransformedSubset
+from spinalnet.data.folders import DatasetReader, FileImages
 from spinalnet.data.idx import read_idx
 from spinalnet.data.download import DOWNLOAD_ERRORS, download, fetch, other_ways
 from spinalnet.data.locate import DataOptions, not_found, search
@@ -170,17 +170,15 @@ def load_svhn_stl(name: str, options: DataOptions) -> tuple[ImageArrays, ImageAr
     return out[0], out[1]
 
 
-def load_per_sample(name: str, options: DataOptions):
-    """Caltech-101 (seeded 80/20 split), Stanford Cars, Flowers-102: PIL images, their transforms set later
-    (:func:`spinalnet.data.registry.load_dataset`)."""
-    train_tf = eval_tf = None
+def load_per_sample(name: str, options: DataOptions) -> tuple[FileImages, FileImages]:
+    """Caltech-101 (seeded 80/20 split), Stanford Cars, Flowers-102: images a torchvision dataset decodes; their
+    stored form is set by :func:`spinalnet.data.registry.load_dataset`."""
     hint = f"torchvision's layout of {name} in DIR/{name}"
     if name == "caltech101":
         ds = _torchvision_root(name, options, lambda r, d: torchvision.datasets.Caltech101(r, download=d), hint)
-        labels = np.asarray(ds.y)
+        pool = FileImages(DatasetReader(ds), np.asarray(ds.y), torch.arange(len(ds)), root=ds.root)
         train_idx, test_idx = split_fraction(len(ds), 0.2, options.split_seed, "test")
-        return (TransformedSubset(ds, train_idx, train_tf, labels), TransformedSubset(ds, test_idx, eval_tf, labels),
-                len(ds.categories))
+        return pool.subset(train_idx), pool.subset(test_idx)
     if name == "stanford-cars":
         make = lambda split: (lambda r, d: torchvision.datasets.StanfordCars(r, split=split, download=d))
     else:
@@ -192,9 +190,8 @@ def load_per_sample(name: str, options: DataOptions):
         parts.append(_torchvision_root(name, options, make("val"), hint))
     pool = torch.utils.data.ConcatDataset(parts)
     train_labels = np.concatenate([_labels_of(p) for p in parts])
-    classes = int(train_labels.max()) + 1
-    return (TransformedSubset(pool, torch.arange(len(pool)), train_tf, train_labels),
-            TransformedSubset(test, torch.arange(len(test)), eval_tf, _labels_of(test)), classes)
+    return (FileImages(DatasetReader(pool), train_labels, torch.arange(len(pool)), root=f"{name}:train"),
+            FileImages(DatasetReader(test), _labels_of(test), torch.arange(len(test)), root=f"{name}:test"))
 
 
 def _labels_of(ds) -> np.ndarray:

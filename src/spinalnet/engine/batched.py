@@ -16,9 +16,6 @@ precision than float32, or a checkpoint the engine wrote trains run by run throu
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,17 +28,17 @@ from torch import Tensor, nn
 
 from spinalnet.data import ArrayLoader, DataSplits
 from spinalnet.engine.config import TrainConfig
-from spinalnet.engine.module import data_facts
-from spinalnet.engine.predictions import PREDICTIONS_FILE, accuracy_pct, predictions_from, write_predictions
-from spinalnet.engine.run_record import RESULT_FILE, write_result
+from spinalnet.engine.module import Classifier, FeatureHead, augment_seed, data_facts
+from spinalnet.engine.predictions import accuracy_pct, predictions_from
+from spinalnet.engine.run_files import RunFiles, checkpoint_saver
+from spinalnet.engine.run_record import RunResult
 from spinalnet.engine.stacked import Batch, StackedHeads, stackable
 from spinalnet.engine.stacked_optim import BETAS, StackedOptimizer, run_optimizer
 from spinalnet.engine.callbacks import RandomRestart
 from spinalnet.engine.checkpoints import load_file
-from spinalnet.engine.train import fit, resume_state
-from spinalnet.engine.trainer import loggers, rank_zero_print
+from spinalnet.engine.train import best_epoch, fit, resume_state
+from spinalnet.engine.trainer import keep_earlier_metrics, loggers, quiet_lightning, rank_zero_print
 from spinalnet.errors import TrainingError, UsageError
-from spinalnet.files import atomic_write, atomic_write_text
 from spinalnet.heads.arms import INIT_RULE, describe_head, input_dropout, resolve
 from spinalnet.heads.spec import parse_arm
 from spinalnet.models.registry import build_head
@@ -50,11 +47,6 @@ from spinalnet.provenance import hardware, versions
 #: Validation and test rows per product: bounds the memory of R runs' activations at once.
 EVAL_ROWS = 2048
 METRICS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc")
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of a run's randomness in an epoch: :meth:`spinalnet.engine.module.Classifier.on_train_epoch_start`'s."""
-    return (seed * 1_000_003 + epoch) * 4099
 
 
 @dataclass
@@ -67,7 +59,11 @@ class Run:
     dummy: torch.optim.Optimizer
     schedule: Any
     restart: RandomRestart | None
-    logs: list[Any] = field(default_factory=list)  # Lightning's TensorBoard or MLflow logger, under --logger
+    logs: list[Any] = field(default_factory=list)  # metrics.csv's writer, and TensorBoard's or MLflow's
+    files: RunFiles | None = None
+    module: Classifier | None = None  # the run's head as a Classifier: what its checkpoints save
+    stopped: bool = False  # --patience: validation stopped improving; its parameters stay as they are
+    wait: int = 0  # epochs since its last improvement
     val_curve: list[float] = field(default_factory=list)
     lr_curve: list[float] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
@@ -82,16 +78,17 @@ class Run:
 def group_key(config: TrainConfig, start: int) -> tuple:
     """Runs step together when everything but their per-run numbers (seed, lr, momentum, decay, ...) agrees."""
     return (config.head, config.optimizer, config.schedule, config.batch_size, config.epochs, config.limit_batches,
-            start)
+            config.patience, start)
 
 
 def train_together(configs: list[TrainConfig], splits: DataSplits, model: nn.Module, *, test: bool = True,
                    log: Callable[[str], None] = rank_zero_print,
-                   names: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                   names: dict[str, str] | None = None) -> list[RunResult]:
     """Train checked ``configs`` (cached-feature runs of one comparison) on ``splits`` (features) in groups;
     ``model`` is the comparison's model, whose head context builds every run's head. Results in config order."""
+    quiet_lightning()
     names = names or {}
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, RunResult] = {}
     groups: dict[tuple, list[tuple[TrainConfig, int, dict | None]]] = {}
     for config in configs:
         state = resume_state(config, None)
@@ -152,7 +149,7 @@ class Group:
         configs = [m[0] for m in members]
         heads = [build_run_head(c, model) for c in configs]
         self.stacked = StackedHeads([h for h, _ in heads], heads[0][1])
-        self.splits, self.facts, self.log, self.template = splits, data_facts(splits), log, configs[0]
+        self.splits, self.facts, self.log, self.template = splits, data_facts(splits, configs[0]), log, configs[0]
         self.loaders = [ArrayLoader(splits.train, c.batch_size, shuffle=True, seed=c.seed,
                                     drop_last=len(splits.train) > c.batch_size) for c in configs]
         self.steps = _steps(len(self.loaders[0]), self.template.limit_batches)
@@ -162,9 +159,17 @@ class Group:
         self.optimizer = StackedOptimizer(self.template.optimizer, self.stacked.params, self.stacked.decays)
         if self.start > 0:
             _restore(self.stacked, self.optimizer, self.runs, [m[2] for m in members])
-        for run in self.runs:
+        total = sum(p.numel() for p in model.parameters()) - sum(
+            p.numel() for p in model.get_submodule(model.head_path).parameters())
+        self.saver = checkpoint_saver()
+        for run, (head, dropout) in zip(self.runs, heads):
             resume_state(run.config, None).run.create()  # the run directories, once nothing can fail any more
-            run.logs = loggers(run.config, run.path)[1:]  # metrics.csv is written below, as the engine's columns
+            run.files = RunFiles(run.path)
+            run.logs = loggers(run.config, run.files)
+            keep_earlier_metrics(run.logs[0], list(METRICS), [{k: r.get(k) for k in METRICS} for r in run.metrics])
+            feature_head = FeatureHead(head, dropout, total + sum(p.numel() for p in head.parameters()),
+                                       resolve(parse_arm(run.config.head), model.head_context), None)
+            run.module = Classifier(run.config, self.facts, model=feature_head)
         self.backbone = sum(p.numel() for p in model.parameters()) - sum(
             p.numel() for p in model.get_submodule(model.head_path).parameters())
         self.label = (f"{self.runs[0].name.split(' seed ')[0]} x {len(self.runs)} runs" if len(self.runs) > 1
@@ -184,9 +189,11 @@ class Group:
     def begin_epoch(self, epoch: int) -> Tensor:
         """Seed the epoch's randomness and return the slots' batch indices, ``(steps, G or R, B)``."""
         self.stacked.training = True
+        self.active = [not run.stopped for run in self.runs]  # runs --patience stopped train no more
         for run, gen in zip(self.runs, self.stacked.generators):
-            gen.manual_seed(epoch_seed(run.config.seed, epoch))
-            run.lr_curve.append(float(run.dummy.param_groups[0]["lr"]))
+            gen.manual_seed(augment_seed(run.config.seed, epoch))
+            if not run.stopped:
+                run.lr_curve.append(float(run.dummy.param_groups[0]["lr"]))
         for loader in self.loaders:
             loader.set_epoch(epoch)
         orders = torch.stack([torch.stack(loader.batches()[:self.steps]) for loader in self.loaders], 1)
@@ -215,30 +222,61 @@ class Group:
             hits = (logits.max(2).indices == y).sum(1).float()
             self.sums += torch.stack([loss * n, hits, torch.full_like(loss, n)], 1)
 
+    @property
+    def done(self) -> bool:
+        """Every run of the group was stopped by --patience."""
+        return all(run.stopped for run in self.runs)
+
     def end_epoch(self, elapsed: float) -> None:
         """The epoch's metrics, validation, checkpoints and line; ``elapsed``: seconds since the cohort began."""
-        epoch, runs = self.epoch, self.runs
-        seconds = self.seconds / len(runs)  # each run's share of the group's time
-        for r, run in enumerate(runs):
+        epoch = self.epoch
+        runs = [run for run, active in zip(self.runs, self.active) if active]
+        seconds = self.seconds / len(runs)  # each active run's share of the group's time
+        for r, run in enumerate(self.runs):
+            if not self.active[r]:
+                continue
             total, correct, count = self.sums[r].tolist()
             run.metrics.append({"epoch": epoch, "train_loss": total / count, "train_acc": 100.0 * correct / count})
             run.seconds += seconds
             run.epoch_seconds += seconds
             run.images += int(count)
-        validate(self.stacked, runs, self.splits, epoch, (epoch + 1) * self.steps)
-        for r, run in enumerate(runs):
-            _save(run, self.stacked, self.optimizer, r, epoch, (epoch + 1) * self.steps, self.facts, "last")
+        validate(self.stacked, self.runs, self.splits, epoch, (epoch + 1) * self.steps)
+        for r, run in enumerate(self.runs):
+            if not self.active[r]:
+                continue
+            self._save(run, r, epoch)
             for logger in run.logs:
-                logger.log_metrics({k: v for k, v in run.metrics[-1].items() if k not in ("epoch", "step")},
+                logger.log_metrics({k: v for k, v in run.metrics[-1].items() if k != "step"},
                                    step=run.metrics[-1]["step"])
+                logger.save()
         epochs, done = self.template.epochs, epoch + 1 - self.start
         accs = [run.val_curve[-1] for run in runs]
+        stopped = sum(run.stopped for run in runs)
         self.log(f"[{self.label}] epoch {epoch + 1}/{epochs}: train loss "
                  f"{sum(r.metrics[-1]['train_loss'] for r in runs) / len(runs):.4f}, val acc "
                  f"{sum(accs) / len(accs):.2f}% (runs {min(accs):.2f} to {max(accs):.2f}), {elapsed:.1f} s elapsed, "
-                 f"ETA {elapsed / done * (epochs - epoch - 1):.0f} s")
+                 f"ETA {elapsed / done * (epochs - epoch - 1):.0f} s"
+                 + (f"; {stopped} run(s) stopped: no improvement in {self.template.patience} epochs" if stopped else ""))
 
-    def finish(self, test: bool) -> dict[str, dict[str, Any]]:
+    def _save(self, run: Run, r: int, epoch: int) -> None:
+        """The run's last.ckpt (with what the group restarts from) and, when this epoch was its best, best.ckpt."""
+        global_step = (epoch + 1) * self.steps
+        head = run.module.model.head
+        if run.best_state is not None and run.best_epoch == epoch:
+            head.load_state_dict(run.best_state)
+            run.module.batched_state = None
+            run.files.save_checkpoint(self.saver, run.module, "best", epoch, global_step)
+        head.load_state_dict(self.stacked.state_of(r))
+        run.module.batched_state = {
+            "format": 1, "optimizer": self.optimizer.state_of(r), "dummy": run.dummy.state_dict(),
+            "schedule": run.schedule.state_dict() if run.schedule is not None else None,
+            "restart": run.restart.state_dict() if run.restart is not None else None,
+            "val_curve": run.val_curve, "lr_curve": run.lr_curve, "metrics": run.metrics, "best": run.best,
+            "best_epoch": run.best_epoch, "seconds": run.seconds, "epoch_seconds": run.epoch_seconds,
+            "images": run.images, "stopped": run.stopped, "wait": run.wait}
+        run.files.save_checkpoint(self.saver, run.module, "last", epoch, global_step)
+
+    def finish(self, test: bool) -> dict[str, RunResult]:
         """Test every run (when ``test``), write its files; results by run directory."""
         results = [_finish(run, self.stacked, r, self.splits, self.facts, test, self.backbone)
                    for r, run in enumerate(self.runs)]
@@ -255,17 +293,20 @@ def train_cohort(groups: list[Group], splits: DataSplits) -> list[Group]:
     started = time.perf_counter()
     rows = torch.empty(0)
     for epoch in range(first.start, first.template.epochs):
-        orders = [group.begin_epoch(epoch) for group in groups][0]  # equal for every group of a cohort
+        live = [group for group in groups if not group.done]  # --patience may have stopped every run of a group
+        if not live:
+            break
+        orders = [group.begin_epoch(epoch) for group in live][0]  # equal for every group of a cohort
         images = splits.train.epoch_images(epoch)
         for step in range(first.steps):
             clock = time.perf_counter()
             rows = gather(images, orders[step], rows)
-            share = (time.perf_counter() - clock) / len(groups)
-            for group in groups:
+            share = (time.perf_counter() - clock) / len(live)
+            for group in live:
                 clock = time.perf_counter()
                 group.step(step, rows)
                 group.seconds += time.perf_counter() - clock + share
-        for group in groups:
+        for group in live:
             group.end_epoch(time.perf_counter() - started)
     return groups
 
@@ -323,12 +364,20 @@ def validate(stacked: StackedHeads, runs: list[Run], splits: DataSplits, epoch: 
     accs = (logits.max(2).indices == y).float().mean(1) * 100
     seconds = (time.perf_counter() - started) / len(runs)
     for r, run in enumerate(runs):
+        if run.stopped:
+            continue
         acc = round(float(accs[r]), 4)
         run.val_curve.append(acc)
         run.metrics[-1].update(step=global_step - 1, val_loss=float(losses[r]), val_acc=float(accs[r]))
         run.epoch_seconds += seconds
         if run.best is None or float(accs[r]) > run.best:  # strictly better, as ModelCheckpoint(mode="max")
-            run.best, run.best_state, run.best_epoch = float(accs[r]), stacked.state_of(r), epoch
+            run.best, run.best_state, run.best_epoch, run.wait = float(accs[r]), stacked.state_of(r), epoch, 0
+        else:
+            run.wait += 1
+        if run.config.patience is not None and run.wait >= run.config.patience:  # Lightning's EarlyStopping rule
+            run.stopped = True
+            run.dummy.param_groups[0]["lr"] = 0.0  # no optimiser moves a parameter at a zero learning rate
+            continue
         if run.schedule is not None and run.config.schedule in ("step", "cosine"):
             run.schedule.step()
         if run.restart is not None:
@@ -339,42 +388,8 @@ def validate(stacked: StackedHeads, runs: list[Run], splits: DataSplits, epoch: 
 
 # ---------------------------------------------------------------------------------------------- files
 def _kept(run: Run) -> str:
-    last = run.path / "checkpoints" / "last.ckpt"
+    last = RunFiles(run.path).last
     return f"the last good checkpoint is kept: {last}" if last.is_file() else "no checkpoint was written"
-
-
-def _checkpoint(run: Run, state: dict[str, Tensor], epoch: int, global_step: int, facts: dict[str, Any],
-                extra: dict[str, Any] | None) -> dict[str, Any]:
-    """A checkpoint in the layout of the engine's (``load_classifier`` and ``eval`` read it), plus the batched
-    state a group restarts from."""
-    return {"epoch": epoch, "global_step": global_step, "pytorch-lightning_version": L.__version__,
-            "state_dict": {f"model.head.{k}": v for k, v in state.items()},
-            "hyper_parameters": {"config": run.config.to_dict(), "facts": facts}, "batched": extra}
-
-
-def _save(run: Run, stacked: StackedHeads, optimizer: StackedOptimizer, r: int, epoch: int, global_step: int,
-          facts: dict[str, Any], which: str) -> None:
-    folder = run.path / "checkpoints"
-    extra = {"format": 1, "optimizer": optimizer.state_of(r), "dummy": run.dummy.state_dict(),
-             "schedule": run.schedule.state_dict() if run.schedule is not None else None,
-             "restart": run.restart.state_dict() if run.restart is not None else None,
-             "val_curve": run.val_curve, "lr_curve": run.lr_curve, "metrics": run.metrics, "best": run.best,
-             "best_epoch": run.best_epoch, "seconds": run.seconds,
-             "epoch_seconds": run.epoch_seconds, "images": run.images}
-    if run.best_state is not None and run.best_epoch == epoch:
-        best = _checkpoint(run, run.best_state, epoch, global_step, facts, None)
-        atomic_write(folder / "best.ckpt", lambda handle: torch.save(best, handle))
-    last = _checkpoint(run, stacked.state_of(r), epoch, global_step, facts, extra)
-    atomic_write(folder / "last.ckpt", lambda handle: torch.save(last, handle))
-    _write_metrics(run)
-
-
-def _write_metrics(run: Run) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRICS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(run.metrics)
-    atomic_write_text(run.path / "metrics.csv", buffer.getvalue())
 
 
 def _restore(stacked: StackedHeads, optimizer: StackedOptimizer, runs: list[Run], saved: list[dict | None]) -> None:
@@ -388,8 +403,9 @@ def _restore(stacked: StackedHeads, optimizer: StackedOptimizer, runs: list[Run]
             run.restart.load_state_dict(state["restart"])
         run.val_curve, run.lr_curve, run.metrics = list(state["val_curve"]), list(state["lr_curve"]), list(state["metrics"])
         run.best, run.best_epoch = state["best"], state["best_epoch"]
+        run.stopped, run.wait = state.get("stopped", False), state.get("wait", 0)
         run.seconds, run.epoch_seconds, run.images = state["seconds"], state["epoch_seconds"], state["images"]
-        best = run.path / "checkpoints" / "best.ckpt"
+        best = RunFiles(run.path).best
         if best.is_file():
             data = load_file(best)
             run.best_state = {k[len("model.head."):]: v for k, v in data["state_dict"].items()}
@@ -397,32 +413,30 @@ def _restore(stacked: StackedHeads, optimizer: StackedOptimizer, runs: list[Run]
 
 
 def _finish(run: Run, stacked: StackedHeads, r: int, splits: DataSplits, facts: dict[str, Any], test: bool,
-            backbone: int) -> dict[str, Any]:
+            backbone: int) -> RunResult:
     """Test the run's best checkpoint (when ``test``), write its predictions and result.json."""
-    best = run.path / "checkpoints" / "best.ckpt"
-    tested = None
+    tested, predictions = None, None
     if test:
         single = StackedHeads([_head_with(run.best_state, stacked)], stacked.input_dropout)
         logits = evaluate(single, splits.test.images)[0]
         predictions = predictions_from(logits, splits.test.labels)
         loss = float(F.cross_entropy(logits, splits.test.labels))
-        write_predictions(run.path / PREDICTIONS_FILE, predictions)
         tested = {"test_acc": accuracy_pct(predictions), "test_loss": round(loss, 6)}
     head_params = sum(v.numel() for k, v in stacked.params.items()) // stacked.runs
-    result = {
-        "head": run.config.head, "seed": run.config.seed, "test_acc": tested and tested["test_acc"],
-        "test_loss": tested and tested["test_loss"], "tested": tested is not None,
-        "val_acc": round(run.best, 4) if run.best is not None else None,
-        "val_acc_curve": run.val_curve, "lr_curve": run.lr_curve, "epochs": len(run.val_curve),
-        "params": backbone + head_params, "head_params": head_params,
-        "head_info": {**describe_head(stacked.template, stacked.input_dropout), "init": INIT_RULE},
-        "train_seconds": round(run.epoch_seconds, 3),
-        "images_per_second": round(run.images / run.seconds, 1) if run.seconds else 0.0,
-        "best_checkpoint": str(best.resolve()), "config": run.config.to_dict(),
-        "data": {k: v for k, v in facts.items() if k != "classes"}, "classes": facts["classes"],
-        "versions": versions(), "hardware": hardware(), "trained": f"together with {stacked.runs - 1} other run(s)",
-    }
-    write_result(run.path / RESULT_FILE, result)
+    result = RunResult(
+        head=run.config.head, seed=run.config.seed, test_acc=tested and tested["test_acc"],
+        test_loss=tested and tested["test_loss"], tested=tested is not None,
+        val_acc=round(run.best, 4) if run.best is not None else None,
+        val_acc_curve=run.val_curve, lr_curve=run.lr_curve, epochs=len(run.val_curve),
+        params=backbone + head_params, head_params=head_params,
+        head_info={**describe_head(stacked.template, stacked.input_dropout), "init": INIT_RULE},
+        train_seconds=round(run.epoch_seconds, 3),
+        images_per_second=round(run.images / run.seconds, 1) if run.seconds else 0.0,
+        best_checkpoint=str(run.files.best.resolve()), config=run.config.to_dict(),
+        data={k: v for k, v in facts.items() if k != "classes"}, classes=facts["classes"],
+        versions=versions(), hardware=hardware(), trained=f"together with {stacked.runs - 1} other run(s)",
+        best_epoch=best_epoch(run.val_curve), stopped_early=run.stopped)
+    run.files.finish(result, predictions, run.config.save_logits)
     return result
 
 

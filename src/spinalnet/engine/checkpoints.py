@@ -59,7 +59,8 @@ def read_checkpoint_state(last: Path) -> tuple[dict[str, Any], int]:
     except NotACheckpoint:
         raise
     except Exception as err:  # truncated or foreign file
-        raise UsageError(f"cannot resume from {last}: not a readable spinalnet checkpoint ({type(err).__name__})") from None
+        raise UsageError(f"cannot resume from {last}: not a readable spinalnet checkpoint (truncated or of another "
+                         "program?)") from None
 
 
 def read_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, Any], dict[str, Any]]:
@@ -76,8 +77,7 @@ def read_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, Any], dict[str, 
     except NotACheckpoint:
         raise
     except Exception as err:  # torch.load raises many types for a text, truncated or damaged file
-        detail = str(err).splitlines()[0] if str(err) else "empty or truncated?"
-        raise UsageError(f"{path}: not a readable spinalnet checkpoint ({type(err).__name__}: {detail}); "
+        raise UsageError(f"{path}: not a readable spinalnet checkpoint (empty, truncated or of another program?); "
                          f"expected {expected}") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     if (not isinstance(hparams, dict) or not {"config", "facts"} <= hparams.keys() or "state_dict" not in checkpoint
@@ -93,8 +93,7 @@ def classifier_from(path: Path, config: TrainConfig, facts: dict[str, Any], stat
         module.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]  # torch puts the key on line 2
-        raise UsageError(f"{path}: its weights do not fit the model it describes "
-                         f"({type(err).__name__}: {' '.join(lines[:2])})") from None
+        raise UsageError(f"{path}: its weights do not fit the model it describes ({' '.join(lines[:2])})") from None
     return module.eval()
 
 
@@ -117,8 +116,7 @@ def load_classifier(path: Path) -> Classifier:
         module.model.get_submodule(module.model.head_path).load_state_dict(head)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-        raise UsageError(f"{path}: its head does not fit the model it describes "
-                         f"({type(err).__name__}: {' '.join(lines[:2])})") from None
+        raise UsageError(f"{path}: its head does not fit the model it describes ({' '.join(lines[:2])})") from None
     return module.eval()
 
 

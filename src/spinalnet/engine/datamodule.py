@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from spinalnet.data import ArrayLoader, DataSplits
+from spinalnet.data.arrays import EpochSampler
 
 
 class SplitsDataModule(L.LightningDataModule):
@@ -24,8 +25,16 @@ class SplitsDataModule(L.LightningDataModule):
             rank, world = self._rank_world() if train else (0, 1)
             return ArrayLoader(split, self.batch_size, shuffle=train, seed=self.seed, drop_last=train and len(split) > self.batch_size,
                                rank=rank, world_size=world)
-        return DataLoader(split, batch_size=self.batch_size, shuffle=train, num_workers=self.num_workers,
-                          generator=torch.Generator().manual_seed(self.seed) if train else None,
+        # workers only decode files; the order (EpochSampler) and each image's augmentation (drawn by its index in
+        # the module) do not depend on them. A generator of its own: a DataLoader without one draws its workers'
+        # base seed from the global generator when an iterator starts, which shifts the dropout masks of the epoch
+        # (and shifts them differently in a resumed run)
+        sampler = None
+        if train:  # Lightning starts the first epoch's iterator before it sets the epoch: set it to the epoch about
+            sampler = EpochSampler(len(split), self.seed)  # to run (the one Lightning sets next: a resumed run's)
+            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0)
+        return DataLoader(split, batch_size=self.batch_size, num_workers=self.num_workers, sampler=sampler,
+                          generator=torch.Generator().manual_seed(self.seed),
                           persistent_workers=self.num_workers > 0, drop_last=train and len(split) > self.batch_size)
 
     def train_dataloader(self):

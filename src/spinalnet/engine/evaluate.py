@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,14 +15,18 @@ from spinalnet.errors import UsageError
 from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.datamodule import SplitsDataModule
 from spinalnet.engine.checkpoints import load_classifier, load_run_module
-from spinalnet.engine.predictions import PREDICTIONS_FILE, accuracy_pct, write_predictions
-from spinalnet.engine.run_record import RESULT_FILE, read_result, write_result
+from spinalnet.engine.predictions import accuracy_pct
+from spinalnet.engine.run_files import RunFiles
+from spinalnet.engine.run_record import RunResult
 from spinalnet.engine.trainer import interruptible, quiet_lightning
 
 
 def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None = None, strict: bool = False,
-             warn: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """A checkpoint's accuracy (overall and per class, by name) on a split of the data it was trained on.
+             warn: Callable[[str], None] | None = None, splits: DataSplits | None = None,
+             with_predictions: bool = False) -> dict[str, Any]:
+    """A checkpoint's accuracy (overall and per class, by name) on a split of the data it was trained on: what
+    ``spinalnet eval`` prints, and what ``compare`` checks its runs against (``with_predictions``: the per-example
+    ``y_true``, ``y_pred`` and ``logits`` under ``predictions``; ``splits``: the data already loaded).
 
     Data whose fingerprint differs from the one the checkpoint recorded (changed files, other labels) is one
     warning line (``warn``, default stderr), or refused with ``strict``.
@@ -32,15 +37,15 @@ def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None =
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     module = load_classifier(path)
     config = TrainConfig.from_dict({**module.hparams["config"], **(overrides or {})})
-    splits = load_dataset(config.dataset, config.data_options())
+    splits = splits if splits is not None else load_dataset(config.dataset, config.data_options())
     facts = module.hparams["facts"]
     if splits.num_classes != facts["num_classes"]:
         raise UsageError(f"{path} was trained for {facts['num_classes']} classes, "
                          f"{config.dataset} has {splits.num_classes}")
-    trained, found = (facts["channels"], *facts["image_size"]), (splits.channels, *splits.image_size)
+    trained, found = module.input_spec.shape, (splits.channels, *splits.image_size)
     if tuple(trained) != tuple(found):
-        raise UsageError(f"{path} was trained on {config.dataset} images of shape {tuple(trained)} (C, H, W); the "
-                         f"data found now has {tuple(found)}")
+        raise UsageError(f"{path} was trained on {config.dataset} images stored as {tuple(trained)} (C, H, W); the "
+                         f"data found now is {tuple(found)}")
     recorded = facts.get("data_sha256")
     if recorded is not None and recorded != splits.fingerprint:
         message = (f"the data of {config.dataset} differs from the data {path} was trained on (its images, labels or "
@@ -56,10 +61,11 @@ def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None =
     (metrics,) = interruptible(trainer, "test", module, datamodule, verbose=False)
     predictions = module.test_predictions
     classes = facts.get("classes") or [str(k) for k in range(facts["num_classes"])]
-    return {"checkpoint": str(path), "dataset": config.dataset, "model": config.model, "head": config.head,
-            "split": split, "accuracy": accuracy_pct(predictions), "loss": round(float(metrics["test_loss"]), 6),
-            "samples": len(predictions["y_true"]), "per_class": per_class(predictions, classes),
-            "data_matches": recorded is None or recorded == splits.fingerprint}
+    result = {"checkpoint": str(path), "dataset": config.dataset, "model": config.model, "head": config.head,
+              "split": split, "accuracy": accuracy_pct(predictions), "loss": round(float(metrics["test_loss"]), 6),
+              "samples": len(predictions["y_true"]), "per_class": per_class(predictions, classes),
+              "data_matches": recorded is None or recorded == splits.fingerprint}
+    return {**result, "predictions": predictions} if with_predictions else result
 
 
 def per_class(predictions: dict[str, Any], classes: list[str]) -> list[dict[str, Any]]:
@@ -73,21 +79,20 @@ def per_class(predictions: dict[str, Any], classes: list[str]) -> list[dict[str,
     return out
 
 
-def test_run(run_dir: Path, splits: DataSplits) -> dict[str, Any]:
+def test_run(run_dir: Path, splits: DataSplits) -> RunResult:
     """The test pass of a finished run that skipped it (a tuned comparison reads the test split only for the
     value validation chose): its best checkpoint on the test split of ``splits`` (features, when it trained on
     them); writes ``predictions.npz`` and the result with its test accuracy."""
     quiet_lightning()
-    result = read_result(Path(run_dir) / RESULT_FILE)
-    module = load_run_module(Path(result["best_checkpoint"]))
+    files = RunFiles(Path(run_dir))
+    result = RunResult.read(files.result)
+    module = load_run_module(Path(result.best_checkpoint))
     config = module.config
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
     trainer = L.Trainer(accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
     (metrics,) = interruptible(trainer, "test", module, datamodule, verbose=False)
-    write_predictions(Path(run_dir) / PREDICTIONS_FILE, module.test_predictions)
-    result = {**result, "test_acc": accuracy_pct(module.test_predictions),
-              "test_loss": round(float(metrics["test_loss"]), 6), "tested": True}
-    result.pop("format", None)
-    write_result(Path(run_dir) / RESULT_FILE, result)
+    result = replace(result, test_acc=accuracy_pct(module.test_predictions),
+                     test_loss=round(float(metrics["test_loss"]), 6), tested=True)
+    files.finish(result, module.test_predictions, config.save_logits)
     return result

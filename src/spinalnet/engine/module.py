@@ -11,52 +11,35 @@ from torch import Tensor
 
 from spinalnet.data import DeviceTransform, augment_spec
 from spinalnet.data.arrays import FeatureArrays
-from spinalnet.data.augment import Renormalize
+from spinalnet.data.augment import epoch_draws
 from spinalnet.errors import TrainingError
-from spinalnet.models import SpinalOptions, create_model, external_input
-from spinalnet.models.pretrained import backbone_preprocessing
+from spinalnet.models import SpinalOptions, create_model
 from spinalnet.engine.config import TrainConfig
+from spinalnet.engine.inputs import decide_input, recorded_input
 from spinalnet.engine.optimisers import make_optimizer, make_schedule
 from spinalnet.engine.predictions import interleave_shards, predictions_from
 
 
-def data_facts(splits) -> dict[str, Any]:
+def data_facts(splits, config: TrainConfig) -> dict[str, Any]:
     """What the module needs to know about the data; stored in the checkpoint with the config.
 
-    ``features`` is the shape of one cached backbone output when the splits hold features, not images.
-    ``data_sha256`` fingerprints the data (``eval`` on changed data warns); ``sizes``: examples per split.
+    ``input`` is the run's :class:`~spinalnet.data.input_spec.InputSpec`, decided here once. ``features`` is the
+    shape of one cached backbone output when the splits hold features, not images. ``data_sha256`` fingerprints
+    the data (``eval`` on changed data warns); ``sizes``: examples per split.
     """
     features = list(splits.train.images.shape[1:]) if isinstance(splits.train, FeatureArrays) else None
+    spec = decide_input(config, splits.channels, tuple(splits.image_size), tuple(splits.mean), tuple(splits.std),
+                        splits.crop, tuple(splits.classes))
     return {"num_classes": splits.num_classes, "channels": splits.channels, "image_size": list(splits.image_size),
-            "mean": list(splits.mean), "std": list(splits.std), "augment": splits.augment,
-            "in_memory": splits.in_memory, "classes": list(splits.classes), "features": features,
+            "mean": list(splits.mean), "std": list(splits.std), "augment": splits.augment, "source": splits.source,
+            "classes": list(splits.classes), "features": features, "input": spec.to_dict(),
             "data_sha256": splits.fingerprint, "backbone": splits.backbone,
             "sizes": {name: len(getattr(splits, name)) for name in ("train", "val", "test")}}
 
 
-def model_input(config: TrainConfig, facts: dict[str, Any]) -> tuple[int, tuple[int, int]]:
-    """Channels and size the model sees: tv:/timm: backbones get 3 channels and at least 32 pixels;
-    a pretrained one gets its own input size unless --image-size says otherwise."""
-    size = tuple(facts["image_size"])
-    backbone = backbone_preprocessing(config.model, config.pretrained)
-    if config.image_size is not None:
-        size = (config.image_size, config.image_size)
-    elif backbone is not None:
-        size = (backbone.input_size, backbone.input_size)
-    channels = facts["channels"]
-    if external_input(config.model):
-        channels = 3
-        size = (max(size[0], 32), max(size[1], 32))
-    return channels, size
-
-
-def model_normalisation(config: TrainConfig, facts: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std the model's inputs are normalised with: a pretrained backbone's own (as in its
-    training), otherwise the training set's."""
-    backbone = backbone_preprocessing(config.model, config.pretrained)
-    if backbone is not None:
-        return backbone.mean, backbone.std
-    return tuple(facts["mean"]), tuple(facts["std"])
+def augment_seed(seed: int, epoch: int) -> int:
+    """The seed of a run's randomness in an epoch (the batched path's dropout generators use it too)."""
+    return (seed * 1_000_003 + epoch) * 4099
 
 
 class FeatureHead(torch.nn.Module):
@@ -69,12 +52,17 @@ class FeatureHead(torch.nn.Module):
 
     head_path = "head"
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, head: torch.nn.Module, input_dropout: float, total_params: int, head_arm: Any = None,
+                 head_info: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self.head = model.get_submodule(model.head_path)
-        self.input_dropout = torch.nn.Dropout(getattr(model, "head_input_dropout", 0.0))
-        self.total_params = sum(p.numel() for p in model.parameters())
-        self.head_arm, self.head_info = model.head_arm, model.head_info
+        self.head, self.input_dropout = head, torch.nn.Dropout(input_dropout)
+        self.total_params, self.head_arm, self.head_info = total_params, head_arm, head_info
+
+    @classmethod
+    def of(cls, model: torch.nn.Module) -> "FeatureHead":
+        """The head of a whole model (backbone and head)."""
+        return cls(model.get_submodule(model.head_path), getattr(model, "head_input_dropout", 0.0),
+                   sum(p.numel() for p in model.parameters()), model.head_arm, model.head_info)
 
     def forward(self, features: Tensor) -> Tensor:
         return self.head(self.input_dropout(features))
@@ -94,10 +82,11 @@ def weight_decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dic
 
 def build_model(config: TrainConfig, facts: dict[str, Any]) -> torch.nn.Module:
     """The run's whole model (backbone and head) for the data ``facts`` describe."""
-    channels, size = model_input(config, facts)
+    spec = recorded_input(config, facts)
     options = SpinalOptions(config.layer_width, config.num_layers, config.num_splits, config.spinal_dropout)
-    return create_model(config.model, facts["num_classes"], in_channels=channels, image_size=size, head=config.head,
-                        spinal_options=options, pretrained=config.pretrained, freeze_backbone=config.freeze_backbone,
+    return create_model(config.model, facts["num_classes"], in_channels=spec.model_channels,
+                        image_size=spec.model_size, head=config.head, spinal_options=options,
+                        pretrained=config.pretrained, freeze_backbone=config.freeze_backbone,
                         head_seed=config.head_seed)
 
 
@@ -109,25 +98,29 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters({"config": config.to_dict(), "facts": facts})
         self.config = cfg = config
-        channels, size = model_input(cfg, facts)
+        #: how an image becomes this model's input (recorded in the checkpoint; what eval, export and load read)
+        self.input_spec = recorded_input(cfg, facts)
         self.model = model if model is not None else build_model(cfg, facts)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
-        mean, std = model_normalisation(cfg, facts)
-        self.transform: torch.nn.Module | None = None
+        self.transform: DeviceTransform | None = None
         if facts.get("features"):  # cached backbone outputs: only the head is here, and it reads them as they are
-            self.model = FeatureHead(self.model)
-        elif facts["in_memory"]:
-            augment = augment_spec(cfg.augment or facts["augment"])
-            self.transform = DeviceTransform(mean, std, augment, size=size, channels=channels)
-        elif (mean, std) != (tuple(facts["mean"]), tuple(facts["std"])):
-            self.transform = Renormalize(tuple(facts["mean"]), tuple(facts["std"]), mean, std)
-        self.generator: torch.Generator | None = None
+            self.model = self.model if isinstance(self.model, FeatureHead) else FeatureHead.of(self.model)
+        else:
+            self.transform = self.input_spec.transform(augment_spec(cfg.augment or facts["augment"]))
+        self.train_size = int(facts.get("sizes", {}).get("train", 0))
+        self.draws: Tensor | None = None  # this epoch's augmentation numbers, one row per training sample
+        self.batched_state: dict[str, Any] | None = None
         self._sums = torch.zeros(3)  # training loss sum, correct predictions, samples (this epoch)
         self._test_batches: list[tuple[Tensor, Tensor]] = []
         #: y_true, y_pred and logits of the last test pass, whole test split, on every rank
         self.test_predictions: dict[str, Any] | None = None
         self.train()  # Lightning does not call train() itself when fitting starts
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Heads trained together add what their group restarts from (:mod:`spinalnet.engine.batched`)."""
+        if self.batched_state is not None:
+            checkpoint["batched"] = self.batched_state
 
     def train(self, mode: bool = True) -> "Classifier":
         """A frozen backbone stays in eval mode: its BatchNorm statistics and dropout do not change."""
@@ -143,28 +136,26 @@ class Classifier(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(self.current_epoch)
-        # Same augmentation for every head with the same seed; distinct per epoch and rank.
         self._sums = torch.zeros(3, device=self.device)
-        # Every epoch's randomness (augmentation, dropout) depends only on (seed, epoch, rank), so a
-        # run resumed from an epoch-end checkpoint repeats an uninterrupted run exactly.
-        epoch_seed = (self.config.seed * 1_000_003 + self.current_epoch) * 4099 + self.global_rank
-        torch.manual_seed(epoch_seed)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(epoch_seed)
+        # Every epoch's randomness depends only on (seed, epoch): a sample's augmentation on its index
+        # (augment.epoch_draws), dropout on (seed, epoch, rank); so a run resumed from an epoch-end checkpoint
+        # repeats an uninterrupted run exactly, whatever the batches or data-loading workers.
+        torch.manual_seed(augment_seed(self.config.seed, self.current_epoch) + self.global_rank)
+        if self.transform is not None and self.transform.augment.active:
+            self.draws = epoch_draws(self.train_size, augment_seed(self.config.seed, self.current_epoch))
 
-    def _inputs(self, x: Tensor, train: bool) -> Tensor:
-        if isinstance(self.transform, DeviceTransform):
-            x = self.transform(x, self.generator if train else None)
-        elif self.transform is not None:
-            x = self.transform(x)
+    def model_inputs(self, x: Tensor, draws: Tensor | None = None) -> Tensor:
+        """A batch of stored images (or cached features) as the model reads them; augmented by ``draws``."""
+        if self.transform is not None:
+            x = self.transform(x, draws)
         return x.contiguous(memory_format=self.memory_format) if x.ndim == 4 else x
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(self._inputs(x, False))
+        return self.model(self.model_inputs(x))
 
-    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
-        x, y = batch
-        logits = self.model(self._inputs(x, False))
+    def _step(self, batch: tuple[Tensor, ...], stage: str) -> Tensor:
+        x, y = batch[0], batch[1]
+        logits = self.model(self.model_inputs(x))
         loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(1) == y).float().mean() * 100
         self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=stage != "test", batch_size=len(y), sync_dist=True)
@@ -174,8 +165,9 @@ class Classifier(L.LightningModule):
     def training_step(self, batch, batch_idx: int) -> Tensor:
         # Training metrics are summed here and logged once per epoch: self.log on every step costs
         # more than a whole step of a small model on a CPU (benchmarks/train_throughput.py).
-        x, y = batch
-        logits = self.model(self._inputs(x, True))
+        x, y = batch[0], batch[1]
+        draws = self.draws[batch[2].cpu()] if self.draws is not None else None
+        logits = self.model(self.model_inputs(x, draws))
         loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
         if not torch.isfinite(loss):
             raise TrainingError(f"the training loss became {loss.item()} at epoch {self.current_epoch}, "

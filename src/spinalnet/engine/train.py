@@ -6,7 +6,7 @@ In four parts: where the run goes and what it continues (:func:`resume_state`), 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,14 +14,14 @@ import lightning as L
 import torch
 
 from spinalnet.data import DataSplits, load_dataset
-from spinalnet.engine.callbacks import Throughput
 from spinalnet.engine.checkpoints import read_checkpoint_state
 from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.datamodule import SplitsDataModule
 from spinalnet.engine.describe import start_lines
 from spinalnet.engine.module import Classifier, data_facts
-from spinalnet.engine.predictions import PREDICTIONS_FILE, accuracy_pct, write_predictions
-from spinalnet.engine.run_record import RESULT_FILE, check_same_run, read_result, write_result
+from spinalnet.engine.predictions import accuracy_pct
+from spinalnet.engine.run_files import RunFiles
+from spinalnet.engine.run_record import RESULT_FILE, RunResult, check_same_run
 from spinalnet.engine.trainer import (RunCallbacks, check_logger, earlier_metrics, interruptible, keep_earlier_metrics,
                                       lightning_errors, loggers, make_trainer, quiet_lightning, rank_zero_print)
 from spinalnet.errors import UsageError
@@ -45,7 +45,7 @@ class ResumeState:
     run: RunDir
     checkpoint: Path | None = None
     metrics: tuple[list[str], list[dict[str, str]]] = field(default_factory=lambda: ([], []))
-    finished: dict[str, Any] | None = None
+    finished: RunResult | None = None
 
 
 def resume_state(config: TrainConfig, run_dir: Path | None) -> ResumeState:
@@ -54,9 +54,9 @@ def resume_state(config: TrainConfig, run_dir: Path | None) -> ResumeState:
     run = open_run_dir(run_dir or config.output, "train", lambda: default_run_dir(config), resume=config.resume,
                        force=config.force, can_resume=lambda p: last_of(p).is_file() or (p / RESULT_FILE).is_file())
     if run.resume and run.finished:
-        stored = read_result(run.path / RESULT_FILE)
-        check_same_run(stored["config"], config, run.path / RESULT_FILE)
-        if stored["epochs"] >= config.epochs:
+        stored = RunResult.read(run.path / RESULT_FILE)
+        check_same_run(stored.config, config, run.path / RESULT_FILE)
+        if stored.finished(config.epochs):
             return ResumeState(run, finished=stored)
     if not run.resume:
         return ResumeState(run)
@@ -69,7 +69,7 @@ def resume_state(config: TrainConfig, run_dir: Path | None) -> ResumeState:
 
 
 def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | None = None,
-          extra_callbacks: Sequence[L.Callback] = (), *, test: bool = True) -> dict[str, Any]:
+          extra_callbacks: Sequence[L.Callback] = (), *, test: bool = True) -> RunResult:
     """Check ``config`` (once: this is where the engine is entered) and :func:`fit` it."""
     config.validate()
     return fit(config, splits, run_dir, extra_callbacks, test=test)
@@ -77,7 +77,7 @@ def train(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path |
 
 def fit(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | None = None,
         extra_callbacks: Sequence[L.Callback] = (), *, test: bool = True, announce: bool = True,
-        log: Callable[[str], None] = rank_zero_print) -> dict[str, Any]:
+        log: Callable[[str], None] = rank_zero_print) -> RunResult:
     """Fit a checked ``config``; write ``run_dir/result.json`` and, when ``test``, ``predictions.npz`` (the test
     split, read once, with the checkpoint validation picked); return the result.
 
@@ -90,15 +90,16 @@ def fit(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | N
     check_logger(config.logger)
     state = resume_state(config, run_dir)
     if state.finished is not None:
-        return {**state.finished, "resumed_finished": True}
+        return replace(state.finished, resumed=True)
     splits = splits if splits is not None else load_dataset(config.dataset, config.data_options())
-    facts = data_facts(splits)
+    facts = data_facts(splits, config)
     L.seed_everything(config.seed, workers=True)  # its "Seed set" line is quiet: quiet_lightning()
     module = Classifier(config, facts)  # builds the model: bad options fail before any file is written
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
-    callbacks = RunCallbacks(config, state.run.path, extra_callbacks)
-    logs = loggers(config, state.run.path)
-    last = state.run.path / "checkpoints" / "last.ckpt"
+    files = RunFiles(state.run.path)
+    callbacks = RunCallbacks(config, files, extra_callbacks)
+    logs = loggers(config, files)
+    last = files.last
     with lightning_errors(last):
         trainer = make_trainer(config, callbacks, logs, splits.in_memory)
         state.run.create()
@@ -112,38 +113,33 @@ def fit(config: TrainConfig, splits: DataSplits | None = None, run_dir: Path | N
         tested = interruptible(trainer, "test", module, datamodule, ckpt_path=best, verbose=False)[0] if test else None
     result = result_record(config, module, facts, trainer.current_epoch, callbacks, curves, best, tested)
     if trainer.is_global_zero:
-        write_run_files(state.run.path, result, module.test_predictions if tested is not None else None)
+        files.finish(result, module.test_predictions if tested is not None else None, config.save_logits)
     return result
-
-
-def write_run_files(path: Path, result: dict[str, Any], predictions: dict[str, Any] | None) -> None:
-    """``predictions.npz`` (when the run was tested), then ``result.json``: a run with a result is complete."""
-    if predictions is not None:
-        write_predictions(path / PREDICTIONS_FILE, predictions)
-    write_result(path / RESULT_FILE, result)
 
 
 def result_record(config: TrainConfig, module: Classifier, facts: dict[str, Any], epochs: int,
                   callbacks: RunCallbacks, curves: tuple[list[float], list[float]], best: str,
-                  tested: dict[str, Any] | None) -> dict[str, Any]:
-    """What ``result.json`` holds (:mod:`spinalnet.engine.run_record`)."""
+                  tested: dict[str, Any] | None) -> RunResult:
+    """What ``result.json`` holds (:class:`~spinalnet.engine.run_record.RunResult`)."""
     model, throughput = module.model, callbacks.throughput
     score = callbacks.best.best_model_score
-    return {
-        "head": config.head, "seed": config.seed,
-        "test_acc": accuracy_pct(module.test_predictions) if tested is not None else None,
-        "test_loss": round(float(tested["test_loss"]), 6) if tested is not None else None,
-        "tested": tested is not None,
-        "val_acc": round(float(score), 4) if score is not None else None,
-        "val_acc_curve": curves[0], "lr_curve": curves[1], "epochs": epochs,
-        "params": count_params(model), "head_params": count_params(model.get_submodule(model.head_path)),
-        "head_info": getattr(model, "head_info", None), **timing(throughput),
-        "best_checkpoint": str(Path(best).resolve()), "config": config.to_dict(),
-        "data": {k: v for k, v in facts.items() if k != "classes"}, "classes": facts["classes"],
-        "versions": versions(), "hardware": hardware(),
-    }
+    return RunResult(
+        head=config.head, seed=config.seed,
+        test_acc=accuracy_pct(module.test_predictions) if tested is not None else None,
+        test_loss=round(float(tested["test_loss"]), 6) if tested is not None else None,
+        tested=tested is not None,
+        val_acc=round(float(score), 4) if score is not None else None,
+        val_acc_curve=curves[0], lr_curve=curves[1], epochs=epochs,
+        params=count_params(model), head_params=count_params(model.get_submodule(model.head_path)),
+        head_info=getattr(model, "head_info", None), train_seconds=round(throughput.epoch_seconds, 3),
+        images_per_second=round(throughput.images_per_second, 1),
+        best_checkpoint=str(Path(best).resolve()), config=config.to_dict(),
+        data={k: v for k, v in facts.items() if k != "classes"}, classes=facts["classes"],
+        versions=versions(), hardware=hardware(), best_epoch=best_epoch(curves[0]),
+        stopped_early=callbacks.stopped_early)
 
 
-def timing(throughput: Throughput) -> dict[str, float]:
-    return {"train_seconds": round(throughput.epoch_seconds, 3),
-            "images_per_second": round(throughput.images_per_second, 1)}
+def best_epoch(curve: list[float]) -> int | None:
+    """The epoch (1-based) whose validation accuracy the best checkpoint holds: the first best, as a checkpoint
+    kept only on strict improvement."""
+    return curve.index(max(curve)) + 1 if curve else None

@@ -15,13 +15,14 @@ from typing import Any, Iterator, Sequence
 import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from spinalnet.engine.callbacks import EpochHistory, EpochLines, RandomRestartLR, Throughput
 from spinalnet.engine.checkpoints import AtomicCheckpointIO
 from spinalnet.engine.config import TrainConfig
 from spinalnet.engine.machine import parse_devices
+from spinalnet.engine.run_files import RunFiles
 from spinalnet.errors import TrainingError, UsageError
 
 
@@ -77,13 +78,14 @@ def check_logger(name: str) -> None:
         raise UsageError(f"--logger {name} needs the {needs[0]} package, which is not installed: {needs[1]}")
 
 
-def loggers(config: TrainConfig, run_dir: Path) -> list[Logger]:
+def loggers(config: TrainConfig, files: RunFiles) -> list[Logger]:
     """metrics.csv always (results and --resume read it); TensorBoard event files or MLflow runs besides.
 
     TensorBoard writes into the run directory itself (``tensorboard --logdir runs/...`` finds every run of a
     comparison); MLflow logs to ``$MLFLOW_TRACKING_URI``, or to ``mlruns/`` in the run directory.
     """
-    chosen: list[Logger] = [CSVLogger(str(run_dir), name="", version="")]
+    run_dir = files.path
+    chosen: list[Logger] = [files.csv_logger()]
     if config.logger == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -99,25 +101,38 @@ def loggers(config: TrainConfig, run_dir: Path) -> list[Logger]:
 
 
 class RunCallbacks:
-    """The callbacks of a run: its two checkpoints, timing, curves, the schedule's and the epoch lines."""
+    """The callbacks of a run: its two checkpoints, timing, curves, the schedule's, early stopping (``--patience``)
+    and the epoch lines."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, extra: Sequence[L.Callback] = ()) -> None:
-        self.best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_acc", mode="max",
-                                    enable_version_counter=False)
-        # Lightning's save_last refreshes last.ckpt only when a best checkpoint is saved; resuming needs the state
-        # after every epoch, so "last" is its own checkpoint, replaced each epoch.
-        self.last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1, monitor=None,
-                                    enable_version_counter=False)
+    def __init__(self, config: TrainConfig, files: RunFiles, extra: Sequence[L.Callback] = ()) -> None:
+        self.best, self.last = files.model_checkpoints()
         self.throughput, self.history = Throughput(), EpochHistory()
         self.all: list[L.Callback] = [self.best, self.last, self.throughput, self.history, *extra]
+        self.stopping = None
+        if config.patience is not None:  # the same rule as the batched path's (engine.batched.Patience)
+            self.stopping = EarlyStopping(monitor="val_acc", mode="max", patience=config.patience, check_finite=False)
+            self.all.append(self.stopping)
         if config.schedule == "random-restart":
             self.all.append(RandomRestartLR(config.lr, config.seed, config.restart_exponent))
         self.progress = sys.stderr.isatty() if config.progress is None else config.progress
         if not self.progress:
             self.all.append(EpochLines(self.throughput))
 
+    @property
+    def stopped_early(self) -> bool:
+        return self.stopping is not None and self.stopping.stopped_epoch > 0
+
 
 def make_trainer(config: TrainConfig, callbacks: RunCallbacks, logs: list[Logger], in_memory: bool) -> L.Trainer:
+    """The run's Trainer; Lightning's refusal of a machine option the user gave (``--strategy``, ``--precision``,
+    ``--devices``: a ValueError or MisconfigurationException) is a usage error."""
+    try:
+        return _trainer(config, callbacks, logs, in_memory)
+    except (ValueError, MisconfigurationException) as err:
+        raise UsageError(str(err).strip().splitlines()[0]) from None
+
+
+def _trainer(config: TrainConfig, callbacks: RunCallbacks, logs: list[Logger], in_memory: bool) -> L.Trainer:
     limit = int(config.limit_batches) if config.limit_batches > 1 else config.limit_batches
     return L.Trainer(
         max_epochs=config.epochs, accelerator=config.accelerator, devices=parse_devices(config.devices),

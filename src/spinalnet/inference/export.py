@@ -35,7 +35,8 @@ ONNX_SINGLE_FILE_LIMIT = 2**31 - 2**27
 
 
 DOC = ("spinalnet classifier: float32 images (N, C, H, W) with values in [0, 1] -> logits (N, classes); the "
-       "normalisation is inside. Class names, index by index: the 'classes' metadata (a JSON list).")
+       "normalisation is inside. Class names, index by index: the 'classes' metadata (a JSON list); how an image "
+       "file becomes the input (grey or RGB, scaled to cover the stored size and centre-cropped): 'preprocessing'.")
 
 
 def metadata(model: nn.Module, shape: tuple[int, int, int]) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def metadata(model: nn.Module, shape: tuple[int, int, int]) -> dict[str, Any]:
     from spinalnet.version import __version__
 
     return {"classes": list(model.classes), "input": f"float32 (N, {shape[0]}, {shape[1]}, {shape[2]}) in [0, 1]",
-            "spinalnet": __version__}
+            "preprocessing": model.input_spec.to_dict(), "spinalnet": __version__}
 
 
 def weight_bytes(model: nn.Module) -> int:

@@ -40,10 +40,12 @@ def check_external_name(model: str) -> ExternalName:
     if parsed.library == "timm":
         timm = import_timm()
         if not timm.is_model(parsed.name):
-            raise unknown_name("timm model", parsed.name, timm.list_models())
+            raise unknown_name("timm model", parsed.name, timm.list_models(),
+                               "python -c 'import timm; print(timm.list_models())' lists them")
     else:
         import torchvision
 
         if parsed.name not in torchvision.models.list_models():
-            raise unknown_name("torchvision model", parsed.name, torchvision.models.list_models())
+            raise unknown_name("torchvision model", parsed.name, torchvision.models.list_models(),
+                               "python -c 'import torchvision; print(torchvision.models.list_models())' lists them")
     return parsed

@@ -61,7 +61,7 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file
-        raise UsageError(f"{path}: not a readable PyTorch weights file ({type(err).__name__})") from None
+        raise UsageError(f"{path}: not a readable PyTorch weights file (truncated, or of another program?)") from None
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not state or not all(

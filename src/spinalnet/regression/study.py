@@ -29,7 +29,7 @@ from spinalnet.stats import describe, mean_std, paired_stats
 from spinalnet.tables import align
 from spinalnet.data.tabular import load_table
 from spinalnet.regression.config import RegressConfig
-from spinalnet.engine.predictions import PREDICTIONS_FILE, write_predictions
+from spinalnet.engine.predictions import PREDICTIONS_FILE, save_npz
 
 TARGETS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "sum": lambda x: x.sum(1),
@@ -271,7 +271,7 @@ def regress(config: RegressConfig, log: Callable[[str], None] = print,
                 writer.writerow([t, model, r["seed"], r["params"], f"{r['test_mse']:.6g}", f"{r['val_mse']:.6g}",
                                  f"{r['min_train_batch_mse']:.6g}"])
     atomic_write_text(out / "results.csv", buffer.getvalue())
-    write_predictions(out / PREDICTIONS_FILE, prediction_arrays(results))
+    save_npz(out / PREDICTIONS_FILE, prediction_arrays(results))
     plot_study(results, out / "regression.png")
     log("")
     log(format_table(summary))
