@@ -38,6 +38,7 @@ def _probe(mode: str, **env: str) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_freed_blocks_are_reused_instead_of_faulted_in_again_here_and_in_workers():
     default, kept = _probe("default"), _probe("keep")
     if not kept["kept"]:
@@ -48,6 +49,7 @@ def test_freed_blocks_are_reused_instead_of_faulted_in_again_here_and_in_workers
     assert worker["faults"] * 10 < default["faults"]
 
 
+@pytest.mark.slow
 def test_a_users_own_malloc_setting_wins():
     mine = _probe("keep", MALLOC_TRIM_THRESHOLD_="131072")
     assert mine["kept"] is False and mine["env"] == [None, "131072"]

@@ -176,6 +176,7 @@ def test_reference_must_be_an_arm_and_train_takes_any_arm(npz_file, tmp_path, ca
     assert result["head_info"]["dropout"] == [0.2] and result["head"] == "mlp:hidden=12,dropout=0.2"
 
 
+@pytest.mark.slow
 def test_contrasts_and_holm_follow_from_the_per_seed_lists(npz_file, tmp_path):
     from scipy import stats as sps
 
@@ -206,6 +207,7 @@ def _split_npz(path: Path, test_labels_seed: int | None = None) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_the_tuned_value_is_chosen_on_validation_only(tmp_path):
     """Permuted test labels change every test accuracy but not one choice, nor any validation mean."""
     chosen = []

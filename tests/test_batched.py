@@ -37,6 +37,7 @@ def _runs(out: Path) -> dict[str, dict]:
     return {d.name: json.loads((d / "result.json").read_text()) for d in sorted((out / "runs").iterdir())}
 
 
+@pytest.mark.slow
 def test_runs_trained_together_equal_runs_trained_one_by_one(npz_file, lite0, tmp_path):
     """Same initialisation, batches, optimiser and schedule: without dropout, the same curves and accuracies
     (the products are batched, so equal to float rounding: here to the last digit on 26 validation images)."""
@@ -61,6 +62,7 @@ def test_runs_trained_together_equal_runs_trained_one_by_one(npz_file, lite0, tm
     assert exact >= len(a) - 2, f"only {exact} of {len(a)} runs have the very same validation curve"
 
 
+@pytest.mark.slow
 def test_runs_trained_together_leave_the_engine_s_files(npz_file, lite0, tmp_path):
     compare(_config(npz_file, lite0, tmp_path, "files", heads=["fc", "spinal:dropout=0.2"]), log=lambda s: None)
     run = tmp_path / "files" / "runs" / "spinal_dropout=0.2-seed1"
@@ -85,6 +87,7 @@ def test_runs_trained_together_leave_the_engine_s_files(npz_file, lite0, tmp_pat
     assert module.model.head.dropout == 0.2
 
 
+@pytest.mark.slow
 def test_dropout_runs_are_deterministic_whoever_they_train_with(npz_file, lite0, tmp_path):
     """Each run draws its masks from its own generator: alone or beside other seeds, the same numbers."""
     both = compare(_config(npz_file, lite0, tmp_path, "both", heads=["spinal:dropout=0.3"]), log=lambda s: None).to_dict()
@@ -95,6 +98,7 @@ def test_dropout_runs_are_deterministic_whoever_they_train_with(npz_file, lite0,
     assert both["arms"]["spinal:dropout=0.3"]["test_acc"][0] == one["arms"]["spinal:dropout=0.3"]["test_acc"][0]
 
 
+@pytest.mark.slow
 def test_a_group_continues_from_its_last_saved_epoch(npz_file, lite0, tmp_path):
     heads = ["fc", "spinal:batch_norm=true"]
     whole = compare(_config(npz_file, lite0, tmp_path, "whole", heads=heads, optimizer="adam", lr=0.01),
@@ -113,6 +117,7 @@ def test_a_group_continues_from_its_last_saved_epoch(npz_file, lite0, tmp_path):
     assert resumed["arms"]["fc"]["test_acc"] == whole["arms"]["fc"]["test_acc"]
 
 
+@pytest.mark.slow
 def test_jobs_and_shards_keep_working_on_cached_features(npz_file, lite0, tmp_path, capsys):
     common = ["compare", "--dataset", f"npz:{npz_file}", "--model", LITE0, "--pretrained", str(lite0),
               "--freeze-backbone", "--image-size", "32", "--layer-width", "16", "--epochs", "1", "--seeds", "2",

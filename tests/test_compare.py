@@ -21,6 +21,7 @@ from spinalnet.engine.predictions import read_predictions
 FAST = ["--epochs", "2", "--batch-size", "32", "--no-progress", "--lr", "0.05"]
 
 
+@pytest.mark.slow
 def test_compare_end_to_end_writes_every_file(npz_file, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "--dataset", f"npz:{npz_file}", "--model", "default-cnn", "--seeds", "2",
@@ -55,6 +56,7 @@ def test_compare_end_to_end_writes_every_file(npz_file, tmp_path, capsys):
     assert min(v for arm in results["arms"].values() for v in arm["test_acc"]) > 50
 
 
+@pytest.mark.slow
 def test_two_arms_keep_the_two_head_wording(npz_file, tmp_path, capsys):
     out = tmp_path / "two"
     assert main(["compare", "--dataset", f"npz:{npz_file}", "--heads", "fc,spinal", "--seeds", "2",
@@ -65,6 +67,7 @@ def test_two_arms_keep_the_two_head_wording(npz_file, tmp_path, capsys):
     assert "error reduction, spinal vs fc: " in printed and "Spinal vs fc" not in printed
 
 
+@pytest.mark.slow
 def test_paired_statistics_are_recomputable_from_results_and_predictions(npz_file, tmp_path):
     """Every statistic in results.json follows from its per-seed lists (and the runs' predictions.npz),
     computed here from those files with scipy: the interval from the per-example differences."""
@@ -222,7 +225,8 @@ def test_resume_continues_from_last_checkpoint(npz_file, tmp_path):
     (["compare", "--seeds", "0"], "--seeds must be >= 1, got 0", False),
     (["train", "--batch-size", "-4"], "--batch-size must be >= 1, got -4", False),
     # a Python of its own: the download directory it also looks in is read from SPINALNET_DATA at import
-    (["train", "--dataset", "mnist", "--data-dir", "{tmp}/nothing"], "dataset 'mnist' not found; looked in", True),
+    pytest.param(["train", "--dataset", "mnist", "--data-dir", "{tmp}/nothing"], "dataset 'mnist' not found; looked in",
+                 True, marks=pytest.mark.slow),
     (["train", "--config", "{tmp}/missing.yaml"], "config file", False),
     (["eval", "{tmp}/none.ckpt"], "checkpoint", False),
 ])
@@ -251,6 +255,7 @@ def test_unknown_yaml_key_suggests(tmp_path, capsys):
     assert "unknown option 'epoch' (did you mean 'epochs'?)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ddp_on_two_cpu_processes(npz_file, tmp_path):
     out = tmp_path / "ddp"
     done = subprocess.run([sys.executable, "-m", "spinalnet", "train", "--dataset", f"npz:{npz_file}",
@@ -266,6 +271,7 @@ def test_ddp_on_two_cpu_processes(npz_file, tmp_path):
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
+@pytest.mark.slow
 def test_compare_on_real_fashion_mnist(tmp_path):
     if not (FASHION / "train-images-idx3-ubyte.gz").is_file():
         # CI installs the Debian package: its absence is a failure there (but in its bare-machine pass, which
@@ -280,6 +286,7 @@ def test_compare_on_real_fashion_mnist(tmp_path):
     assert results.arms["spinal"].head_params == 8538 and results.arms["mlp"].head_params == 8616
 
 
+@pytest.mark.slow
 def test_resume_with_fewer_seeds_epochs_or_arms_is_refused_and_the_summary_kept(npz_file, tmp_path, capsys):
     out = tmp_path / "cmp"
     base = ["compare", "--dataset", f"npz:{npz_file}", "--model", "default-cnn", "--output", str(out),

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -38,6 +39,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_ddp_shards_are_disjoint_cover_the_data_and_learn_like_one_process(npz_file, tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(SCRIPT)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import lightning as L
+import pytest
 import torch
 
 from spinalnet.engine.config import TrainConfig
@@ -48,6 +49,7 @@ def _hashes(npz_file, tmp_path, head: str, seed: int) -> list[tuple[str, str]]:
 ARMS = ("fc", "linear", "mlp", "mlp2", "spinal", "fc:dropout=0", "spinal:layer_width=4,dropout=0.3")
 
 
+@pytest.mark.slow
 def test_every_arm_with_the_same_seed_sees_identical_augmented_batches(npz_file, tmp_path):
     fc = _hashes(npz_file, tmp_path, "fc", 0)
     assert len(fc) == 2 * 7  # every training batch of both epochs: (320 - 64 test - 32 validation) / 32

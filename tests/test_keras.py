@@ -155,6 +155,7 @@ def test_save_and_load_keras_file_round_trips(tmp_path):
     np.testing.assert_allclose(_np(again(x, training=False)), _np(model(x, training=False)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_lowers_the_loss_out_of_the_box():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)

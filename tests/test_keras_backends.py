@@ -71,5 +71,6 @@ def run_on(backend: str, code: str, *args: str, cwd: Path | None = None) -> str:
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax", "tensorflow"])
+@pytest.mark.slow
 def test_every_backend_computes_torchs_output(backend, saved_case):
     assert float(run_on(backend, CHECK, str(saved_case), backend).strip().splitlines()[-1]) < 1e-5

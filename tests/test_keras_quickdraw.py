@@ -26,6 +26,7 @@ def _example():
     return load_example("keras_quickdraw")
 
 
+@pytest.mark.slow
 def test_trains_every_head_for_every_seed_and_prints_the_compare_table(quickdraw_dir, capsys):
     code = _example().main(["--data-dir", str(quickdraw_dir), "--categories", "cat,dog,sun", "--samples-per-class",
                             "20", "--seeds", "2", "--epochs", "1", "--batch-size", "64", "--run-eagerly"])

@@ -136,6 +136,7 @@ def test_second_derivatives_match_the_autograd_path(training):
     torch.testing.assert_close(var_f, var_p, atol=1e-12, rtol=0)  # the replay did not update them again
 
 
+@pytest.mark.slow
 def test_second_derivatives_pass_gradgradcheck():
     torch.manual_seed(0)
     layer = SpinalLinear(9, 2, layer_width=3, num_layers=3, activation="gelu", batch_norm=True).double()

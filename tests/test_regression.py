@@ -68,6 +68,7 @@ def test_regress_end_to_end_writes_results(tmp_path, capsys):
     assert main(["regress", "--target", "sin_sum", "--output", str(out), *FAST]) == 2  # never overwritten
 
 
+@pytest.mark.slow
 def test_both_models_learn_and_statistics_follow_from_predictions(tmp_path):
     """On sum(x) (variance 8) both models end far below the variance; every paired statistic follows
     from the per-seed lists and predictions.npz."""
@@ -97,6 +98,7 @@ def test_both_models_learn_and_statistics_follow_from_predictions(tmp_path):
     assert res["p_value"] == pytest.approx(2 * sps.t.sf(abs(d.mean()) / se, 2), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_regress_on_a_csv(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(150, 3))

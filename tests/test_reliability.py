@@ -145,6 +145,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(small_
     assert not (out / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_unwritable_output_is_one_line(small_npz, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

@@ -68,6 +68,7 @@ def run_accuracies(out: Path) -> dict[str, float]:
 
 
 @pytest.mark.skipif(cpu_cores() < 2, reason="--jobs 2 needs two cores")
+@pytest.mark.slow
 def test_jobs_two_gives_the_one_process_result_and_files(npz_file, tmp_path):
     """Two workers on two cores, one thread each, against one process with one thread: the same runs,
     bitwise the same numbers, the same files; every worker line names its run."""
@@ -185,6 +186,7 @@ def test_reproduce_takes_the_scale_out_options(cli):
 
 
 @pytest.mark.skipif(cpu_cores() < 2, reason="two workers need two cores")
+@pytest.mark.slow
 def test_ctrl_c_stops_every_worker_and_resume_finishes(npz_file, tmp_path):
     out = tmp_path / "c"
     args = ["compare", "--dataset", f"npz:{npz_file}", "--model", "default-cnn", "--epochs", "100", "--batch-size",
@@ -215,6 +217,7 @@ def test_ctrl_c_stops_every_worker_and_resume_finishes(npz_file, tmp_path):
 
 
 @pytest.mark.skipif(cpu_cores() < 2, reason="two workers need two cores")
+@pytest.mark.slow
 def test_a_failed_run_fails_the_comparison_with_its_own_line(npz_file, tmp_path):
     done = spinalnet("compare", "--dataset", f"npz:{npz_file}", "--model", "default-cnn", "--epochs", "1",
                      "--batch-size", "32", "--lr", "1e30", "--no-progress", "--seeds", "1", "--jobs", "2",
@@ -230,6 +233,7 @@ def _workers_of(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(cpu_cores() < 2 or not CHILDREN, reason="two cores and Linux's /proc/PID/task/PID/children")
+@pytest.mark.slow
 def test_a_killed_worker_fails_the_comparison_with_one_line(npz_file, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "spinalnet", "compare", "--dataset", f"npz:{npz_file}", "--model",
                              "default-cnn", "--epochs", "100", "--batch-size", "16", "--lr", "0.01", "--no-progress",
@@ -249,6 +253,7 @@ def test_a_killed_worker_fails_the_comparison_with_one_line(npz_file, tmp_path):
     assert line.endswith(f"--output {tmp_path / 'k'} --resume")
 
 
+@pytest.mark.slow
 def test_train_help_shows_num_nodes_and_nodes_share_one_output(npz_file):
     assert "--num-nodes" in spinalnet("train", "--help").stdout
     launched = {"NODE_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29999"}
@@ -263,6 +268,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
     """Two torchrun "nodes" on the loopback address, one gloo CPU process each, make one DDP run."""
     out = tmp_path / "ddp"
