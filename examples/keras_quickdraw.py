@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from spinalnet.comparison.summary import format_table, summarize
+from keras_results import compare_summary, format_table
 from spinalnet.data.locate import DataOptions
 from spinalnet.data.quickdraw import DEFAULT_CATEGORIES, TEST_FRACTION, read_quickdraw
 from spinalnet.errors import UsageError
@@ -78,8 +78,9 @@ def train_one(head: str, seed: int, data: dict[str, tuple], num_classes: int, ar
                         batch_size=args.batch_size, verbose=0)
     seconds = time.perf_counter() - start
     _, test_acc = model.evaluate(*data["test"], batch_size=args.batch_size, verbose=0)
+    curve = [100.0 * float(v) for v in history.history["val_accuracy"]]
     return {"head": head, "seed": seed, "config": {"head": head}, "head_info": None, "test_acc": 100.0 * float(test_acc),
-            "val_acc": 100.0 * float(history.history["val_accuracy"][-1]),
+            "tested": True, "val_acc": curve[-1], "val_acc_curve": curve, "best_checkpoint": None,
             "params": sum(int(np.prod(w.shape)) for w in model.trainable_weights), "head_params": head_params(model),
             "epochs": args.epochs, "train_seconds": seconds,
             "images_per_second": args.epochs * len(data["train"][1]) / seconds}
@@ -107,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{head} seed {seed}] test accuracy {run['test_acc']:.2f}% (val {run['val_acc']:.2f}%, "
                   f"{run['train_seconds']:.1f} s)", flush=True)
             runs[head].append(run)
-    summary = summarize(runs, reference="spinal")
-    summary.update(dataset=f"quickdraw ({len(categories)} categories)", model=f"Keras vgg5 on {keras.backend.backend()}",
-                   config={"epochs": args.epochs})
+    summary = compare_summary(runs, "spinal", epochs=args.epochs, dataset=f"quickdraw ({len(categories)} categories)",
+                              model=f"Keras vgg5 on {keras.backend.backend()}", config={"epochs": args.epochs})
     print()
     print(format_table(summary))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,10 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 
 def load_example(name: str):
-    """``examples/NAME.py`` as a module (the examples are scripts, not a package)."""
+    """``examples/NAME.py`` as a module (the examples are scripts, not a package; they import their shared
+    examples/keras_results.py as a script's directory lets them)."""
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
