@@ -301,7 +301,7 @@ def test_torchrun_two_nodes_of_one_cpu_process_each(npz_file, tmp_path):
 
 def test_shards_partition_the_grid_into_consecutive_near_equal_parts():
     from spinalnet.comparison.grid import GridRun, grid
-    from spinalnet.comparison.shards import share
+    from spinalnet.comparison.grid import share
 
     runs = [(r.arm, r.seed) for r in grid(["fc", "spinal"], {}, 3, 5)]
     assert runs[:3] == [("fc", 3), ("spinal", 3), ("fc", 4)]

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "spinalnet"
 RANKS = {
     "spinalnet.errors": 0, "spinalnet.files": 0, "spinalnet.interrupts": 0, "spinalnet.tables": 0,
     "spinalnet.stats": 0, "spinalnet.provenance": 0, "spinalnet.version": 0, "spinalnet.rundir": 0, "spinalnet.plots": 0, "spinalnet.lazy": 0,
-    "spinalnet.records": 0, "spinalnet.meta": 0,
+    "spinalnet.meta": 0,
     "spinalnet.layers": 1,
     "spinalnet.heads": 2, "spinalnet.data": 2, "spinalnet.keras": 2,
     "spinalnet.models": 3,

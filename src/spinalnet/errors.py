@@ -28,9 +28,14 @@ class TrainingError(RuntimeError):
 
 
 class Resumable(Exception):
-    """Mixed into an error whose cure is ``--resume`` on ``directory``: the command line adds the exact command."""
+    """Mixed into an error whose cure is ``--resume`` on ``directory``: the command line adds the exact command.
+    Its subclasses take ``(message, directory)``; they cross process boundaries (a ``--jobs`` worker's error) with
+    both."""
 
     directory: Path
+
+    def __reduce__(self):
+        return type(self), (str(self), self.directory)
 
 
 class RunExists(UsageError, Resumable):

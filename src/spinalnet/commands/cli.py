@@ -162,11 +162,14 @@ def _run(argv: list[str]) -> int:
         parser = build_parser()
     except ModuleNotFoundError as err:
         return _missing_extra(err)
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # named by the sub-command's parser, so the hint points at its --help
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
-        command = next((a for a in argv if a in commands), None)
-        commands.get(command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    try:  # argparse leaves through SystemExit (its errors, --help, --version): an exit code for callers of main()
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # named by the sub-command's parser, so the hint points at its --help
+            commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+            command = next((a for a in argv if a in commands), None)
+            commands.get(command, parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 0 if done.code is None else 2
     if not hasattr(args, "func"):
         parser.print_help()
         print("spinalnet: error: a command is required (see spinalnet --help)", file=sys.stderr)

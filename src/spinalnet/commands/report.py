@@ -34,10 +34,14 @@ def run(args: argparse.Namespace) -> None:
     if args.output is not None:
         if args.output.is_dir():
             raise UsageError(f"--output {args.output} is a directory; give a file such as {args.output / 'RESULTS.md'}")
-        sources = {(run / "results.json" if run.is_dir() else run).resolve() for run in args.runs}
+        from spinalnet.comparison.results_file import RESULTS
+
+        sources = {(run / RESULTS if run.is_dir() else run).resolve() for run in args.runs}
         if args.output.resolve() in sources:
             raise UsageError(f"--output {args.output} is one of the results files being read; choose another file")
-    studies = [run for run in args.runs if (run / "study.json").is_file()]
+    from spinalnet.study.record import RECORD as STUDY
+
+    studies = [run for run in args.runs if (run / STUDY).is_file()]
     if studies or args.pool:
         from spinalnet.study.report import pooled_report, study_report
 

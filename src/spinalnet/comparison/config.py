@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import get_args
 
-from spinalnet.comparison.grid import check_tune, parse_tune
-from spinalnet.comparison.shards import parse_shard
+from spinalnet.comparison.grid import check_tune, parse_shard, parse_tune
 from spinalnet.engine.config import MAX_SEEDS, TrainConfig, field_types, option
 from spinalnet.errors import UsageError, did_you_mean
 from spinalnet.heads.spec import ArmSpec, parse_arm, parse_arms, split_arms

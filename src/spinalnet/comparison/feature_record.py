@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from spinalnet.records import read_record, write_record
+from spinalnet.files import read_record, write_record
 
 RECORD = "feature_cache.json"
 FORMAT = 1

@@ -1,7 +1,9 @@
 """A comparison's grid: every (arm, tuning value, seed) run, and where each one lives (no framework import).
 
 Runs are listed seed by seed, and within a seed by tuning value and arm, so that the consecutive shares of
-``--shard`` give each shard whole seeds where they can. Without ``--tune`` a run lives in
+``--shard`` give each shard whole seeds where they can. A shard (``--shard K/N``: the K-th of N consecutive parts,
+K from 1 as in ``--array=1-N``) is a separate process writing into the ``--output`` every shard shares; its grid's
+options are recorded in ``comparison.json``, so a shard with other options is refused before it writes anything. Without ``--tune`` a run lives in
 ``runs/<arm>-seed<N>``; with it, in ``runs/<arm>-<option>=<value>-seed<N>``.
 """
 
@@ -9,9 +11,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from spinalnet.errors import OptionError, UsageError, unknown_name
 from spinalnet.heads.spec import ArmSpec, format_value
@@ -105,3 +108,33 @@ def check_tune(tune: dict[str, list[Any]], whole: set[str]) -> dict[str, list[An
     if size > MAX_GRID_POINTS:
         raise UsageError(f"--tune makes {size} combinations, more than {MAX_GRID_POINTS}")
     return checked
+
+
+T = TypeVar("T")
+Shard = tuple[int, int]
+
+
+def parse_shard(text: str | None) -> Shard | None:
+    """``"2/4"`` -> ``(2, 4)``: the second of four shares; None when not sharded."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise UsageError(f"--shard must be K/N with 1 <= K <= N (e.g. 1/4 for the first of four shares), "
+                         f"got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def check_shards(shard: Shard | None, runs: int) -> None:
+    if shard is not None and shard[1] > runs:
+        raise UsageError(f"--shard {shard[0]}/{shard[1]}: this comparison has {runs} runs (heads x tuning values x "
+                         f"--seeds), so at most {runs} shards; some shards would have nothing to train")
+
+
+def share(runs: list[T], shard: Shard | None) -> list[T]:
+    """The runs shard ``(k, n)`` trains: the k-th of n consecutive, nearly equal parts of the grid, so a
+    seed's runs mostly go to one shard (and each shard gets every arm's costs); all when not sharded."""
+    if shard is None:
+        return list(runs)
+    k, n = shard
+    return runs[(k - 1) * len(runs) // n:k * len(runs) // n]

@@ -19,10 +19,9 @@ from torch import nn
 
 from spinalnet.comparison.config import CompareConfig
 from spinalnet.comparison.feature_cache import cache_plan, check_cache_dir, check_views
-from spinalnet.comparison.grid import GridRun, run_path
+from spinalnet.comparison.grid import GridRun, Shard, check_shards, parse_shard, run_path, share
 from spinalnet.comparison.records import ComparisonRecord, check_grid
 from spinalnet.comparison.results_file import RESULTS, ComparisonSummary, read_results
-from spinalnet.comparison.shards import Shard, check_shards, parse_shard, share
 from spinalnet.comparison.workers import check_jobs
 from spinalnet.data import DataSplits, load_dataset
 from spinalnet.engine.checkpoints import read_checkpoint_state

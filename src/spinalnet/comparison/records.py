@@ -22,12 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from spinalnet.comparison.grid import GridRun, grid
-from spinalnet.comparison.shards import Shard
+from spinalnet.comparison.grid import GridRun, Shard, grid
 from spinalnet.engine.config import TrainConfig, result_options
 from spinalnet.errors import UsageError
 from spinalnet.heads.spec import parse_arms
-from spinalnet.records import read_record, write_record
+from spinalnet.files import read_record, write_record
 
 RECORD = "comparison.json"
 LOCK = ".comparison.lock"

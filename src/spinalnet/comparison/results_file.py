@@ -3,7 +3,7 @@
 framework import).
 
 Format 3 (this version) adds each arm's ``epochs``, ``best_epoch`` and ``still_improving`` per seed, the
-comparison's ``convergence`` (:mod:`spinalnet.comparison.convergence`) and its ``deploy_check``. Format 2 has
+comparison's ``convergence`` (:func:`spinalnet.comparison.contrasts.assess`) and its ``deploy_check``. Format 2 has
 ``arms`` (each arm's spec and its lists over seeds, parameters and head), ``contrasts`` (every arm against the
 reference arm: ``difference_mean`` is reference minus arm, ``difference_ci95``, ``p_value``, ``p_holm``, ...) and
 ``tune``. A format 1 file (two heads, ``fc`` and ``spinal`` at the top level) is read as the arms fc and spinal,
@@ -21,10 +21,12 @@ from typing import Any
 from spinalnet.comparison.contrasts import ArmSummary, Contrast, Predictions, contrasts, known_fields, missing_fields
 from spinalnet.engine.predictions import PREDICTIONS_FILE, read_predictions
 from spinalnet.errors import UsageError
-from spinalnet.records import migrate, write_record
+from spinalnet.files import migrate, write_record
 
 RESULTS = "results.json"
 FORMAT = 3
+#: A regression study's results.json (``targets``): format 1, no migration yet.
+REGRESSION_FORMAT = 1
 KINDS = "the results.json of compare, regress or reproduce"
 
 
@@ -94,7 +96,8 @@ def results_from(data: Any, path: Path) -> ComparisonSummary | dict[str, Any]:
     """:func:`read_results` of JSON already read from ``path``."""
     if not isinstance(data, dict):
         raise UsageError(f"{path}: holds a JSON {type(data).__name__}, not a results file; expected {KINDS}")
-    if "targets" in data:  # a regression study (spinalnet.regression): no format of its own yet
+    if "targets" in data:  # a regression study (spinalnet.regression)
+        migrate(data, REGRESSION_FORMAT, {}, path)  # refuses one a newer spinalnet wrote
         _check_regression(data, path)
         return data
     is_two_heads = {"fc", "spinal"} <= data.keys() and all(isinstance(data[h], dict) for h in ("fc", "spinal"))
@@ -114,6 +117,12 @@ def results_from(data: Any, path: Path) -> ComparisonSummary | dict[str, Any]:
         _require(Contrast, item, "a contrast", path)
     _require(ComparisonSummary, data, "the file", path)
     return ComparisonSummary.from_dict(data, Path(path))
+
+
+def write_regression_results(out: Path, data: dict[str, Any]) -> None:
+    """A regression study's ``results.json`` (``targets``, ``config``, provenance): the one writer of the file name
+    for both kinds of results."""
+    write_record(Path(out) / RESULTS, data, REGRESSION_FORMAT)
 
 
 #: What each model of a regression target holds (spinalnet.regression.study writes them).

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from spinalnet.comparison.contrasts import Predictions, arm_summary, choose, contrasts
-from spinalnet.comparison.convergence import assess
+from spinalnet.comparison.contrasts import assess
 from spinalnet.comparison.feature_record import FeatureCacheRecord
 from spinalnet.comparison.grid import GridRun, point_slug, run_path
 from spinalnet.comparison.records import ComparisonRecord
@@ -128,7 +128,7 @@ def write_summary(out: Path, log=print, deploy_check: dict[str, Any] | None = No
 def write_csv(everything: list[GridRun], results: dict[GridRun, RunResult], chosen: set[GridRun],
               path: Path) -> None:
     """One row per run of the grid (tuning values that were not chosen included)."""
-    from spinalnet.comparison.convergence import still_improving
+    from spinalnet.comparison.contrasts import still_improving
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -191,7 +191,7 @@ def format_table(summary: ComparisonSummary, schedule: str | None = None) -> str
 
 def convergence_line(summary: ComparisonSummary) -> str:
     """``not converged: ...`` when the runs were still learning at their last epoch, else nothing."""
-    from spinalnet.comparison.convergence import Convergence
+    from spinalnet.comparison.contrasts import Convergence
 
     if not summary.convergence:
         return ""

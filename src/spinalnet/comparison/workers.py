@@ -24,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
-from spinalnet.errors import OptionError, StoppedEarly, TrainingError, UsageError
+from spinalnet.errors import OptionError, Resumable, StoppedEarly, TrainingError, UsageError
 from spinalnet.interrupts import CtrlC
 from spinalnet.engine.machine import cpu_cores, mps_available
 
@@ -107,6 +107,8 @@ def _train_in_worker(config: Any, label: str, test: bool) -> Any:
         return result
     except OptionError as err:  # its own one-line error, naming the run
         raise UsageError(f"{name}{err.for_command_line()}") from None
+    except Resumable as err:  # the same error, naming the run, with the directory its resume hint names
+        raise type(err)(f"{name}{err}", err.directory) from None
     except (UsageError, TrainingError) as err:
         raise (TrainingError if isinstance(err, TrainingError) else UsageError)(f"{name}{err}") from None
     finally:
@@ -126,7 +128,7 @@ def _interrupt_workers(stop: Any) -> None:
 
 
 def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int, log: Callable[[str], None],
-                     test: bool, names: list[str], on_done: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+                     test: bool, names: list[str], on_done: Callable[[Any], None]) -> list[Any]:
     """Train checked ``configs`` (named ``names`` in their output lines) in ``workers`` processes; ``on_done``
     sees each result as it comes; results in the order of ``configs``.
 
@@ -136,51 +138,73 @@ def train_in_workers(configs: list[Any], splits: Any, workers: int, gpus: int, l
 
     context = tmp.get_context("spawn")
     threads = max(1, cpu_cores() // workers)
-    slots = None
-    if gpus:  # the GPUs this process was given (CUDA_VISIBLE_DEVICES may name a subset, or UUIDs)
-        visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-        ids = visible[:gpus] if visible else [str(i) for i in range(gpus)]
-        slots = context.Queue()
-        for index in range(workers):
-            slots.put(ids[index % len(ids)])
-    where = "one GPU each" if gpus else f"{threads} CPU thread(s) each"
-    log(f"training {len(configs)} runs in {workers} worker processes ({where})")
+    slots = _gpu_slots(context, workers, gpus)
+    log(f"training {len(configs)} runs in {workers} worker processes "
+        f"({'one GPU each' if gpus else f'{threads} CPU thread(s) each'})")
     stop = context.Event()
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                initargs=(splits, threads, slots, stop))
-    # Workers start with SIGINT ignored, so a Ctrl-C while they import torch cannot abort them half-made;
-    # each installs the CLI's handler once its imports are done. Every worker is started by these submits.
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    futures = _submit(pool, configs, names, test)
     try:
-        futures: list[Future] = [pool.submit(_train_in_worker, c, n, test) for c, n in zip(configs, names)]
-    finally:
-        signal.signal(signal.SIGINT, handler)
-    try:
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done:
-                error = future.exception()
-                if isinstance(error, BrokenProcessPool):  # a worker was killed (e.g. out of memory)
-                    directory = Path(configs[0].output).parent.parent  # DIR/runs/<run>: the comparison's
-                    raise StoppedEarly("a worker process died before its run ended (killed, or out of memory?); "
-                                       "finished runs are kept", directory) from None
-                if error is not None:
-                    raise error
-                on_done(future.result())
+        _collect(futures, Path(configs[0].output).parent.parent, on_done)
         pool.shutdown(wait=True)
         return [f.result() for f in futures]
     except BaseException:
-        _interrupt_workers(stop)
         try:
-            pool.shutdown(wait=True, cancel_futures=True)
-        except BaseException:  # a second Ctrl-C: stop waiting for the workers' graceful stop
-            for child in multiprocessing.active_children():
-                child.kill()
-            raise
+            _stop_workers(pool, stop)
         finally:
             # Release the pool's semaphores now: after Ctrl-C the CLI leaves with os._exit, which runs no
             # finalizer, and multiprocessing's resource tracker would warn about them.
             del pool, futures, stop, slots
             gc.collect()
+        raise
+
+
+def _gpu_slots(context: Any, workers: int, gpus: int) -> Any:
+    """A queue of the GPU ids workers take one each (CUDA_VISIBLE_DEVICES may name a subset, or UUIDs); None
+    without GPUs."""
+    if not gpus:
+        return None
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    ids = visible[:gpus] if visible else [str(i) for i in range(gpus)]
+    slots = context.Queue()
+    for index in range(workers):
+        slots.put(ids[index % len(ids)])
+    return slots
+
+
+def _submit(pool: ProcessPoolExecutor, configs: list[Any], names: list[str], test: bool) -> list[Future]:
+    """Every run, queued. Workers start with SIGINT ignored, so a Ctrl-C while they import torch cannot abort them
+    half-made; each installs the CLI's handler once its imports are done. Every worker is started by these submits."""
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return [pool.submit(_train_in_worker, c, n, test) for c, n in zip(configs, names)]
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
+def _collect(futures: list[Future], directory: Path, on_done: Callable[[Any], None]) -> None:
+    """Wait for every run; the first failure is raised (a killed worker as :class:`StoppedEarly` on the
+    comparison's ``directory``, which ``--resume`` continues)."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+        for future in done:
+            error = future.exception()
+            if isinstance(error, BrokenProcessPool):  # a worker was killed (e.g. out of memory)
+                raise StoppedEarly("a worker process died before its run ended (killed, or out of memory?); "
+                                   "finished runs are kept", directory) from None
+            if error is not None:
+                raise error
+            on_done(future.result())
+
+
+def _stop_workers(pool: ProcessPoolExecutor, stop: Any) -> None:
+    """After a failure or Ctrl-C: no queued run starts, running ones stop; a second Ctrl-C kills them."""
+    _interrupt_workers(stop)
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:  # a second Ctrl-C: stop waiting for the workers' graceful stop
+        for child in multiprocessing.active_children():
+            child.kill()
         raise

@@ -98,6 +98,19 @@ def split_fraction(n: int, fraction: float, seed: int, what: str = "validation")
     return perm[size:].sort().values, perm[:size].sort().values
 
 
+def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """(rest, part) indices, ``part`` holding ``round(fraction * n_k)`` of each class k, drawn with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    rest, part = [], []
+    for k in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == k).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        take = round(fraction * len(members))
+        part.append(members[:take])
+        rest.append(members[take:])
+    return torch.cat(rest).sort().values, torch.cat(part).sort().values
+
+
 class ArrayLoader:
     """Iterates over whole batches of an :class:`ImageArrays`, shuffled by (seed, epoch), sharded by rank.
 

@@ -10,25 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from spinalnet.data.arrays import ImageArrays
+from spinalnet.data.arrays import ImageArrays, stratified_split
 from spinalnet.errors import UsageError
 
 TEST_FRACTION = 0.2
-
-
-def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    """(rest, part) indices, ``part`` holding ``round(fraction * n_k)`` of each class k, drawn with ``seed``."""
-    generator = torch.Generator().manual_seed(seed)
-    rest, part = [], []
-    for k in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == k).flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        take = round(fraction * len(members))
-        part.append(members[:take])
-        rest.append(members[take:])
-    return torch.cat(rest).sort().values, torch.cat(part).sort().values
 
 
 def load_digits_arrays(split_seed: int) -> tuple[ImageArrays, ImageArrays]:

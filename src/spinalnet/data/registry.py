@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,8 @@ from typing import Callable, Union
 import torch
 from torch.utils.data import Dataset
 
-from spinalnet.data import folders, npz, quickdraw, vision_sets
-from spinalnet.data.arrays import ImageArrays, split_fraction
+from spinalnet.data import folders, npz
+from spinalnet.data.arrays import ImageArrays, split_fraction, stratified_split
 from spinalnet.data.augment import TRANSFER
 from spinalnet.data.folders import FileImages
 from spinalnet.data.locate import DataOptions
@@ -229,8 +230,6 @@ def _in_memory(name: str, train_pool: ImageArrays, test: ImageArrays, options: D
     num_classes = num_classes or infer_classes(name, train_pool, test)
     _check_labels(train_pool, test, num_classes, name)
     if stratified:
-        from spinalnet.data.digits import stratified_split
-
         train_idx, val_idx = stratified_split(train_pool.labels, options.val_fraction, options.split_seed)
     else:
         train_idx, val_idx = split_fraction(len(train_pool), options.val_fraction, options.split_seed)
@@ -290,6 +289,20 @@ def _stats_sample(count: int, options: DataOptions) -> torch.Tensor:
     return chosen.sort().values
 
 
+#: The loaders of the registry's in-memory kinds, as ``module:function``: imported when a dataset of that kind is
+#: loaded, so a run loads only its own dataset's code (npz and image folders are loaded here, always).
+ARRAY_LOADERS = {"idx": "spinalnet.data.vision_sets:load_idx_dataset",
+                 "emnist": "spinalnet.data.vision_sets:load_emnist",
+                 "qmnist": "spinalnet.data.vision_sets:load_qmnist",
+                 "cifar": "spinalnet.data.vision_sets:load_cifar",
+                 "svhn-stl": "spinalnet.data.vision_sets:load_svhn_stl"}
+
+
+def _loader(path: str) -> Callable:
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def load_dataset(name: str, options: DataOptions | None = None) -> DataSplits:
     """Resolve ``name`` (a registered name, ``folder:PATH`` or ``npz:PATH``) into train / val / test."""
     options = options or DataOptions()
@@ -301,24 +314,18 @@ def load_dataset(name: str, options: DataOptions | None = None) -> DataSplits:
         return _files(name, train, test, options, classes)
     check_dataset_name(name)
     info = DATASETS[name]
-    loaders: dict[str, Callable] = {
-        "idx": vision_sets.load_idx_dataset, "emnist": vision_sets.load_emnist,
-        "qmnist": vision_sets.load_qmnist, "cifar": vision_sets.load_cifar, "svhn-stl": vision_sets.load_svhn_stl,
-    }
-    if info.kind in loaders:
-        train, test = loaders[info.kind](name, options)
+    if info.kind in ARRAY_LOADERS:
+        train, test = _loader(ARRAY_LOADERS[info.kind])(name, options)
         fixed = {"emnist-letters": 26, "emnist-balanced": 47, "cifar100": 100}.get(name, 10)
         return _in_memory(name, train, test, options, info.augment, num_classes=fixed)
     if info.kind == "digits":
-        from spinalnet.data.digits import load_digits_arrays
-
-        train, test = load_digits_arrays(options.split_seed)
+        train, test = _loader("spinalnet.data.digits:load_digits_arrays")(options.split_seed)
         return _in_memory(name, train, test, options, info.augment, 10, stratified=True)
     if info.kind == "quickdraw":
-        train, test, categories = quickdraw.load_quickdraw(options)
+        train, test, categories = _loader("spinalnet.data.quickdraw:load_quickdraw")(options)
         return _in_memory(name, train, test, options, info.augment, len(categories), categories)
     if info.kind == "per-sample":
-        train, test = vision_sets.load_per_sample(name, options)
+        train, test = _loader("spinalnet.data.vision_sets:load_per_sample")(name, options)
         return _files(name, train, test, options, None, photos=True)
     root = folders.find_folder_root(name, options)
     train, test, classes = folders.load_folder(root, options)

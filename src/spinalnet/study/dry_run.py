@@ -91,7 +91,7 @@ def _data(config) -> tuple[str, dict[str, Any] | None]:
 
 
 def _weights(config) -> tuple[str, bool]:
-    from spinalnet.models.named_weights import NAMED, is_named, source_file, weights_cache
+    from spinalnet.models.convert import NAMED, is_named, source_file, weights_cache
 
     if config.pretrained is None:
         return "", True
@@ -145,7 +145,7 @@ def _estimate(config, facts: dict[str, Any], cached: bool, runs_left: int) -> fl
 
 
 def _input(config, facts: dict[str, Any]) -> dict[str, Any]:
-    from spinalnet.engine.inputs import decide_input
+    from spinalnet.engine.module import decide_input
 
     return decide_input(config, facts["channels"], tuple(facts["image_size"]), tuple(facts["mean"]),
                         tuple(facts["std"]), 1.0, tuple(facts["classes"])).to_dict()

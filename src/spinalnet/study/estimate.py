@@ -71,7 +71,7 @@ def forward_flops(model: torch.nn.Module, shape: tuple[int, ...]) -> float:
 def model_flops(config: Any, facts: dict[str, Any]) -> tuple[float, float]:
     """Forward FLOPs per image of a run's whole model and of its backbone alone (at its input size)."""
     from spinalnet.engine.module import build_model
-    from spinalnet.engine.inputs import recorded_input
+    from spinalnet.engine.module import recorded_input
 
     spec = recorded_input(config, facts)
     blank = type(config)(**{**config.to_dict(), "pretrained": None, "freeze_backbone": False})

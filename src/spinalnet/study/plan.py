@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from spinalnet.comparison.config import CompareConfig
-from spinalnet.comparison.grid import GridRun, grid
+from spinalnet.comparison.grid import GridRun, Shard, parse_shard, share
 from spinalnet.comparison.results_file import RESULTS, ComparisonSummary, read_results
-from spinalnet.comparison.shards import Shard, parse_shard, share
 from spinalnet.errors import OptionError, UsageError
 from spinalnet.rundir import RunDir, open_run_dir, timestamped
 from spinalnet.study.config import StudyConfig

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from spinalnet.records import read_record, write_record
+from spinalnet.files import read_record, write_record
 
 RECORD = "study.json"
 FORMAT = 1
