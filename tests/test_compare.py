@@ -321,3 +321,43 @@ def test_a_comparison_without_a_spinal_reference_says_so_everywhere(npz_file, tm
     cells = dict(zip(header, (c.strip() for c in row.strip("|").split("|"))))
     assert "measured: Spinal" not in cells  # empty in every row: left out
     assert cells["does the Spinal head help?"] == "no answer: the reference arm linear is not a Spinal head"
+
+
+@pytest.mark.slow
+def test_compacting_a_comparison_of_the_earlier_layout_keeps_every_statistic(tmp_path):
+    """docs/results was compacted with compact_comparison: each run's labels, classes and logits in int64 and
+    float32 (the earlier layout) become the classes in one byte and the labels once, and the summary made from them
+    (means, paired differences, intervals, p-values) is the same."""
+    from spinalnet.comparison.summary import write_summary
+    from spinalnet.engine.predictions import LABELS_FILE, compact_comparison
+
+    from conftest import make_images
+
+    x, y = make_images(320, classes=4, size=28)
+    rng = np.random.default_rng(0)
+    noisy = rng.random(len(y)) < 0.3  # some labels random, so that the seeds differ and the tests have a spread
+    y[noisy] = rng.integers(0, 4, int(noisy.sum()))
+    np.savez(tmp_path / "noisy.npz", x=x, y=y.astype(np.int64))
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", f"npz:{tmp_path / 'noisy.npz'}", "--heads", "fc,spinal", "--seeds", "3",
+                 "--output", str(out), *FAST, "--lr", "0.002"]) == 0  # a low rate: runs not yet at the same place
+    runs = sorted(out.glob("runs/*/predictions.npz"))
+    for path in runs:  # the earlier layout: labels and logits in every run, int64 classes
+        arrays = read_predictions(path)
+        logits = rng.normal(size=(len(arrays["y_pred"]), 4)).astype(np.float32)
+        logits[np.arange(len(logits)), arrays["y_pred"]] += 10.0
+        np.savez_compressed(path, y_true=arrays["y_true"], y_pred=arrays["y_pred"], logits=logits)
+    (out / LABELS_FILE).unlink()
+    legacy = {path: read_predictions(path) for path in runs}
+    before = json.loads(json.dumps(write_summary(out, log=lambda *_: None).to_dict()))
+    size_before, size_after = compact_comparison(out)
+    assert size_after < size_before / 3
+    for path in runs:
+        with np.load(path) as stored:
+            assert sorted(stored.files) == ["y_pred"] and stored["y_pred"].dtype == np.uint8
+        compacted = read_predictions(path)
+        assert np.array_equal(compacted["y_true"], legacy[path]["y_true"])
+        assert np.array_equal(compacted["y_pred"], legacy[path]["y_pred"])
+    after = json.loads(json.dumps(write_summary(out, log=lambda *_: None).to_dict()))
+    assert after["arms"] == before["arms"] and after["contrasts"] == before["contrasts"]
+    assert after["contrasts"][0]["p_value"] is not None
