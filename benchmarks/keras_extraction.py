@@ -12,7 +12,8 @@ given the same glibc settings. The two alternate, round by round, after a first 
 that is not timed; each side prints its images per second per round, then the ratio of the medians.
 Both use every core (torch's threads, XLA's); do not trust figures from a machine that other work shares.
 ``--native-depthwise`` times Keras' own DepthwiseConv2D on JAX instead (XLA's grouped convolution): what
-``spinalnet.keras.depthwise`` replaces.
+``spinalnet.keras.depthwise`` replaces. ``--skip-depthwise`` replaces every depthwise convolution on both sides by
+a strided slice of the same output shape: the difference to a normal run is what those convolutions cost.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from spinalnet.keras import efficientnet_lite, extract_features, read_preset
 from spinalnet.keras.depthwise import DepthwiseConv2D
 if sys.argv[3] == "native":  # XLA's grouped convolution, as keras.layers.DepthwiseConv2D runs it
     DepthwiseConv2D.call = keras.layers.DepthwiseConv2D.call
+if sys.argv[3] == "skipped":  # every depthwise convolution a strided slice: what the rest of the model costs
+    DepthwiseConv2D.call = lambda self, x: x[:, ::self.strides[0], ::self.strides[1], :]
 preset = read_preset(sys.argv[1])
 backbone = efficientnet_lite(preset, input_shape=(64, 64, 3))
 norm = dict(mean=preset.preprocessing["mean"], std=preset.preprocessing["std"])
@@ -50,7 +53,7 @@ for line in sys.stdin:  # one timed pass per line the parent sends
 """
 
 
-def torch_side(preset: Path, images: np.ndarray):
+def torch_side(preset: Path, images: np.ndarray, skip_depthwise: bool = False):
     import timm
     import torch
     from safetensors.torch import load_file
@@ -63,6 +66,19 @@ def torch_side(preset: Path, images: np.ndarray):
     net = timm.create_model("tf_efficientnet_lite0")
     net.load_state_dict(load_file(str(preset / "model.safetensors")))
     net = net.eval().to(memory_format=torch.channels_last)
+    if skip_depthwise:
+        class StridedSlice(torch.nn.Module):  # a depthwise convolution's output shape, none of its work
+            def __init__(self, stride: int) -> None:
+                super().__init__()
+                self.stride = stride
+
+            def forward(self, x):
+                return x[:, :, ::self.stride, ::self.stride]
+
+        for name, module in list(net.named_modules()):
+            if isinstance(module, torch.nn.Conv2d) and module.groups == module.in_channels > 1:
+                parent, child = name.rsplit(".", 1)
+                setattr(net.get_submodule(parent), child, StridedSlice(module.stride[0]))
     prepare = DeviceTransform((0.5,) * 3, (0.5,) * 3, size=(64, 64), channels=3)
     x = torch.from_numpy(images)[:, None]
 
@@ -84,6 +100,10 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1,024 images, 2 rounds")
     parser.add_argument("--native-depthwise", action="store_true",
                         help="Keras' own DepthwiseConv2D on JAX (XLA's grouped convolution) instead of ours")
+    parser.add_argument("--skip-depthwise", action="store_true",
+                        help="both sides with every depthwise convolution replaced by a strided slice (the same "
+                             "shapes, none of its work): the rest of the model's rate, so that the difference to a "
+                             "normal run is what the depthwise convolutions cost on each side")
     args = parser.parse_args()
     if args.quick:
         args.images, args.rounds = 1024, 2
@@ -97,12 +117,12 @@ def main() -> int:
     write_timm_preset(Path(EfficientnetLite0ModelFile.get_model_file_path()), "timm:tf_efficientnet_lite0", preset)
     images = read_idx(FASHION)[: args.images]
     np.save(work / "images.npy", images)
-    torch_run = torch_side(preset, images)
+    torch_run = torch_side(preset, images, args.skip_depthwise)
     torch_run()  # warm-up
     env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(ROOT / "src"),
            "MALLOC_MMAP_THRESHOLD_": os.environ.get("MALLOC_MMAP_THRESHOLD_", str(1 << 30)),
            "MALLOC_TRIM_THRESHOLD_": os.environ.get("MALLOC_TRIM_THRESHOLD_", str(1 << 30))}
-    depthwise = "native" if args.native_depthwise else "ours"
+    depthwise = "skipped" if args.skip_depthwise else "native" if args.native_depthwise else "ours"
     keras = subprocess.Popen([str(ROOT / ".venv-jax/bin/python"), "-c", KERAS, str(preset), str(work / "images.npy"),
                               depthwise], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     rates: dict[str, list[float]] = {"PyTorch (timm)": [], "Keras on JAX": []}

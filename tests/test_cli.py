@@ -51,6 +51,14 @@ def test_unknown_option_exits_2_and_points_at_the_sub_command_s_help():
     assert done.stderr == "spinalnet: error: unrecognized arguments: --no-such-option (see spinalnet describe --help)\n"
 
 
+def test_options_are_never_abbreviated_and_a_near_miss_is_named():
+    """``compare --head fc`` is not ``--heads fc`` (a one-arm comparison): refused, with the option meant."""
+    done = run("compare", "--head", "fc", "--dataset", "digits", "--epochs", "1")
+    assert done.returncode == 2
+    assert done.stderr == ("spinalnet: error: unrecognized arguments: --head fc (did you mean '--heads'?) "
+                           "(see spinalnet compare --help)\n")
+
+
 def test_no_command_prints_the_help_and_one_error_line():
     done = run()
     assert done.returncode == 2 and "describe" in done.stdout

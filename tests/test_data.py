@@ -202,3 +202,18 @@ def test_array_loader_is_seeded_complete_and_sharded():
     ranks = [ArrayLoader(data, 5, shuffle=True, seed=1, rank=r, world_size=2) for r in (0, 1)]
     seen = [torch.cat([xb.flatten(1) for xb, _, _ in loader]) for loader in ranks]
     assert len(seen[0]) == len(seen[1]) == 25
+
+
+def test_a_folder_read_per_sample_is_fingerprinted_by_its_files(image_folder, monkeypatch):
+    """A folder too large for memory is read per sample; replacing one of its images must change the data's
+    fingerprint (the feature cache's key, eval's 'data differs' warning), as it does for an in-memory folder."""
+    from PIL import Image
+
+    from spinalnet.data import DataOptions, folders, load_dataset
+
+    monkeypatch.setattr(folders, "IN_MEMORY_BYTES", 0)
+    before = load_dataset(f"folder:{image_folder}", DataOptions())
+    assert not before.in_memory
+    assert load_dataset(f"folder:{image_folder}", DataOptions()).fingerprint == before.fingerprint
+    Image.new("RGB", (30, 30), (0, 0, 0)).save(image_folder / "test" / "bees" / "0.png")  # same name, other picture
+    assert load_dataset(f"folder:{image_folder}", DataOptions()).fingerprint != before.fingerprint

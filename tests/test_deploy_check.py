@@ -41,3 +41,28 @@ def test_ties_within_float_round_off_are_not_differences():
     found["y_pred"] = np.array([1, 1, 2, 3])
     found["logits"] = np.eye(4, dtype=np.float32)[[1, 1, 2, 3]] * 5
     assert _differences(stored, found) == 1
+
+
+def test_a_bf16_comparison_passes_its_check_and_eval_scores_what_it_reported(npz_file, tmp_path, capsys):
+    """eval and the deploy check test in the run's own precision: a bf16 comparison reproduces through them."""
+    import json
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", f"npz:{npz_file}", "--heads", "fc,spinal", "--seeds", "1", "--epochs", "1",
+                 "--batch-size", "32", "--precision", "bf16-mixed", "--output", str(out), "--no-progress"]) == 0
+    assert "deploy check: the saved models of" in capsys.readouterr().out
+    result = json.loads(next((out / "runs").glob("spinal*seed0*/result.json")).read_text())
+    assert main(["eval", result["best_checkpoint"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == result["test_acc"]
+    # eval given the comparison's directory names one of its checkpoints (a comparison has one per run)
+    assert main(["eval", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"spinalnet: error: {out} is a directory; give a checkpoint file such as "
+                   f"{out / 'runs' / 'fc-seed0' / 'checkpoints' / 'best.ckpt'} (2 in it: one per run)")
+
+
+def test_a_16_bit_run_counts_wider_ties():
+    from spinalnet.comparison.deploy_check import LOW_PRECISION_TIE, TIE, tie_for
+
+    assert tie_for("32-true") == tie_for("32") == tie_for("64-true") == TIE
+    assert tie_for("bf16-mixed") == tie_for("16-mixed") == tie_for("bf16-true") == LOW_PRECISION_TIE > TIE

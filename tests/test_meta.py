@@ -270,7 +270,9 @@ def test_ranks_and_critical_difference_match_autorank():
 def test_ranking_edges():
     alike = rank_arms({s: {"a": 1.0, "b": 2.0, "c": 3.0} for s in "xyz"})  # every setting ranks the arms alike
     assert alike.mean_ranks == (3.0, 2.0, 1.0) and alike.chi2 == pytest.approx(6.0)
-    assert alike.f == math.inf and alike.f_p == 0.0 and alike.as_dict()["f"] is None
+    assert alike.f == math.inf and alike.as_dict()["f"] is None
+    assert alike.f_p == pytest.approx(1 / 36)  # exact: 3! orders, the other two settings agree with the first
+    assert rank_arms({s: {"a": 1.0, "b": 2.0} for s in "xy"}).f_p == pytest.approx(0.5)  # a coin's chance
     equal = rank_arms({s: {"a": 1.0, "b": 1.0, "c": 1.0} for s in "xyz"})
     assert equal.chi2 == 0.0 and equal.f == 0.0 and equal.f_p == 1.0 and equal.cliques == (("a", "b", "c"),)
     single = rank_arms({"x": {"a": 1.0, "b": 2.0}})

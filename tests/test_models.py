@@ -131,3 +131,14 @@ def test_zoo_models_refuse_pretrained():
     with pytest.raises(UsageError, match="vgg5 has no pretrained weights"):
         create_model("vgg5", 10, pretrained="imagenet")
     assert set(MODELS) >= {"default-cnn", "arch2", "vgg5", "cifar-cnn", "vgg19bn", "resnet18-cifar", "resnet34-cifar"}
+
+
+def test_a_model_given_images_too_small_names_the_smallest_usual_size_it_takes():
+    from spinalnet.errors import UsageError
+    from spinalnet.models.mnist import DefaultCNNFeatures
+    from spinalnet.models.shapes import feature_width
+
+    with pytest.raises(UsageError, match=r"cannot take 1x8x8 images \(.*\); --image-size 16 is the smallest of the "
+                                         r"usual sizes it takes$"):
+        feature_width(DefaultCNNFeatures(1), 1, (8, 8))
+    assert feature_width(DefaultCNNFeatures(1), 1, (16, 16)) > 0

@@ -92,6 +92,14 @@ def test_a_study_writes_its_files_and_pools_what_its_settings_found(data, tmp_pa
     half = 4.302652729911275 * math.sqrt(q / np.sum(w))  # t(0.975, K - 1 = 2)
     assert pooled["difference"] == pytest.approx(mu, abs=1e-4) and pooled["tau2"] == pytest.approx(tau2, abs=1e-4)
     assert pooled["ci95"] == pytest.approx([mu - half, mu + half], abs=1e-3)
+    # a study directory moved elsewhere (or copied to another machine) still reports every setting it ran
+    moved = tmp_path / "elsewhere" / "study"
+    moved.parent.mkdir()
+    out.rename(moved)
+    capsys.readouterr()
+    assert main(["report", str(moved)]) == 0
+    reported = capsys.readouterr().out
+    assert "3 of 3 settings finished" in reported and f"{pooled['difference']:+.2f} points" in reported
 
 
 def test_a_from_setting_is_pooled_as_it_is(data, tmp_path):
@@ -171,7 +179,9 @@ def test_the_paper_transfer_study_plans_without_its_data(tmp_path, capsys, monke
     ({"settings": [{"name": "a", "dataset": "npz:X", "modle": "vgg5"}]}, "did you mean 'model'?"),
     ({"settings": [{"name": "a", "dataset": "npz:X", "model": "vgg-5"}]}, "setting a: unknown model 'vgg-5'"),
     ({"settings": [{"name": "a", "dataset": "npz:X", "model": "timm:tf_efficientnet_lite0",
-                    "pretrained": "efficientnet-lite9"}]}, "setting a: pretrained weights file"),
+                    "pretrained": "efficientnet-lite9"}]},
+     "setting a: --pretrained efficientnet-lite9: no such weights file, and not a named set of weights "
+     "(did you mean 'efficientnet-lite2'?)"),
     ({"settings": [{"name": "a", "dataset": "npz:X", "heads": "fc"}]}, "heads is the study's, not a setting's"),
     ({"settings": [{"name": "a", "from": "NOWHERE"}]}, "from: NOWHERE is not a directory"),
 ])
@@ -216,3 +226,29 @@ def test_a_resumed_study_may_add_seeds_but_not_change_its_arms_or_settings(data,
         assert main(["study", str(tmp_path / "changed.yaml"), "--output", str(out), "--resume"]) == 2
         assert message in capsys.readouterr().err
         assert (out / "study.json").read_bytes() == summary
+
+
+def test_a_setting_that_stops_is_exit_1_and_a_bug_of_ours_is_never_dressed_as_the_user_s(data, tmp_path, capsys,
+                                                                                             monkeypatch):
+    """A setting's training error is exit 1 with the way to continue; a deploy-check failure (a bug in spinalnet)
+    is exit 1 as it is, never exit 2 with a --resume that would only fail again."""
+    from spinalnet.errors import ReproductionError, TrainingError
+    from spinalnet.study import execute
+
+    def stops(*args, **kwargs):
+        raise TrainingError("loss is NaN at epoch 1")
+
+    monkeypatch.setattr(execute, "compare", stops)
+    config = _study(tmp_path, data, settings=1, seeds=1)
+    assert main(["study", str(config), "--output", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("spinalnet: error: setting s0: loss is NaN at epoch 1")
+    assert "to continue it: spinalnet study" in err[0] and "--resume" in err[0]
+
+    def bug(*args, **kwargs):
+        raise ReproductionError("[fc seed 0] its saved model ... This is a bug in spinalnet; please report it")
+
+    monkeypatch.setattr(execute, "compare", bug)
+    assert main(["study", str(config), "--output", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "This is a bug in spinalnet" in err[0] and "--resume" not in err[0]

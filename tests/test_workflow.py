@@ -15,6 +15,7 @@ import torch
 import spinalnet
 from conftest import make_images
 from spinalnet.commands.cli import main
+from spinalnet.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,19 @@ def test_load_gives_an_eval_model_with_its_normalisation_and_classes(trained):
     assert [model.classes[i] for i in logits.argmax(1).tolist()] == names
     assert spinalnet.predict(trained / "checkpoints" / "best.ckpt", x[:3]) == names[:3]
     assert "load" in spinalnet.__all__ and "predict" in spinalnet.__all__
+
+
+def test_predict_puts_mixed_uint8_and_float_images_on_one_scale_and_refuses_0_255_floats(trained):
+    model = spinalnet.load(trained / "checkpoints" / "best.ckpt")
+    x, _ = make_images(6, classes=4, seed=3)
+    as_uint8 = spinalnet.predict(model, x)
+    as_float = spinalnet.predict(model, x.astype(np.float32) / 255)
+    assert as_float == as_uint8
+    assert spinalnet.predict(model, [x[:3], x[3:].astype(np.float32) / 255]) == as_uint8  # one list, both kinds
+    with pytest.raises(UsageError, match=r"float images must hold values in \[0, 1\], found 0\.\.255"):
+        spinalnet.predict(model, np.full((2, 28, 28), 255.0, dtype=np.float32) * np.arange(2)[:, None, None])
+    with pytest.raises(UsageError, match="float images must hold values in"):
+        spinalnet.predict(model, np.full((28, 28), np.nan, dtype=np.float32))
 
 
 def test_class_names_are_in_the_result_the_checkpoint_and_every_export(trained, tmp_path):

@@ -284,7 +284,7 @@ class Ranking:
     """The arms ranked within each setting (1 = best accuracy, ties averaged) and compared across settings
     (Demsar 2006): ``mean_ranks`` per arm; the Friedman test on them (``chi2``, ``chi2_p``, k - 1 df) and Iman and
     Davenport's F (``f``, ``f_df``, ``f_p``; infinite when every setting ranks the arms alike, written as None in
-    JSON); the Nemenyi critical difference ``cd`` = ``q_alpha`` sqrt(k (k + 1) / (6 N)); ``cliques``: maximal
+    JSON, and then ``f_p`` is the exact permutation p of that agreement, (1 / k!) ** (N - 1)); the Nemenyi critical difference ``cd`` = ``q_alpha`` sqrt(k (k + 1) / (6 N)); ``cliques``: maximal
     groups of arms (best first) whose mean ranks differ by less than ``cd`` (not significantly different)."""
 
     arms: tuple[str, ...]
@@ -365,7 +365,10 @@ def rank_arms(accuracy: Mapping[str, Mapping[str, float]], alpha: float = ALPHA)
     df1, df2 = k - 1, (k - 1) * (n - 1)
     denominator = n * (k - 1) - chi2
     f = (n - 1) * chi2 / denominator if denominator > 1e-12 else math.inf
-    f_p = float(stats.f.sf(f, df1, df2)) if math.isfinite(f) else 0.0
+    # F's denominator vanishes only when every setting ranks the arms in the same strict order, where the F
+    # distribution says nothing; under the null every one of the k! orders is equally likely in each setting, so
+    # the chance that N settings all agree with the first is exactly (1 / k!) ** (N - 1).
+    f_p = float(stats.f.sf(f, df1, df2)) if math.isfinite(f) else float(math.factorial(k)) ** -(n - 1)
     q = nemenyi_q(k, alpha)
     cd = q * math.sqrt(k * (k + 1) / (6 * n))
     return replace(base, chi2=chi2, chi2_p=float(stats.chi2.sf(chi2, df1)), f=f, f_df=(df1, df2), f_p=f_p,

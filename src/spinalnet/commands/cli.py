@@ -20,11 +20,26 @@ RESUMABLE = ("train", "compare", "reproduce", "study")
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, with its errors as the single ``spinalnet: error:`` line every other error gets."""
+    """argparse, with its errors as the single ``spinalnet: error:`` line every other error gets. Options are never
+    abbreviated: ``compare --head fc`` would otherwise be read as ``--heads fc``, a one-arm comparison."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        print(f"spinalnet: error: {_suggest(message)} (see {self.prog} --help)", file=sys.stderr)
+        print(f"spinalnet: error: {_suggest(message)}{self._closest_option(message)} (see {self.prog} --help)",
+              file=sys.stderr)
         raise SystemExit(2)
+
+    def _closest_option(self, message: str) -> str:
+        """`` (did you mean '--heads'?)`` for an unrecognised option; nothing otherwise."""
+        from spinalnet.errors import did_you_mean
+
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        given = next((word.split("=")[0] for word in message.split()[2:] if word.startswith("--")), None)
+        return did_you_mean(given, self._option_string_actions) if given else ""
 
 
 def _suggest(message: str) -> str:

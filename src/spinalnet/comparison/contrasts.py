@@ -173,7 +173,6 @@ def choose(val_means: dict[str, float | None]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- convergence
-# Whether a comparison's runs had finished learning when their budget ran out.
 # Whether a comparison's runs had finished learning when their budget ran out (no framework import).
 #
 # A run **was still improving** at its last epoch when all of these hold:

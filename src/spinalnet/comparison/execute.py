@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-from spinalnet.comparison.deploy_check import check_deploy, runs_to_check
+from spinalnet.comparison.deploy_check import check_deploy, runs_to_check, tie_for
 from spinalnet.comparison.feature_cache import feature_splits
 from spinalnet.comparison.feature_record import FeatureCacheRecord
 from spinalnet.comparison.grid import GridRun, run_path
@@ -87,7 +87,7 @@ def execute(plan: Plan, log: Callable[[str], None], experiment: dict[str, Any] |
     deploy = None
     if config.deploy_check:
         _, chosen = tuning_choice(everything, results, config.tune)
-        deploy = check_deploy(out, runs_to_check(everything, chosen), plan.splits, log)
+        deploy = check_deploy(out, runs_to_check(everything, chosen), plan.splits, log, tie_for(config.precision))
     return write_summary(out, log, deploy_check=deploy)
 
 

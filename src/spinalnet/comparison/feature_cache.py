@@ -264,8 +264,7 @@ def feature_splits(config: CompareConfig, splits: DataSplits, directory: Path, m
         splits, train=FeatureArrays(train["x"], train["y"], train.get("views")),
         val=FeatureArrays(features["val"]["x"], features["val"]["y"]),
         test=FeatureArrays(features["test"]["x"], features["test"]["y"]), augment="none",
-        backbone={**backbone_record(config.model, config.pretrained), "preprocessing": {
-            k: described[k] for k in ("image_size", "channels", "mean", "std")}},
+        backbone=backbone_record(config.model, config.pretrained),  # its input: the checkpoint's InputSpec
         known_fingerprint=splits.fingerprint)  # the images' (checkpoints record what was seen)
     # backbone passes the cached values cover: every split once, plus the augmented training views
     images = sum(len(features[name]["x"]) for name in SPLITS) + config.feature_views * len(train["x"])

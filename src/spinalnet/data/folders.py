@@ -25,7 +25,6 @@ from spinalnet.errors import UsageError, require_directory
 
 TRAIN_DIRS = ("train", "Training")
 TEST_DIRS = ("test", "Test", "val", "valid")
-FOLDER_DATASETS = {"cinic10", "bird225", "fruits360", "hymenoptera", "imagenet"}
 DOWNLOADS = {"hymenoptera": "https://download.pytorch.org/tutorial/hymenoptera_data.zip"}
 
 #: A pretrained backbone sees the centre 7/8 of each side (ImageNet's 224 of 256), as in its own training.
@@ -57,6 +56,18 @@ class FileImages(Dataset):
 
     def source(self, i: int) -> Any:
         return self.reader(int(self.indices[i]))
+
+    def file_stamp(self) -> bytes:
+        """Each file's name (within ``root``) and size in bytes, in order: a changed image changes the data's
+        fingerprint without reading every file. Not its modification time, which a copied folder changes too.
+        Empty for datasets whose reader gives PIL images (torchvision's), which are fixed releases."""
+        if not isinstance(self.reader, PathReader):
+            return b""
+        names = []
+        for i in self.indices.tolist():
+            path = self.reader(i)
+            names.append(f"{os.path.relpath(path, self.root) if self.root else path}:{os.stat(path).st_size}")
+        return "\n".join(names).encode()
 
     def subset(self, index: Tensor) -> "FileImages":
         return FileImages(self.reader, self.all_labels, self.indices[index], self.channels, self.size, self.root)

@@ -74,6 +74,7 @@ class DataSplits:
                 digest.update(f"{split.root}:{split.channels}:{split.size}".encode())
                 digest.update(split.indices.numpy().tobytes())
                 digest.update(split.labels.tobytes())
+                digest.update(split.file_stamp())
         return digest.hexdigest()
 
 
@@ -135,6 +136,13 @@ CLASS_NAMES: dict[str, list[str]] = {
 PREFIXED = {"folder:": "any ImageFolder tree: PATH/train + PATH/test, or one folder split 80/20",
             "npz:": "your arrays: x (N x H x W or N x C x H x W), y (N integer labels), optional x_test/y_test"}
 DEFAULT_FOLDER_SIZE = 224
+#: Registry kinds whose images are files (decoded per sample or into memory), not arrays
+FILE_KINDS = ("per-sample", "folder")
+
+
+def reads_image_files(name: str) -> bool:
+    """Whether dataset ``name`` is read from image files (``folder:PATH`` or a registry folder dataset)."""
+    return name.startswith("folder:") or (name in DATASETS and DATASETS[name].kind in FILE_KINDS)
 
 
 def dataset_names() -> list[str]:
@@ -152,7 +160,10 @@ def shadowed_folder(name: str) -> str | None:
 def check_dataset_name(name: str) -> None:
     """A registered name or ``folder:``/``npz:``; a bare name that is a directory or an .npz file is pointed at the
     prefix it needs."""
-    if name.startswith(tuple(PREFIXED)) or name in DATASETS:
+    prefix = next((p for p in PREFIXED if name.startswith(p)), None)
+    if prefix is not None and not name[len(prefix):].strip():
+        raise UsageError(f"--dataset {name}: give the path after {prefix!r}, e.g. {prefix}my-images")
+    if prefix is not None or name in DATASETS:
         return
     path = Path(name).expanduser()
     if path.is_dir():

@@ -68,7 +68,10 @@ def read_checkpoint(path: Path) -> tuple[TrainConfig, dict[str, Any], dict[str, 
     UsageError naming it."""
     path = Path(path)
     if path.is_dir():
-        raise UsageError(f"{path} is a directory; give a checkpoint file such as {path / 'checkpoints' / 'best.ckpt'}")
+        found = sorted(path.glob("checkpoints/best.ckpt")) or sorted(path.glob("*/*/checkpoints/best.ckpt"))
+        example = found[0] if found else path / "checkpoints" / "best.ckpt"
+        more = f" ({len(found)} in it: one per run)" if len(found) > 1 else ""
+        raise UsageError(f"{path} is a directory; give a checkpoint file such as {example}{more}")
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
     expected = "a .ckpt file written by spinalnet train or compare"

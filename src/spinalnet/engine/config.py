@@ -161,11 +161,13 @@ class TrainConfig(ConfigBase):
     download: bool = option(False, "download the dataset when it is not found on disk")
     val_fraction: float = option(0.1, "fraction of the training set held out for validation", gt=0, lt=1)
     split_seed: int = option(0, "seed of the validation (and generated test) split; fixed across --seeds", ge=0)
-    augment: str | None = option(None, "augmentation: none, rotate, perspective-rotate, crop, crop-flip, crop2-flip "
-                                     "(in-memory data); transfer or none (image folders) (default: the dataset's; "
-                                     "folders: transfer for pretrained backbones, none from scratch)")
+    augment: str | None = option(None, "augmentation: none, rotate, perspective-rotate, crop, crop-flip, crop2-flip, "
+                                     "transfer, rotate-crop (default: the dataset's; image folders: rotate-crop "
+                                     "(rotation 15, random crop) when a pretrained backbone trains, none on frozen "
+                                     "backbones' cached features and from scratch)")
     image_size: int | None = option(None, "resize images to this size (default: native; folders: 224 for "
-                                          "pretrained backbones, else the images' own size)", ge=8)
+                                          "pretrained backbones, else the images' own size when they share one, "
+                                          "or the first training image's shorter side)", ge=8)
     categories: list[str] = option([], "Quick Draw categories, comma-separated (default: 24 built-in)")
     samples_per_class: int = option(10_000, "Quick Draw drawings per category", ge=1)
     num_workers: int = option(2, "data-loading processes for per-sample (folder) datasets", ge=0)
@@ -246,7 +248,15 @@ class TrainConfig(ConfigBase):
             if resolve_weights:
                 self.pretrained = str(resolve(self.pretrained, self.model))
         elif self.pretrained not in (None, "imagenet"):  # a path: checked before any data is looked up
-            require_file(Path(self.pretrained).expanduser(), "pretrained weights file")
+            path = Path(self.pretrained).expanduser()
+            if not path.exists() and path.name == self.pretrained and not path.suffix:  # a name, not a path
+                from spinalnet.errors import did_you_mean
+                from spinalnet.models.convert import NAMED
+
+                raise UsageError(f"--pretrained {self.pretrained}: no such weights file, and not a named set of "
+                                 f"weights{did_you_mean(self.pretrained, [*NAMED, 'imagenet'])}; named: imagenet, "
+                                 f"{', '.join(NAMED)}; or give the path of a .pth file")
+            require_file(path, "pretrained weights file")
         check_machine(self.accelerator, self.devices, self.strategy, self.num_nodes)  # before the imports below: fast refusals
         if self.num_nodes > 1 and self.output is None:
             raise UsageError("--num-nodes needs --output: every node must write into the same run directory")

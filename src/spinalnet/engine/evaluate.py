@@ -54,8 +54,8 @@ def evaluate(path: Path, split: str = "test", overrides: dict[str, Any] | None =
             raise UsageError(f"{message}; without --strict eval reports it anyway")
         (warn or (lambda line: print(line, file=sys.stderr)))(f"spinalnet: warning: {message}")
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
-    trainer = L.Trainer(accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
+    trainer = L.Trainer(accelerator=config.accelerator, devices=1, precision=config.precision, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     if split == "val":
         datamodule.test_dataloader = datamodule.val_dataloader
     (metrics,) = interruptible(trainer, "test", module, datamodule, verbose=False)
@@ -89,8 +89,8 @@ def test_run(run_dir: Path, splits: DataSplits) -> RunResult:
     module = load_run_module(Path(result.best_checkpoint))
     config = module.config
     datamodule = SplitsDataModule(splits, config.batch_size, config.seed, config.num_workers)
-    trainer = L.Trainer(accelerator=config.accelerator, devices=1, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False)
+    trainer = L.Trainer(accelerator=config.accelerator, devices=1, precision=config.precision, logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     (metrics,) = interruptible(trainer, "test", module, datamodule, verbose=False)
     result = replace(result, test_acc=accuracy_pct(module.test_predictions),
                      test_loss=round(float(metrics["test_loss"]), 6), tested=True)

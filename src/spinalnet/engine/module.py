@@ -12,6 +12,7 @@ from torch import Tensor
 from spinalnet.data import DeviceTransform, augment_spec
 from spinalnet.data.arrays import FeatureArrays
 from spinalnet.data.augment import epoch_draws
+from spinalnet.data.registry import reads_image_files
 from spinalnet.data.input_spec import InputSpec
 from spinalnet.engine.config import TrainConfig
 from spinalnet.errors import TrainingError, UsageError
@@ -54,18 +55,13 @@ def decide_input(config: TrainConfig, channels: int, size: tuple[int, int], mean
                      tuple(classes), whose)
 
 
-#: Registry datasets read from image files (their checkpoints from before the recorded input cannot be rebuilt).
-FILE_DATASETS = ("caltech101", "stanford-cars", "flowers102", "cinic10", "bird225", "fruits360", "hymenoptera",
-                 "imagenet")
-
-
 def recorded_input(config: TrainConfig, facts: dict[str, Any], source: str = "this checkpoint") -> InputSpec:
     """The input a checkpoint's model was trained on. A checkpoint written before the input was recorded is
     reconstructed from its data facts when its images were arrays (npz, the MNIST family, CIFAR, ...: exact);
     one trained on image files read them through a pipeline that no longer exists, and is refused."""
     if facts.get("input") is not None:
         return InputSpec.from_dict(facts["input"])
-    if config.dataset.startswith("folder:") or config.dataset in FILE_DATASETS:
+    if reads_image_files(config.dataset):  # an older checkpoint of image files cannot be rebuilt
         raise UsageError(f"{source} was written by an older spinalnet that did not record how its image files were "
                          "turned into model inputs, so they cannot be fed to it the same way; train it again with "
                          "this version (its own accuracy figures stay valid)")

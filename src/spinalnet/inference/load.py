@@ -66,7 +66,10 @@ def as_batch(images: Any, spec: InputSpec) -> Tensor:
             return torch.zeros((0, *spec.shape), dtype=torch.uint8)
         if all(isinstance(i, (str, Path)) or _is_pil(i) for i in images):
             return torch.stack([spec.decode(i) for i in images])
-        return torch.cat([as_batch(i, spec) for i in images])
+        parts = [as_batch(i, spec) for i in images]
+        if len({p.dtype for p in parts}) > 1:  # uint8 pixels beside [0, 1] floats: the same scale before joining
+            parts = [p.float() / 255.0 if p.dtype == torch.uint8 else p for p in parts]
+        return torch.cat(parts)
     if isinstance(images, Tensor):
         x = images.detach().cpu()
     elif isinstance(images, np.ndarray):
@@ -86,6 +89,9 @@ def _array_batch(x: Tensor, spec: InputSpec) -> Tensor:
     c, h, w = spec.shape
     if x.dtype == torch.bool or x.is_complex():
         raise UsageError(f"images must be real numbers, got dtype {x.dtype}")
+    if x.is_floating_point() and x.numel() and not (0.0 <= float(x.min()) and float(x.max()) <= 1.0):
+        raise UsageError(f"float images must hold values in [0, 1], found {float(x.min()):.4g}..{float(x.max()):.4g} "
+                         "(pass 0..255 pixels as uint8, or divide them by 255)")
     if not x.is_floating_point() and x.dtype != torch.uint8:  # integer pixel values: 0..255
         if len(x) and (int(x.min()) < 0 or int(x.max()) > 255):
             raise UsageError(f"integer images must hold values 0..255, found {int(x.min())}..{int(x.max())}")

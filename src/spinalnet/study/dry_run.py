@@ -26,7 +26,8 @@ def describe_plan(plan: StudyPlan) -> str:
         lines += [f"   {line}" for line in entry]
         total += seconds or 0.0
     lines.append(f"estimated time here for everything still to train: {_duration(total)} (FLOPs at rates measured "
-                 "on this machine; good to about a factor of 2)")
+                 "on this machine: a lower bound, since per-step costs are not counted; the shipped offline study "
+                 "took about 3 times its estimate)")
     return "\n".join(lines)
 
 
@@ -71,7 +72,9 @@ def _data(config) -> tuple[str, dict[str, Any] | None]:
     from spinalnet.errors import DataNotFoundError
 
     try:
-        splits = load_dataset(config.dataset, config.data_options())
+        from dataclasses import replace
+
+        splits = load_dataset(config.dataset, replace(config.data_options(), download=False))  # a dry run fetches nothing
     except DataNotFoundError as err:
         info = DATASETS.get(config.dataset)
         if info is None or info.sizes is None or info.num_classes is None:
@@ -118,7 +121,28 @@ def _cache_state(config, weights_present: bool) -> str:
     if not directory.is_dir():
         return f"{directory}: empty (the backbone runs once per split)"
     count = len(list(directory.glob("*.pt")))
-    return f"{directory}: {count} entr{'y' if count == 1 else 'ies'} (an entry for this setting is reused)"
+    mine = [path for path in directory.glob("*.json") if _may_serve(path, config)]
+    if not mine:
+        return f"{directory}: {count} entr{'y' if count == 1 else 'ies'}, none for this setting (the backbone runs " \
+               "once per split)"
+    return (f"{directory}: an entry for this model, data and split is there ({mine[0].stem}): reused when the "
+            "weights and the data's files are the ones it was made from")
+
+
+def _may_serve(record: Path, config) -> bool:
+    """Whether the cache record ``record`` was made for this setting's model, dataset, split and image size (the
+    weights' and data's checksums are the rest of the key: the dry run does not hash them)."""
+    import json
+
+    try:
+        described = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return False
+    wanted = {"model": config.model, "dataset": config.dataset, "split_seed": config.split_seed,
+              "val_fraction": config.val_fraction, "views": config.feature_views}
+    if any(described.get(k) != v for k, v in wanted.items()):
+        return False
+    return config.image_size is None or described.get("image_size") == [config.image_size, config.image_size]
 
 
 def _estimate(config, facts: dict[str, Any], cached: bool, runs_left: int) -> float:

@@ -1,11 +1,14 @@
 """What a setting will cost on this machine, estimated without its data: FLOPs counted on the meta device, at rates
-measured here in about a second (``--dry-run``; an estimate, good to a factor of about 2).
+measured here in about a second (``--dry-run``). A lower bound: the per-step costs of training small heads (the
+optimiser, batch assembly, Python) are not FLOPs, and the offline study's frozen Fashion-MNIST settings took about
+3 times their estimate (docs/BENCHMARKS.md, section 9).
 
 - a backbone or whole model: its forward FLOPs per image (``torch.utils.flop_counter`` on meta tensors, so even a
   Wide-ResNet-101 at 224 px costs no memory), divided by the rate a small convolutional network reaches here;
   training costs three forward passes (forward, and a backward of about twice its FLOPs);
 - heads on cached features: 2 x parameters FLOPs per example forward, three times that to train, at the rate of a
-  (256 x 1280) @ (1280 x 512) product here.
+  (256 x 1280) @ (1280 x 512) product here;
+- compare's deploy check: one test pass per arm through the whole model.
 
 The images per split come from the data when it is on this machine, else from the dataset's documented sizes.
 """
@@ -92,11 +95,13 @@ def estimate(config: Any, facts: dict[str, Any], arms: dict[str, int], runs: int
     images = sizes["train"] + sizes["val"] + sizes["test"]
     total, backbone = model_flops(config, facts)
     epochs = config.epochs
+    # the deploy check: one test pass per arm through the whole model, reading the images (not the features)
+    check = total * sizes["test"] * len(arms) / rates.conv if getattr(config, "deploy_check", True) else 0.0
     if cached:
         extract = backbone * images / rates.conv
         heads = sum(2.0 * params * (3 * sizes["train"] + sizes["val"]) * epochs + 2.0 * params * sizes["test"]
                     for params in arms.values()) * runs
-        return Cost(extract, heads / rates.matmul)
+        return Cost(extract, heads / rates.matmul + check)
     train_factor = 1.0 if config.freeze_backbone else 3.0  # a frozen backbone runs forward only
     per_run = total * (train_factor * sizes["train"] + sizes["val"]) * epochs + total * sizes["test"]
-    return Cost(0.0, per_run * runs * len(arms) / rates.conv)
+    return Cost(0.0, per_run * runs * len(arms) / rates.conv + check)

@@ -11,7 +11,7 @@ from typing import Callable
 from spinalnet.comparison.compare import compare
 from spinalnet.comparison.records import locked
 from spinalnet.comparison.results_file import RESULTS, ComparisonSummary, read_results
-from spinalnet.errors import OptionError, Resumable, TrainingError, UsageError
+from spinalnet.errors import OptionError, ReproductionError, Resumable, TrainingError, UsageError
 from spinalnet.study.plan import StudyPlan
 from spinalnet.study.record import StudyRecord
 from spinalnet.study.summary import write_study_summary
@@ -26,7 +26,15 @@ class StudyProgress:
 
 
 class SettingFailed(UsageError, Resumable):
-    """A setting's comparison refused or failed; the study continues with ``--resume``."""
+    """A setting's comparison refused its input (exit 2); the study continues with ``--resume``."""
+
+    def __init__(self, message: str, directory) -> None:
+        super().__init__(message)
+        self.directory = directory
+
+
+class SettingStopped(TrainingError, Resumable):
+    """A setting's training could not go on (a NaN loss, a worker that died: exit 1); ``--resume`` continues."""
 
     def __init__(self, message: str, directory) -> None:
         super().__init__(message)
@@ -57,8 +65,12 @@ def run_study(plan: StudyPlan, log: Callable[[str], None] = print) -> StudyRecor
             compare(config, log=log, experiment=setting.experiment, only=setting.mine)
         except OptionError as err:
             raise SettingFailed(f"setting {setting.name}: {err.for_command_line()}", out) from None
-        except (UsageError, TrainingError) as err:
+        except UsageError as err:
             raise SettingFailed(f"setting {setting.name}: {err} (the finished settings are kept)", out) from None
+        except ReproductionError:
+            raise  # a bug of ours, named as one (its message names the run, inside the setting's directory)
+        except TrainingError as err:
+            raise SettingStopped(f"setting {setting.name}: {err} (the finished settings are kept)", out) from None
     entries = finished_entries(plan)
     if len(entries) < len(plan.settings):
         log(f"{len(entries)} of the {len(plan.settings)} settings are finished; the last shard to finish writes the "

@@ -4,6 +4,7 @@ of it, and what a resumed or sharded study must agree with."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,8 @@ from spinalnet.comparison.results_file import RESULTS, ComparisonSummary, read_r
 from spinalnet.errors import OptionError, UsageError
 from spinalnet.rundir import RunDir, open_run_dir, timestamped
 from spinalnet.study.config import StudyConfig
-from spinalnet.study.record import StudyRecord
+from spinalnet.study.record import SETTINGS, StudyRecord
 
-SETTINGS = "settings"
 
 
 @dataclass
@@ -58,7 +58,11 @@ class StudyPlan:
 
     def record(self) -> StudyRecord:
         recorded = self.recorded
-        settings = [s.as_dict() for s in self.settings]
+        home = self.directory.path.resolve()
+        # directories relative to the study's own (settings/NAME, ../some-comparison): a study directory moved,
+        # copied to another machine or committed keeps every link
+        settings = [{**d, "directory": os.path.relpath(d["directory"], home)}
+                    for d in (s.as_dict() for s in self.settings)]
         if recorded is not None:  # a resumed study keeps what it had, with what was added
             names = {s["name"] for s in settings}
             settings = [s for s in recorded.settings if s["name"] not in names] + settings

@@ -17,6 +17,8 @@ from spinalnet.files import read_record, write_record
 
 RECORD = "study.json"
 FORMAT = 1
+#: The folder of a study directory that holds one comparison directory per setting it ran
+SETTINGS = "settings"
 
 
 @dataclass
@@ -44,6 +46,15 @@ class StudyRecord:
 
     def setting(self, name: str) -> dict[str, Any] | None:
         return next((s for s in self.settings if s["name"] == name), None)
+
+    @staticmethod
+    def setting_directory(study: Path, setting: dict[str, Any]) -> Path:
+        """Where ``setting`` (an entry of :attr:`settings`) keeps its comparison: a setting the study ran, inside the
+        study directory wherever that is now (moved or copied); a ``from:`` setting, where it was named (recorded
+        relative to the study's directory; absolute in records written before that)."""
+        if setting.get("kind") != "from":
+            return Path(study) / SETTINGS / setting["name"]
+        return Path(study) / setting["directory"]  # an absolute path stays itself
 
     def write(self, out: Path) -> None:
         write_record(Path(out) / RECORD, asdict(self), FORMAT)

@@ -16,9 +16,7 @@ def study_report(directory: Path) -> str:
     record = StudyRecord.read(directory)
     entries = {}
     for setting in record.settings:
-        path = Path(setting["directory"])
-        if not path.is_absolute():
-            path = directory / path if (directory / path / RESULTS).is_file() else path
+        path = StudyRecord.setting_directory(directory, setting)
         if (path / RESULTS).is_file():
             found = read_results(path / RESULTS)
             if isinstance(found, ComparisonSummary):
@@ -44,6 +42,10 @@ def pooled_report(paths: list[Path]) -> str:
         if not isinstance(found, ComparisonSummary):
             raise UsageError(f"{path}: a regression study cannot be pooled with comparisons of heads")
         name = (path if path.is_dir() else path.parent).name
+        twin = next((other for other, summary in entries.items() if _same_runs(summary, found)), None)
+        if twin is not None:
+            raise UsageError(f"{path} holds the same runs as {twin} (a copy, or a comparison and its resumed copy): "
+                             "pooling them twice would count one setting as two; give each comparison once")
         entries[name if name not in entries else str(path)] = found
     references = {s.reference for s in entries.values()}
     if len(references) != 1:
@@ -54,3 +56,12 @@ def pooled_report(paths: list[Path]) -> str:
         raise UsageError("--pool needs arms the comparisons share besides their reference")
     return "\n".join([f"{len(entries)} comparisons pooled (arms they share: {', '.join(arms)}; reference {reference})",
                       *verdict_lines(entries, arms, reference)])
+
+
+def _same_runs(a: ComparisonSummary, b: ComparisonSummary) -> bool:
+    """Whether two comparisons are one: the same data and model, and every arm with the same seeds and the same
+    test accuracy to the last digit (two independent settings never agree on every run)."""
+    if (a.dataset, a.model, a.reference, set(a.arms)) != (b.dataset, b.model, b.reference, set(b.arms)):
+        return False
+    return all(a.arms[arm].seeds == b.arms[arm].seeds and a.arms[arm].test_acc == b.arms[arm].test_acc
+               for arm in a.arms)
