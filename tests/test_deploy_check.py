@@ -35,7 +35,7 @@ def test_ties_within_float_round_off_are_not_differences():
     y = np.array([0, 1, 2, 3])
     stored = {"y_true": y, "y_pred": np.array([0, 1, 2, 3])}
     logits = np.eye(4, dtype=np.float32) * 5
-    logits[3, 2] = logits[3, 3] - TIE / 10  # example 3: classes 2 and 3 all but tied
+    logits[3, 2] = logits[3, 3] - TIE.absolute / 10  # example 3: classes 2 and 3 all but tied
     found = {"y_true": y, "y_pred": np.array([0, 1, 2, 2]), "logits": logits}
     assert _differences(stored, found) == 0
     found["y_pred"] = np.array([1, 1, 2, 3])
@@ -62,7 +62,13 @@ def test_a_bf16_comparison_passes_its_check_and_eval_scores_what_it_reported(npz
 
 
 def test_a_16_bit_run_counts_wider_ties():
-    from spinalnet.comparison.deploy_check import LOW_PRECISION_TIE, TIE, tie_for
+    from spinalnet.comparison.deploy_check import LOW_PRECISION_TIE, TIE, _differences, tie_for
 
     assert tie_for("32-true") == tie_for("32") == tie_for("64-true") == TIE
-    assert tie_for("bf16-mixed") == tie_for("16-mixed") == tie_for("bf16-true") == LOW_PRECISION_TIE > TIE
+    assert tie_for("bf16-mixed") == tie_for("16-mixed") == tie_for("bf16-true") == LOW_PRECISION_TIE
+    y = np.array([0, 0])
+    stored = {"y_true": y, "y_pred": np.array([0, 0])}
+    # bf16's rounding step at a logit of 20 is 0.125: one step apart is a tie in bf16, a difference in float32
+    found = {"y_true": y, "y_pred": np.array([1, 1]), "logits": np.array([[20.0, 20.125], [2.0, 2.5]])}
+    assert _differences(stored, found, LOW_PRECISION_TIE) == 1  # example 1: a gap of 0.5 at 2.5 is no tie
+    assert _differences(stored, found, TIE) == 2

@@ -30,3 +30,15 @@ def test_a_comparison_and_its_copy_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == (f"spinalnet: error: {copy} holds the same runs as {EIGHT.name} (a copy, or a comparison and its "
                    "resumed copy): pooling them twice would count one setting as two; give each comparison once")
+
+
+def test_a_comparison_and_its_copy_with_fewer_arms_are_refused(tmp_path, capsys):
+    """The 8-epoch comparison as it was before two arms were added to it: the same runs, pooled once."""
+    results = json.loads((EIGHT / "results.json").read_text())
+    results["arms"] = {k: v for k, v in results["arms"].items() if k not in ("linear", "mlp2")}
+    results["contrasts"] = [c for c in results["contrasts"] if c["arm"] not in ("linear", "mlp2")]
+    before = tmp_path / "before"
+    before.mkdir()
+    (before / "results.json").write_text(json.dumps(results))
+    assert main(["report", "--pool", str(before), str(EIGHT)]) == 2
+    assert "holds the same runs as before" in capsys.readouterr().err

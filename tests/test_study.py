@@ -102,7 +102,7 @@ def test_a_study_writes_its_files_and_pools_what_its_settings_found(data, tmp_pa
     assert "3 of 3 settings finished" in reported and f"{pooled['difference']:+.2f} points" in reported
 
 
-def test_a_from_setting_is_pooled_as_it_is(data, tmp_path):
+def test_a_from_setting_is_pooled_as_it_is(data, tmp_path, capsys):
     finished = tmp_path / "earlier"
     assert main(["compare", "--dataset", f"npz:{data[2]}", "--heads", "fc,spinal", "--seeds", "2", "--epochs", "1",
                  "--batch-size", "32", "--lr", "0.05", "--output", str(finished), "--no-progress"]) == 0
@@ -118,6 +118,15 @@ def test_a_from_setting_is_pooled_as_it_is(data, tmp_path):
     original = json.loads((finished / "results.json").read_text())
     assert record["summary"]["settings"]["earlier"]["contrasts"] == original["contrasts"]
     assert record["summary"]["pooled"]["fc"]["settings"] == 3
+    earlier = next(s for s in record["settings"] if s["name"] == "earlier")
+    assert earlier["directory"] == "../earlier" and earlier["source"] == str(finished.resolve())
+    # moved away from the comparison it pools, the study still finds it where it was read from
+    moved = tmp_path / "deeper" / "out"
+    moved.parent.mkdir()
+    out.rename(moved)
+    capsys.readouterr()
+    assert main(["report", str(moved)]) == 0
+    assert "3 of 3 settings finished" in capsys.readouterr().out
 
 
 def test_shards_of_a_study_equal_the_study(data, tmp_path):

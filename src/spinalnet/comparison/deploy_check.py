@@ -11,6 +11,7 @@ naming the run, never a silent one. A prediction may differ only where the model
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,15 +24,27 @@ from spinalnet.engine.predictions import PREDICTIONS_FILE, read_predictions
 from spinalnet.engine.run_record import RESULT_FILE, RunResult
 from spinalnet.errors import REPORT_BUGS, ReproductionError
 
-#: Logit gap below which two classes count as tied (float32 round-off of a sum of a few thousand products).
-TIE = 1e-3
-#: The same in a 16-bit precision (``--precision bf16-mixed`` etc.): bfloat16 keeps 8 bits of mantissa, so a logit
-#: of about 10 is known to a few hundredths, and the two passes may round it differently.
-LOW_PRECISION_TIE = 0.1
+@dataclass(frozen=True)
+class Tie:
+    """Two best logits count as tied when their gap is under ``absolute`` or under ``relative`` times the larger's
+    magnitude (a rounding step grows with the value it rounds)."""
+
+    absolute: float
+    relative: float = 0.0
+
+    def of(self, best: np.ndarray) -> np.ndarray:
+        return np.maximum(self.absolute, self.relative * np.abs(best))
 
 
-def tie_for(precision: str) -> float:
-    """The logit gap that counts as a tie for a run trained and tested in ``precision`` (Lightning's name)."""
+#: float32 and float64: the round-off of a sum of a few thousand products in another order.
+TIE = Tie(1e-3)
+#: 16-bit precisions (``--precision bf16-mixed`` etc.): bfloat16 keeps 8 significant bits, so one rounding step is
+#: 2^-8 to 2^-7 of a value (0.0625 for logits of 8 to 16); two passes may differ by a few steps: 4 steps, 2^-5.
+LOW_PRECISION_TIE = Tie(0.1, 2.0 ** -5)
+
+
+def tie_for(precision: str) -> Tie:
+    """What counts as a tie for a run trained and tested in ``precision`` (Lightning's name)."""
     return TIE if str(precision).split("-")[0] in ("32", "64") else LOW_PRECISION_TIE
 
 
@@ -45,7 +58,7 @@ def runs_to_check(everything: list[GridRun], chosen: set[GridRun]) -> list[GridR
 
 
 def check_deploy(out: Path, runs: list[GridRun], splits: DataSplits, log: Callable[[str], None],
-                 tie: float = TIE) -> dict[str, Any]:
+                 tie: Tie = TIE) -> dict[str, Any]:
     """Evaluate each run's best checkpoint as ``spinalnet eval`` does on ``splits`` (the images) and compare its
     test predictions with the run's; raise :class:`ReproductionError` on a difference (two best logits within
     ``tie`` of each other excepted). Returns what was checked."""
@@ -78,7 +91,7 @@ def check_deploy(out: Path, runs: list[GridRun], splits: DataSplits, log: Callab
     return {"runs": checked, "skipped": skipped, "seconds": round(seconds, 3)}
 
 
-def _differences(stored: dict[str, np.ndarray], found: dict[str, np.ndarray], tie: float = TIE) -> int:
+def _differences(stored: dict[str, np.ndarray], found: dict[str, np.ndarray], tie: Tie = TIE) -> int:
     """Test examples whose prediction differs, not counting ties (two best logits within ``tie``)."""
     if not np.array_equal(stored["y_true"], found["y_true"]):
         return len(found["y_true"])
@@ -86,4 +99,4 @@ def _differences(stored: dict[str, np.ndarray], found: dict[str, np.ndarray], ti
     if not differ.any():
         return 0
     top2 = np.sort(found["logits"][differ], axis=1)[:, -2:]
-    return int(np.sum(top2[:, 1] - top2[:, 0] >= tie))
+    return int(np.sum(top2[:, 1] - top2[:, 0] >= tie.of(top2[:, 1])))

@@ -27,7 +27,7 @@ def describe_plan(plan: StudyPlan) -> str:
         total += seconds or 0.0
     lines.append(f"estimated time here for everything still to train: {_duration(total)} (FLOPs at rates measured "
                  "on this machine: a lower bound, since per-step costs are not counted; the shipped offline study "
-                 "took about 3 times its estimate)")
+                 "took 3 to 4 times its estimate)")
     return "\n".join(lines)
 
 
@@ -130,8 +130,9 @@ def _cache_state(config, weights_present: bool) -> str:
 
 
 def _may_serve(record: Path, config) -> bool:
-    """Whether the cache record ``record`` was made for this setting's model, dataset, split and image size (the
-    weights' and data's checksums are the rest of the key: the dry run does not hash them)."""
+    """Whether the cache record ``record`` was made for this setting's model, dataset, split, views, precision and
+    image size (the weights' and data's checksums, the crop, the augmentation of views and the device are the rest
+    of the key: the dry run does not compute them, so a match says "can serve", not "will")."""
     import json
 
     try:
@@ -139,7 +140,7 @@ def _may_serve(record: Path, config) -> bool:
     except (OSError, ValueError):
         return False
     wanted = {"model": config.model, "dataset": config.dataset, "split_seed": config.split_seed,
-              "val_fraction": config.val_fraction, "views": config.feature_views}
+              "val_fraction": config.val_fraction, "views": config.feature_views, "precision": config.precision}
     if any(described.get(k) != v for k, v in wanted.items()):
         return False
     return config.image_size is None or described.get("image_size") == [config.image_size, config.image_size]

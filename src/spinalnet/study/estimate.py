@@ -1,7 +1,7 @@
 """What a setting will cost on this machine, estimated without its data: FLOPs counted on the meta device, at rates
 measured here in about a second (``--dry-run``). A lower bound: the per-step costs of training small heads (the
-optimiser, batch assembly, Python) are not FLOPs, and the offline study's frozen Fashion-MNIST settings took about
-3 times their estimate (docs/BENCHMARKS.md, section 9).
+optimiser, batch assembly, Python) are not FLOPs: the offline study's frozen Fashion-MNIST settings, estimated at
+100 to 103 s each, took 270 to 390 s (docs/BENCHMARKS.md, section 9).
 
 - a backbone or whole model: its forward FLOPs per image (``torch.utils.flop_counter`` on meta tensors, so even a
   Wide-ResNet-101 at 224 px costs no memory), divided by the rate a small convolutional network reaches here;

@@ -59,15 +59,24 @@ class StudyPlan:
     def record(self) -> StudyRecord:
         recorded = self.recorded
         home = self.directory.path.resolve()
-        # directories relative to the study's own (settings/NAME, ../some-comparison): a study directory moved,
-        # copied to another machine or committed keeps every link
-        settings = [{**d, "directory": os.path.relpath(d["directory"], home)}
-                    for d in (s.as_dict() for s in self.settings)]
+        settings = [_portable(s.as_dict(), home) for s in self.settings]
         if recorded is not None:  # a resumed study keeps what it had, with what was added
             names = {s["name"] for s in settings}
             settings = [s for s in recorded.settings if s["name"] not in names] + settings
         return StudyRecord.new(self.study.name, self.study.as_dict(), settings, self.arms, self.reference,
                                self.study.seeds, self.shard[1] if self.shard else (recorded.shards if recorded else None))
+
+
+def _portable(setting: dict[str, Any], home: Path) -> dict[str, Any]:
+    """A setting's record with its directory relative to the study's (settings/NAME, ../some-comparison), so that a
+    study moved or committed together with its from: comparisons keeps its links; a from: setting also keeps the
+    absolute path it was read from, for a study moved away from it."""
+    absolute = setting["directory"]
+    try:
+        relative = os.path.relpath(absolute, home)
+    except ValueError:  # another drive (Windows): no relative path exists
+        return setting
+    return {**setting, "directory": relative, **({"source": absolute} if setting["kind"] == "from" else {})}
 
 
 def make_study_plan(study: StudyConfig, output: str | None, *, resume: bool = False, force: bool = False,

@@ -50,11 +50,12 @@ class StudyRecord:
     @staticmethod
     def setting_directory(study: Path, setting: dict[str, Any]) -> Path:
         """Where ``setting`` (an entry of :attr:`settings`) keeps its comparison: a setting the study ran, inside the
-        study directory wherever that is now (moved or copied); a ``from:`` setting, where it was named (recorded
-        relative to the study's directory; absolute in records written before that)."""
+        study directory wherever that is now (moved or copied); a ``from:`` setting, where it was named: relative to
+        the study's directory when it is still there, else the absolute path it was read from."""
         if setting.get("kind") != "from":
             return Path(study) / SETTINGS / setting["name"]
-        return Path(study) / setting["directory"]  # an absolute path stays itself
+        beside = Path(study) / setting["directory"]  # an absolute path (older records) stays itself
+        return beside if beside.is_dir() or not setting.get("source") else Path(setting["source"])
 
     def write(self, out: Path) -> None:
         write_record(Path(out) / RECORD, asdict(self), FORMAT)

@@ -59,9 +59,16 @@ def pooled_report(paths: list[Path]) -> str:
 
 
 def _same_runs(a: ComparisonSummary, b: ComparisonSummary) -> bool:
-    """Whether two comparisons are one: the same data and model, and every arm with the same seeds and the same
-    test accuracy to the last digit (two independent settings never agree on every run)."""
-    if (a.dataset, a.model, a.reference, set(a.arms)) != (b.dataset, b.model, b.reference, set(b.arms)):
+    """Whether two comparisons share their runs: the same data, model and reference, and every arm they both have
+    with the same test accuracy, to the last digit, on every seed they both ran (a copy, or a comparison and its
+    copy that was later given more arms or seeds; two independent settings never agree on every run)."""
+    if (a.dataset, a.model, a.reference) != (b.dataset, b.model, b.reference):
         return False
-    return all(a.arms[arm].seeds == b.arms[arm].seeds and a.arms[arm].test_acc == b.arms[arm].test_acc
-               for arm in a.arms)
+    shared = [arm for arm in a.arms if arm in b.arms]
+    if len(shared) < 2:
+        return False
+    pairs = []
+    for arm in shared:
+        theirs = dict(zip(b.arms[arm].seeds, b.arms[arm].test_acc))
+        pairs += [(acc, theirs[seed]) for seed, acc in zip(a.arms[arm].seeds, a.arms[arm].test_acc) if seed in theirs]
+    return bool(pairs) and all(x == y for x, y in pairs)
