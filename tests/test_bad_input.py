@@ -228,3 +228,21 @@ def test_a_directory_or_an_empty_path_is_named_as_such(make_args, message, tmp_p
     assert main([*make_args(data), "--epochs", "1"]) == 2
     assert one_error_line(capsys.readouterr().err) == f"spinalnet: error: {message.format(d=data)}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_an_output_inside_the_image_folder_it_reads_is_refused(image_folder, tmp_path, capsys):
+    """Its plots would become images of a class of their own the next time the folder is read."""
+    flat = tmp_path / "flat"  # one folder of class sub-folders: every sub-folder is read
+    (flat / "a").mkdir(parents=True)
+    for out, folder, read in ((image_folder / "train" / "results", image_folder, image_folder / "train"),
+                              (flat / "results", flat, flat)):
+        assert main(["compare", "--dataset", f"folder:{folder}", "--output", str(out), "--epochs", "1"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"spinalnet: error: --output {out} is inside the image folder {read.resolve()}: its files "
+                       "would be read as images (a class of their own) the next time the folder is used; choose an "
+                       "--output outside it")
+        assert not out.exists()
+    # beside train/ and test/, a folder is not read: allowed
+    assert main(["compare", "--dataset", f"folder:{image_folder}", "--output", str(image_folder / "results"),
+                 "--epochs", "0"]) == 2
+    assert "inside the image folder" not in capsys.readouterr().err

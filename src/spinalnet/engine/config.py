@@ -265,6 +265,7 @@ class TrainConfig(ConfigBase):
         from spinalnet.models.registry import check_model_name
 
         check_dataset_name(self.dataset)
+        _check_output_outside_folder(self.dataset, self.output)
         note = shadowed_folder(self.dataset)
         if note is not None:
             print(f"spinalnet: note: {note}", file=sys.stderr)
@@ -305,6 +306,23 @@ class TrainConfig(ConfigBase):
 
 # Options that cannot change a run's numbers (where files go, how they are shown, which machine runs
 # it), and epochs (a resumed run may be extended). Every other option must match to resume a run.
+def _check_output_outside_folder(dataset: str, output: str | None) -> None:
+    """An output directory inside an image folder would be read as part of it on the next run (its plots a class
+    of their own); refused before anything is written. Without --output the runs/ folder of the current directory."""
+    if not dataset.startswith("folder:"):
+        return
+    from spinalnet.data.folders import TEST_DIRS, TRAIN_DIRS
+
+    folder = Path(dataset[len("folder:"):]).expanduser().resolve()
+    splits = [folder / name for name in (*TRAIN_DIRS, *TEST_DIRS) if (folder / name).is_dir()]
+    target = Path(output if output is not None else "runs").expanduser().resolve()
+    for read in splits or [folder]:  # train/ and test/ are read when there; else every sub-folder is a class
+        if target == read or read in target.parents:
+            where = f"--output {output}" if output is not None else f"the default output folder {target}"
+            raise UsageError(f"{where} is inside the image folder {read}: its files would be read as images (a "
+                             "class of their own) the next time the folder is used; choose an --output outside it")
+
+
 NOT_RESULT_OPTIONS = frozenset({"output", "resume", "force", "progress", "num_workers", "data_dir", "download",
                                 "accelerator", "devices", "strategy", "num_nodes", "epochs", "logger",
                                 "deploy_check", "save_logits"})
