@@ -304,6 +304,13 @@ class Ranking:
     def rank_of(self, arm: str) -> float:
         return self.mean_ranks[self.arms.index(arm)]
 
+    def f_text(self, exact_note: str = "every setting ranks the arms alike: ") -> str:
+        """Iman-Davenport's F and its p in words; an infinite F (every setting ranks the arms alike) with its exact
+        permutation p."""
+        if self.f is None or not math.isfinite(self.f):
+            return f"inf ({exact_note}exact p = {self.f_p:.2g})"
+        return f"{self.f:.2f} (p = {self.f_p:.2g})"
+
     def as_dict(self) -> dict[str, Any]:
         return {"arms": list(self.arms), "settings": self.settings,
                 "mean_ranks": {a: round(r, 6) for a, r in zip(self.arms, self.mean_ranks)}, "alpha": self.alpha,

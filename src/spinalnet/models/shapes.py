@@ -11,8 +11,7 @@ from spinalnet.errors import UsageError
 def feature_width(features: nn.Module, in_channels: int, image_size: tuple[int, int]) -> int:
     was_training = features.training
     try:
-        with torch.no_grad():
-            out = features.eval()(torch.zeros(1, in_channels, *image_size))
+        out = _probe(features, in_channels, image_size)
     except RuntimeError as err:
         fits = _smallest_fitting(features, in_channels, max(image_size))
         hint = f"--image-size {fits} is the smallest of the usual sizes it takes" if fits else "try a larger --image-size"
@@ -27,11 +26,15 @@ def feature_width(features: nn.Module, in_channels: int, image_size: tuple[int, 
 USUAL_SIZES = (16, 28, 32, 64, 96, 128, 224)
 
 
+def _probe(features: nn.Module, in_channels: int, image_size: tuple[int, int]) -> torch.Tensor:
+    with torch.no_grad():
+        return features.eval()(torch.zeros(1, in_channels, *image_size))
+
+
 def _smallest_fitting(features: nn.Module, in_channels: int, side: int) -> int | None:
     for size in (s for s in USUAL_SIZES if s > side):
         try:
-            with torch.no_grad():
-                features.eval()(torch.zeros(1, in_channels, size, size))
+            _probe(features, in_channels, (size, size))
             return size
         except RuntimeError:
             continue

@@ -147,10 +147,8 @@ def plot_cd_diagram(ranking: Ranking, path: Path, title: str) -> None:
             ax.text(edge + (-0.03 if side == "left" else 0.03), y, f"{arms[i]} ({ranks[i]:.2f})", ha=align,
                     va="center", fontsize=9)
     if ranking.chi2 is not None:
-        exact = ranking.f is None or not math.isfinite(ranking.f)
-        f = f"inf (exact p = {ranking.f_p:.2g})" if exact else f"{ranking.f:.2f} (p = {ranking.f_p:.2g})"
         detail = (f"N = {ranking.settings} settings; Friedman chi² = {ranking.chi2:.2f} (p = {ranking.chi2_p:.2g}), "
-                  f"Iman-Davenport F = {f}; Nemenyi at alpha = {ranking.alpha:g}")
+                  f"Iman-Davenport F = {ranking.f_text(exact_note='')}; Nemenyi at alpha = {ranking.alpha:g}")
     else:
         detail = ranking.note or f"N = {ranking.settings}"
     ax.set_title(f"{title}\n{detail}", fontsize=9)

@@ -67,12 +67,6 @@ def pooled_sentence(label: str, pooled: PooledEffect) -> str:
             f"(p = {pooled.q_p:.2g}), {record}")
 
 
-def _f_text(ranking: Ranking) -> str:
-    if ranking.f is None or ranking.f == float("inf"):
-        return f"inf (every setting ranks the arms alike: exact p = {ranking.f_p:.2g})"
-    return f"{ranking.f:.2f} (p = {ranking.f_p:.2g})"
-
-
 def ranking_sentence(ranking: Ranking) -> str:
     ranks = ", ".join(f"{arm} {rank:.2f}" for arm, rank in sorted(zip(ranking.arms, ranking.mean_ranks),
                                                                   key=lambda pair: pair[1]))
@@ -81,7 +75,7 @@ def ranking_sentence(ranking: Ranking) -> str:
     groups = "; ".join("{" + ", ".join(clique) + "}" for clique in ranking.cliques)
     return (f"mean rank (1 = best) over {ranking.settings} settings: {ranks}; Friedman chi² = {ranking.chi2:.2f} "
             f"(p = {ranking.chi2_p:.2g}), Iman-Davenport F = "
-            f"{_f_text(ranking)}; "
+            f"{ranking.f_text()}; "
             f"Nemenyi CD = {ranking.cd:.2f} at alpha {ranking.alpha:g}: not significantly different within {groups}")
 
 
